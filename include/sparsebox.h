@@ -1,0 +1,10 @@
+/* sparsebox: convolution, local connections and pooling as sparse-matrix operators, and
+ * deterministic sparse random matrices. This umbrella header includes every module header. */
+#ifndef SPARSEBOX_H
+#define SPARSEBOX_H
+
+#include "sparsebox/core.h"
+#include "sparsebox/sparse.h"
+#include "sparsebox/io.h"
+
+#endif

@@ -1,0 +1,55 @@
+/* Internal helpers shared by every module: error reporting, the one allocator, checked sizes.
+ * Nothing here is exported from the shared library. */
+#ifndef SBX_INTERNAL_H
+#define SBX_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sparsebox/core.h"
+
+#if defined(__GNUC__)
+#define SBX_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define SBX_PRINTF(f, a)
+#endif
+
+/* Sets this thread's message (printf-style) and returns status, so a failure reads
+ * `return sbx__error(SBX_ERR_ARG, "nrows %lld is negative", ...)`. */
+sbx_status sbx__error(sbx_status status, const char *fmt, ...) SBX_PRINTF(2, 3);
+
+/* The one allocator. sbx__alloc(n, size, &p, what) allocates n * size bytes (zeroed) after checking
+ * the product; on failure it sets a message naming `what` and returns SBX_ERR_OVERFLOW or
+ * SBX_ERR_NOMEM. n == 0 yields a valid pointer to free. sbx__grow resizes (new part not zeroed). */
+sbx_status sbx__alloc(int64_t n, size_t size, void *out_ptr, const char *what);
+sbx_status sbx__grow(int64_t n, size_t size, void *inout_ptr, const char *what);
+void sbx__free(void *p);
+
+/* For tests: make the k-th allocation from now fail (k = 1: the next one); k <= 0 turns it off.
+ * Returns how many allocations happened since the previous call. */
+int64_t sbx__alloc_fail_at(int64_t k);
+
+/* Element conversion with the rules of sbx_array_cast. On a value that cannot be represented it
+ * returns SBX_ERR_ARG with a message naming `what` and the element's position. */
+sbx_status sbx__cast(void *dst, sbx_dtype dst_dtype, const void *src, sbx_dtype src_dtype, int64_t n,
+                     const char *what);
+/* Element i of data as a double (exact for every integer up to 2^53). */
+double sbx__get_f64(const void *data, sbx_dtype dtype, int64_t i);
+/* 1 when element i is not zero (NaN counts as not zero). */
+int sbx__nonzero(const void *data, sbx_dtype dtype, int64_t i);
+/* dst[i] += src[j] in dtype (bool: or). */
+void sbx__accumulate(void *dst, int64_t i, const void *src, int64_t j, sbx_dtype dtype);
+
+/* 1 for a value inside the sbx_dtype enum. */
+int sbx__dtype_valid(sbx_dtype dtype);
+
+/* Threads for parallel loops (sbx_get_num_threads, clamped to at least 1). */
+int sbx__threads(void);
+
+#define SBX_CHECK(expr)                        \
+    do {                                       \
+        sbx_status sbx__st = (expr);           \
+        if (sbx__st != SBX_OK) return sbx__st; \
+    } while (0)
+
+#endif

@@ -1,0 +1,18 @@
+/* Checks shared by the sparse functions. */
+#ifndef SBX_SPARSE_INTERNAL_H
+#define SBX_SPARSE_INTERNAL_H
+
+#include "core/internal.h"
+#include "sparsebox/sparse.h"
+
+/* NULL pointers, format, dtype, signs of the sizes, nnz <= nrows * ncols. O(1). */
+sbx_status sbx__sparse_check_header(const sbx_sparse *m, const char *name);
+/* The header, then indptr: starts at 0, non-decreasing, ends at nnz. O(major). Functions that read
+ * every index anyway check each index's range as they go instead of a separate pass. */
+sbx_status sbx__sparse_check_indptr(const sbx_sparse *m, const char *name);
+/* Error for index `indices[p]` out of range, naming its line and position. */
+sbx_status sbx__sparse_bad_index(const sbx_sparse *m, const char *name, int64_t p);
+/* The line (row of CSR, column of CSC) holding position p, by binary search on indptr. */
+int64_t sbx__sparse_line_of(const sbx_sparse *m, int64_t p);
+
+#endif
