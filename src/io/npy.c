@@ -177,7 +177,7 @@ static sbx_status read_exact(FILE *f, void *buf, size_t n, const char *path, con
 }
 
 static sbx_status read_body(FILE *f, const char *path, sbx_array **out) {
-    unsigned char pre[10];
+    unsigned char pre[12]; /* magic, version, and a header length of up to 4 bytes */
     char *text = NULL;
     sbx_array *a = NULL;
     void *tmp = NULL;

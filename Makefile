@@ -1,0 +1,60 @@
+# The README's two commands. Each installs the Debian packages it needs that are missing (when run as
+# root), configures and builds out of tree, then runs.
+#   make demo   build the library and run the demo
+#   make test   build with -Werror (gcc), run every test, then again under ASan + UBSan (clang)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= 2
+# Debian's interpreter: it is the one that sees python3-numpy and python3-scipy.
+PYTHON     ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+
+BUILD_PACKAGES := cmake make gcc libc6-dev pkgconf libcmocka-dev
+TEST_PACKAGES  := $(BUILD_PACKAGES) clang libclang-rt-14-dev libomp-14-dev python3-numpy python3-scipy
+
+.PHONY: demo test bench clean
+
+# $(call ensure,PACKAGES): apt-get install the ones dpkg does not list as installed.
+define ensure
+	@missing=""; \
+	if command -v dpkg-query >/dev/null 2>&1; then \
+	  for p in $(1); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	  done; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root to have them installed)"; \
+	  fi; \
+	fi
+endef
+
+demo:
+	$(call ensure,$(BUILD_PACKAGES))
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target demo sbx
+	@mkdir -p $(BUILD)/demo-out
+	./$(BUILD)/demo 64 $(BUILD)/demo-out
+	./$(BUILD)/sbx info $(BUILD)/demo-out/laplacian.mtx
+
+test:
+	$(call ensure,$(TEST_PACKAGES))
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_WERROR=ON -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	CC=clang cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSBX_WERROR=ON -DSBX_SANITIZE=ON \
+	  -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+bench:
+	$(call ensure,$(TEST_PACKAGES))
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse
+	./$(BUILD)/bench_sparse
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
