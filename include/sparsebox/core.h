@@ -75,7 +75,8 @@ typedef struct sbx_array {
     void *data;                    /* numel * dtype size bytes; may be NULL when numel == 0 */
 } sbx_array;
 
-/* A new zero-filled array. *out is set only on success. */
+/* A new zero-filled array. *out is set only on success. Memory the library allocates (arrays, sparse
+ * matrices and their data) is released only by the matching *_free function, never by free(). */
 SBX_API sbx_status sbx_array_create(sbx_dtype dtype, int ndim, const int64_t *shape, sbx_array **out);
 SBX_API void sbx_array_free(sbx_array *a);
 SBX_API sbx_status sbx_array_copy(const sbx_array *a, sbx_array **out);

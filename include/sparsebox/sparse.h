@@ -37,6 +37,8 @@ SBX_API int64_t sbx_sparse_minor(const sbx_sparse *m);
  * Rules: nrows, ncols, nnz >= 0 and nnz <= nrows * ncols. */
 SBX_API sbx_status sbx_sparse_create(sbx_format format, sbx_dtype dtype, int64_t nrows, int64_t ncols,
                                      int64_t nnz, sbx_sparse **out);
+/* Frees a matrix made by the library; a struct the caller filled with its own arrays is the caller's
+ * to free. Functions never free or replace the arrays of a matrix they are given. */
 SBX_API void sbx_sparse_free(sbx_sparse *m);
 SBX_API sbx_status sbx_sparse_copy(const sbx_sparse *m, sbx_sparse **out);
 

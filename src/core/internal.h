@@ -20,8 +20,11 @@ sbx_status sbx__error(sbx_status status, const char *fmt, ...) SBX_PRINTF(2, 3);
 
 /* The one allocator. sbx__alloc(n, size, &p, what) allocates n * size bytes (zeroed) after checking
  * the product; on failure it sets a message naming `what` and returns SBX_ERR_OVERFLOW or
- * SBX_ERR_NOMEM. n == 0 yields a valid pointer to free. sbx__grow resizes (new part not zeroed). */
+ * SBX_ERR_NOMEM. n == 0 yields a valid pointer to free. sbx__alloc_raw leaves the block's content
+ * unspecified (for arrays the caller fills whole). sbx__grow resizes, keeping the contents; the new
+ * part is unspecified. Only sbx__free may release these blocks (they carry a header). */
 sbx_status sbx__alloc(int64_t n, size_t size, void *out_ptr, const char *what);
+sbx_status sbx__alloc_raw(int64_t n, size_t size, void *out_ptr, const char *what);
 sbx_status sbx__grow(int64_t n, size_t size, void *inout_ptr, const char *what);
 void sbx__free(void *p);
 

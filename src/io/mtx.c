@@ -4,6 +4,7 @@
  * comment lines starting with '%', a size line ("M N NNZ" or "M N"), then one entry per line:
  * "i j [value]" with 1-based indices, or for arrays one value per line in column-major order
  * (symmetric arrays list the lower triangle only). */
+#define _POSIX_C_SOURCE 200809L /* fileno, strcasecmp */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>

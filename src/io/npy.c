@@ -3,6 +3,7 @@
  * in version 1.0, 4 bytes in 2.0 and 3.0), then an ASCII (3.0: UTF-8) Python dict literal with the
  * keys 'descr', 'fortran_order' and 'shape', padded with spaces and a newline so that the data
  * starts at a multiple of 64 bytes. */
+#define _POSIX_C_SOURCE 200809L /* fileno, strcasecmp */
 #include <ctype.h>
 #include <string.h>
 #include <sys/stat.h>

@@ -11,18 +11,30 @@ static inline void move_elem(void *dst, int64_t d, const void *src, int64_t s, s
 }
 
 /* The scatter pass of the transpose: entry p of line k goes to the next free slot of line
- * indices[p] of the result. next[] holds those slots. */
-static inline void scatter(const sbx_sparse *m, sbx_sparse *t, int64_t *next, size_t es) {
-    int64_t major = sbx_sparse_major(m);
-    const int64_t *ip = m->indptr, *ix = m->indices;
-    int64_t *tx = t->indices;
-    for (int64_t k = 0; k < major; k++)
-        for (int64_t p = ip[k]; p < ip[k + 1]; p++) {
-            int64_t d = next[ix[p]]++;
-            tx[d] = k;
-            move_elem(t->data, d, m->data, p, es);
-        }
-}
+ * indices[p] of the result; next[] holds those slots. One copy per element width (the values are
+ * moved as raw bits), with every pointer in a local so the loop keeps them in registers. The slots
+ * are scattered across the result, so the loop prefetches the slots of the entry AHEAD places on. */
+#define AHEAD 64
+#define SCATTER(name, T)                                                                               \
+    static void name(int64_t major, const int64_t *restrict ip, const int64_t *restrict ix,            \
+                     const T *restrict v, int64_t *restrict next, int64_t *restrict tx, T *restrict tv) { \
+        int64_t nnz = ip[major];                                                                       \
+        for (int64_t k = 0; k < major; k++)                                                            \
+            for (int64_t p = ip[k]; p < ip[k + 1]; p++) {                                              \
+                if (p + AHEAD < nnz) {                                                                 \
+                    int64_t s = next[ix[p + AHEAD]];                                                   \
+                    __builtin_prefetch(tx + s, 1);                                                     \
+                    __builtin_prefetch(tv + s, 1);                                                     \
+                }                                                                                      \
+                int64_t d = next[ix[p]]++;                                                             \
+                tx[d] = k;                                                                             \
+                tv[d] = v[p];                                                                          \
+            }                                                                                          \
+    }
+SCATTER(scatter8, uint8_t)
+SCATTER(scatter16, uint16_t)
+SCATTER(scatter32, uint32_t)
+SCATTER(scatter64, uint64_t)
 
 sbx_status sbx_sparse_convert(const sbx_sparse *m, sbx_format format, sbx_sparse **out) {
     sbx_sparse *t;
@@ -31,7 +43,7 @@ sbx_status sbx_sparse_convert(const sbx_sparse *m, sbx_format format, sbx_sparse
     if (format != SBX_CSR && format != SBX_CSC)
         return sbx__error(SBX_ERR_ARG, "format %d is neither SBX_CSR nor SBX_CSC", (int)format);
     if (format == m->format) return sbx_sparse_copy(m, out);
-    SBX_CHECK(sbx_sparse_create(format, m->dtype, m->nrows, m->ncols, m->nnz, &t));
+    SBX_CHECK(sbx__sparse_new(format, m->dtype, m->nrows, m->ncols, m->nnz, 0, &t)); /* every entry is written */
     int64_t minor = sbx_sparse_minor(m);
     int64_t *next = t->indptr; /* minor + 1 entries: counts, then start slots, then end slots */
     for (int64_t p = 0; p < m->nnz; p++) {
@@ -47,11 +59,12 @@ sbx_status sbx_sparse_convert(const sbx_sparse *m, sbx_format format, sbx_sparse
         next[j] = sum;
         sum += c;
     }
+    int64_t major = sbx_sparse_major(m);
     switch (sbx_dtype_size(m->dtype)) {
-    case 1: scatter(m, t, next, 1); break;
-    case 2: scatter(m, t, next, 2); break;
-    case 4: scatter(m, t, next, 4); break;
-    default: scatter(m, t, next, 8); break;
+    case 1: scatter8(major, m->indptr, m->indices, m->data, next, t->indices, t->data); break;
+    case 2: scatter16(major, m->indptr, m->indices, m->data, next, t->indices, t->data); break;
+    case 4: scatter32(major, m->indptr, m->indices, m->data, next, t->indices, t->data); break;
+    default: scatter64(major, m->indptr, m->indices, m->data, next, t->indices, t->data); break;
     }
     /* next[j] is now the end of line j, which is where line j + 1 starts. */
     memmove(next + 1, next, (size_t)minor * sizeof(int64_t));
@@ -79,13 +92,9 @@ sbx_status sbx_sparse_sort_indices(sbx_sparse *m) {
     sbx_status st = sbx_sparse_convert(t, m->format, &back);
     sbx_sparse_free(t);
     if (st != SBX_OK) return st;
-    /* Take back's sorted arrays; back leaves with m's old ones. nnz > 0 here (else lines_sorted). */
-    int64_t *indices = m->indices;
-    void *data = m->data;
-    m->indices = back->indices;
-    m->data = back->data;
-    back->indices = indices;
-    back->data = data;
+    /* Copy, not swap: m's arrays may belong to the caller. nnz > 0 here (else lines_sorted). */
+    memcpy(m->indices, back->indices, (size_t)m->nnz * sizeof(int64_t));
+    memcpy(m->data, back->data, (size_t)m->nnz * sbx_dtype_size(m->dtype));
     sbx_sparse_free(back);
     return SBX_OK;
 }

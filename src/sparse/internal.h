@@ -5,6 +5,9 @@
 #include "core/internal.h"
 #include "sparsebox/sparse.h"
 
+/* sbx_sparse_create, with indices and data left unfilled when zero is 0 (indptr is always zeroed). */
+sbx_status sbx__sparse_new(sbx_format format, sbx_dtype dtype, int64_t nrows, int64_t ncols, int64_t nnz, int zero,
+                           sbx_sparse **out);
 /* NULL pointers, format, dtype, signs of the sizes, nnz <= nrows * ncols. O(1). */
 sbx_status sbx__sparse_check_header(const sbx_sparse *m, const char *name);
 /* The header, then indptr: starts at 0, non-decreasing, ends at nnz. O(major). Functions that read

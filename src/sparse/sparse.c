@@ -22,6 +22,11 @@ sbx_status sbx_format_parse(const char *name, sbx_format *out) {
 
 sbx_status sbx_sparse_create(sbx_format format, sbx_dtype dtype, int64_t nrows, int64_t ncols, int64_t nnz,
                              sbx_sparse **out) {
+    return sbx__sparse_new(format, dtype, nrows, ncols, nnz, 1, out);
+}
+
+sbx_status sbx__sparse_new(sbx_format format, sbx_dtype dtype, int64_t nrows, int64_t ncols, int64_t nnz, int zero,
+                           sbx_sparse **out) {
     sbx_sparse *m;
     int64_t cells;
     if (!out) return sbx__error(SBX_ERR_ARG, "sbx_sparse_create: out is NULL");
@@ -38,8 +43,9 @@ sbx_status sbx_sparse_create(sbx_format format, sbx_dtype dtype, int64_t nrows, 
     if (major == INT64_MAX) return sbx__error(SBX_ERR_OVERFLOW, "indptr of %lld + 1 entries overflows", (long long)major);
     SBX_CHECK(sbx__alloc(1, sizeof *m, &m, "sparse matrix"));
     sbx_status st = sbx__alloc(major + 1, sizeof(int64_t), &m->indptr, "sparse indptr");
-    if (st == SBX_OK) st = sbx__alloc(nnz, sizeof(int64_t), &m->indices, "sparse indices");
-    if (st == SBX_OK) st = sbx__alloc(nnz, sbx_dtype_size(dtype), &m->data, "sparse data");
+    sbx_status (*alloc)(int64_t, size_t, void *, const char *) = zero ? sbx__alloc : sbx__alloc_raw;
+    if (st == SBX_OK) st = alloc(nnz, sizeof(int64_t), &m->indices, "sparse indices");
+    if (st == SBX_OK) st = alloc(nnz, sbx_dtype_size(dtype), &m->data, "sparse data");
     m->format = format;
     m->dtype = dtype;
     m->nrows = nrows;
