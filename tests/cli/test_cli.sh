@@ -102,6 +102,7 @@ pad=$((hlen - ${#dict} - 1))
 printf "\223NUMPY\001\000\\$(printf '%o' $hlen)\000%s%*s\n" "$dict" $pad '' >"$T/three.npy"
 printf '\000\000\000\000\000\000\360\077' >>"$T/three.npy"
 expect 0 "shape: 1 1 1" -- "$SBX" info "$T/three.npy"
+expect 0 "nnz: 1" -- "$SBX" info "$T/three.npy"
 expect 1 "3 dimensions, a sparse matrix needs 2" -- "$SBX" convert "$T/three.npy" "$T/three.mtx"
 absent "$T/three.mtx"
 

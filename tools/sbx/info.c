@@ -27,13 +27,17 @@ static int run(int argc, char **argv) {
     printf("file: %s\n", path);
     if (m.dense) {
         int64_t n = sbx_array_numel(m.dense), nnz = 0;
-        sbx_sparse *s = NULL;
-        if (m.dense->ndim == 2 && sbx_sparse_from_dense(m.dense, SBX_CSR, &s) == SBX_OK) nnz = s->nnz;
-        sbx_sparse_free(s);
+        sbx_array *nonzero = NULL; /* as bool: 1 where the element is not zero */
+        st = sbx_array_cast(m.dense, SBX_BOOL, &nonzero);
+        if (st != SBX_OK) {
+            cli_matrix_free(&m);
+            return cli_fail(SUB, st);
+        }
+        for (int64_t i = 0; i < n; i++) nnz += ((const unsigned char *)nonzero->data)[i];
+        sbx_array_free(nonzero);
         printf("kind: dense\nformat: %s\nshape:", cli_kind(path) == FILE_NPY ? "npy (C order)" : "mtx array");
         for (int d = 0; d < m.dense->ndim; d++) printf(" %lld", (long long)m.dense->shape[d]);
-        printf("\ndtype: %s\nsize: %lld\n", sbx_dtype_name(m.dense->dtype), (long long)n);
-        if (m.dense->ndim == 2) printf("nnz: %lld\n", (long long)nnz);
+        printf("\ndtype: %s\nsize: %lld\nnnz: %lld\n", sbx_dtype_name(m.dense->dtype), (long long)n, (long long)nnz);
     } else {
         printf("kind: sparse\nformat: mtx coordinate %s %s\nshape: %lld %lld\ndtype: %s\nentries: %lld\nnnz: %lld\n",
                fields[h.field], symmetries[h.symmetry], (long long)m.sparse->nrows, (long long)m.sparse->ncols,
