@@ -6,5 +6,6 @@
 #include "sparsebox/core.h"
 #include "sparsebox/sparse.h"
 #include "sparsebox/io.h"
+#include "sparsebox/conv.h"
 
 #endif

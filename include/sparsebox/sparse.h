@@ -56,7 +56,7 @@ SBX_API sbx_status sbx_sparse_from_dense(const sbx_array *a, sbx_format format, 
  * Accepts unsorted and duplicate indices. */
 SBX_API sbx_status sbx_sparse_to_dense(const sbx_sparse *m, sbx_array **out);
 
-/* The same matrix in another format (a copy when format is already m's). Accepts unsorted and
+/* The same matrix in another format (a sorted copy when format is already m's). Accepts unsorted and
  * duplicate indices; the result's indices are sorted, and duplicates are kept. O(nnz + nrows + ncols). */
 SBX_API sbx_status sbx_sparse_convert(const sbx_sparse *m, sbx_format format, sbx_sparse **out);
 /* The transpose, in the other format (CSR becomes CSC and back): the arrays are copied unchanged. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 
@@ -73,10 +74,19 @@ static header *from_cache(size_t bytes) {
     return h;
 }
 
+/* The machine's memory in bytes (0 if unknown). No single block may be larger: with the kernel's
+ * overcommit, such a request could succeed and then get the process killed when touched. */
+static size_t physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
+}
+
 /* A block of `bytes` usable bytes, zeroed when `zero` is set, or NULL. */
 static void *obtain(size_t bytes, int zero) {
     count++;
     if (fail_at > 0 && count == fail_at) return NULL;
+    size_t ram = physical_memory();
+    if (ram && bytes > ram) return NULL;
     header *h;
     if (bytes < LARGE) {
         h = calloc(1, HEADER + bytes);

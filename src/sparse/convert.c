@@ -42,7 +42,17 @@ sbx_status sbx_sparse_convert(const sbx_sparse *m, sbx_format format, sbx_sparse
     if (!out) return sbx__error(SBX_ERR_ARG, "sbx_sparse_convert: out is NULL");
     if (format != SBX_CSR && format != SBX_CSC)
         return sbx__error(SBX_ERR_ARG, "format %d is neither SBX_CSR nor SBX_CSC", (int)format);
-    if (format == m->format) return sbx_sparse_copy(m, out);
+    if (format == m->format) { /* a sorted copy */
+        SBX_CHECK(sbx_sparse_validate_structure(m));
+        SBX_CHECK(sbx_sparse_copy(m, &t));
+        sbx_status st = sbx_sparse_sort_indices(t);
+        if (st != SBX_OK) {
+            sbx_sparse_free(t);
+            return st;
+        }
+        *out = t;
+        return SBX_OK;
+    }
     SBX_CHECK(sbx__sparse_new(format, m->dtype, m->nrows, m->ncols, m->nnz, 0, &t)); /* every entry is written */
     int64_t minor = sbx_sparse_minor(m);
     int64_t *next = t->indptr; /* minor + 1 entries: counts, then start slots, then end slots */

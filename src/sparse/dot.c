@@ -64,6 +64,10 @@ sbx_status sbx_sparse_dot_dense(const sbx_sparse *a, const sbx_array *b, sbx_arr
                           (long long)b->shape[0], (long long)a->nrows, (long long)a->ncols, (long long)a->ncols);
     int64_t m = a->nrows, n = b->shape[1], shape[2] = {m, n}, work = 0;
     SBX_CHECK(sbx_array_create(a->dtype, 2, shape, &c));
+    if (m == 0 || n == 0 || a->nnz == 0) { /* nothing to add: C stays zero (and b->data may be NULL) */
+        *out = c;
+        return SBX_OK;
+    }
     int f32 = a->dtype == SBX_FLOAT32, csr = a->format == SBX_CSR;
     /* A row of C or a column block of C per thread; threads_for() keeps small products serial. */
     int nt = threads_for(sbx_mul_i64(a->nnz, n, &work) == SBX_OK ? work : INT64_MAX);
@@ -89,6 +93,10 @@ sbx_status sbx_dense_dot_sparse(const sbx_array *a, const sbx_sparse *b, sbx_arr
                           (long long)a->shape[1], (long long)b->nrows, (long long)b->ncols, (long long)b->nrows);
     int64_t m = a->shape[0], k = a->shape[1], shape[2] = {m, b->ncols}, work = 0;
     SBX_CHECK(sbx_array_create(b->dtype, 2, shape, &c));
+    if (m == 0 || k == 0 || b->nnz == 0) { /* nothing to add: C stays zero (and a->data may be NULL) */
+        *out = c;
+        return SBX_OK;
+    }
     int f32 = b->dtype == SBX_FLOAT32, csr = b->format == SBX_CSR;
     int nt = threads_for(sbx_mul_i64(b->nnz, m, &work) == SBX_OK ? work : INT64_MAX);
 #pragma omp parallel for num_threads(nt) schedule(static)

@@ -1,0 +1,81 @@
+/* sparsebox convolution geometry and patch matrices: convolution, local connections and pooling as
+ * sparse operators, in 1 to 8 spatial dimensions.
+ *
+ * Two orders of the step, kept apart on purpose:
+ *  - the N-d C API (sbx_conv_shape_make) takes every shape and stride in shape order: first the
+ *    slowest-varying spatial dimension (height before width);
+ *  - the Aesara-compatible entry (sbx_conv_shape_aesara) takes the original's step (dx, dy): dx along
+ *    the width, dy along the height, so (1, 2) puts output rows 2 apart. */
+#ifndef SPARSEBOX_CONV_H
+#define SPARSEBOX_CONV_H
+
+#include "sparsebox/core.h"
+#include "sparsebox/sparse.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sbx_conv_mode {
+    SBX_CONV_VALID = 0, /* windows entirely inside the image */
+    SBX_CONV_FULL = 1   /* every window that overlaps the image; taps outside it read zero */
+} sbx_conv_mode;
+
+/* "valid" or "full"; "invalid" otherwise. */
+SBX_API const char *sbx_conv_mode_name(sbx_conv_mode mode);
+SBX_API sbx_status sbx_conv_mode_parse(const char *name, sbx_conv_mode *out);
+
+/* The geometry of a convolution: an image of `channels` feature maps of shape in[0..ndim-1], a kernel
+ * of shape kernel[], a stride, a mode. Output extent along each dimension d:
+ *   valid: ceil((in[d] - kernel[d] + 1) / stride[d])      full: ceil((in[d] + kernel[d] - 1) / stride[d])
+ * Output position o reads, through tap t, the input coordinate o * stride - pad + t, where pad is 0
+ * (valid) or kernel - 1 (full), as the original does (full mode samples from position 0). */
+typedef struct sbx_conv_shape {
+    int ndim;                          /* spatial dimensions, 1 .. SBX_MAX_NDIM */
+    int64_t channels;                  /* input feature maps (the original's nfeatures) */
+    int64_t in[SBX_MAX_NDIM];          /* image extent per dimension */
+    int64_t kernel[SBX_MAX_NDIM];      /* kernel extent per dimension */
+    int64_t stride[SBX_MAX_NDIM];      /* step per dimension, shape order */
+    sbx_conv_mode mode;
+    int64_t out[SBX_MAX_NDIM];         /* output extent per dimension (computed) */
+    int64_t in_size;                   /* channels * prod(in): the image's length, raster order */
+    int64_t out_size;                  /* prod(out): output positions per feature map */
+    int64_t kernel_size;               /* prod(kernel): taps per feature map */
+} sbx_conv_shape;
+
+/* Fills *out. Rules: 1 <= ndim <= SBX_MAX_NDIM; channels, in[d], kernel[d], stride[d] >= 1 (stride
+ * may be NULL for all ones); every output extent >= 1 (a valid-mode kernel larger than the image is
+ * an error, as in the original); all sizes fit in int64. */
+SBX_API sbx_status sbx_conv_shape_make(int ndim, int64_t channels, const int64_t *in, const int64_t *kernel,
+                                       const int64_t *stride, sbx_conv_mode mode, sbx_conv_shape *out);
+/* The original's arguments: inshp (h, w) or (nfeatures, h, w) (inshp_len 2 or 3), kshp (kh, kw), and
+ * step (dx, dy) (NULL for (1, 1)), dx along the width. */
+SBX_API sbx_status sbx_conv_shape_aesara(int inshp_len, const int64_t *inshp, const int64_t *kshp, const int64_t *step,
+                                         sbx_conv_mode mode, sbx_conv_shape *out);
+
+/* The original's ConvolutionIndices.evaluate: the sparse matrix M whose product with a raster-order
+ * image (a column of in_size values, feature maps one after another) gives
+ *  - weight_sharing = 1 (convolution): the stack of patches, out_size * channels * kernel_size rows:
+ *    row (o * channels + c) * kernel_size + l holds the pixel that tap l of output position o reads in
+ *    feature map c; taps outside the image are absent. nkern must be 1.
+ *  - weight_sharing = 0 (sparse local connections): nkern * out_size rows, row n * out_size + o
+ *    holding every pixel of o's window in every feature map.
+ * Stored values are the original's tap numbers, int64: entry (c, n, o, l) holds
+ * ((c * nkern + n) * out_size + o) * kernel_size + l + 1, a counter that also counts the taps falling
+ * outside the image (so full mode has gaps). Rows are sorted within each column. In CSC form this
+ * is the original's matrix entry for entry and in the same order.
+ * kmap (may be NULL): a new int64 vector of nnz entries, the stored values minus one in the
+ * matrix's storage order: the weight each entry uses, W = matrix with values kerns[kmap]. */
+SBX_API sbx_status sbx_conv_indices(const sbx_conv_shape *shape, int weight_sharing, int64_t nkern,
+                                    sbx_format format, sbx_sparse **matrix, sbx_array **kmap);
+
+/* The gather table: for each output position o, feature map c and tap l, the input index
+ * (c * prod(in) + the pixel's raster index) that tap reads, or -1 where it falls outside the image.
+ * A new int64 array of shape (out_size, channels * kernel_size). */
+SBX_API sbx_status sbx_conv_gather(const sbx_conv_shape *shape, sbx_array **table);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,345 @@
+/* Tests of the convolution geometry, the patch matrix (ConvolutionIndices) and the gather table:
+ * every golden case of the original, a brute-force reference in 1 to 4 dimensions, and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/golden.h"
+#include "core/internal.h"
+#include "sparsebox.h"
+
+static void expect_error(sbx_status got, sbx_status want, const char *needle) {
+    if (got != want) fail_msg("status %d, wanted %d; message: %s", got, want, sbx_last_error());
+    if (!strstr(sbx_last_error(), needle)) fail_msg("message '%s' lacks '%s'", sbx_last_error(), needle);
+}
+
+/* Compares n int64 values with a golden array, naming the case and array on a mismatch. */
+static void same_ints(const golden_case *g, const char *name, const int64_t *got, int64_t n) {
+    const golden_array *a = golden_get(g, name);
+    if (!a) fail_msg("%s: no array '%s'", g->path, name);
+    if (a->n != n) fail_msg("%s: %s has %lld entries, expected %lld", g->path, name, (long long)n, (long long)a->n);
+    for (int64_t i = 0; i < n; i++)
+        if ((double)got[i] != a->v[i])
+            fail_msg("%s: %s[%lld] = %lld, expected %.17g", g->path, name, (long long)i, (long long)got[i], a->v[i]);
+}
+
+static void check_golden_case(const golden_case *g) {
+    int64_t inshp[3], kshp[2], step[2], nkern = 1, ws = 1;
+    int inlen = golden_ints(g, "inshp", inshp, 3);
+    assert_int_equal(golden_ints(g, "kshp", kshp, 2), 2);
+    assert_int_equal(golden_ints(g, "strides", step, 2), 2);
+    golden_ints(g, "nkern", &nkern, 1);
+    golden_ints(g, "ws", &ws, 1);
+    sbx_conv_mode mode;
+    assert_int_equal(sbx_conv_mode_parse(golden_value(g, "mode"), &mode), SBX_OK);
+    sbx_conv_shape s;
+    sbx_status st = sbx_conv_shape_aesara(inlen, inshp, kshp, step, mode, &s);
+    if (strcmp(golden_value(g, "expect"), "error") == 0) {
+        if (st == SBX_OK) fail_msg("%s: the original raises, sparsebox accepted the shape", g->path);
+        if (!strstr(sbx_last_error(), "empty output")) fail_msg("%s: message '%s'", g->path, sbx_last_error());
+        return;
+    }
+    if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    sbx_sparse *m;
+    sbx_array *kmap;
+    st = sbx_conv_indices(&s, (int)ws, nkern, SBX_CSC, &m, ws ? NULL : &kmap);
+    if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    int64_t shape[2] = {m->nrows, m->ncols}, outshp[2] = {s.out[0], s.out[1]};
+    same_ints(g, "spmat_shape", shape, 2);
+    same_ints(g, "outshp", outshp, 2);
+    same_ints(g, "indptr", m->indptr, m->ncols + 1);
+    same_ints(g, "indices", m->indices, m->nnz);
+    same_ints(g, "data", m->data, m->nnz);
+    if (!ws) {
+        same_ints(g, "kmap", kmap->data, m->nnz);
+        sbx_array_free(kmap);
+    }
+    assert_int_equal(sbx_sparse_validate(m), SBX_OK);
+    sbx_sparse_free(m);
+}
+
+static void test_golden_indices(void **state) {
+    (void)state;
+    int n, errors = 0;
+    char **paths = golden_list("ci_", &n);
+    if (n == 0) fail_msg("no ci_*.txt files in %s: the golden data is missing", SBX_GOLDEN_DIR);
+    for (int i = 0; i < n; i++) {
+        golden_case g;
+        if (golden_read(paths[i], &g) != 0) fail_msg("cannot read %s", paths[i]);
+        errors += strcmp(golden_value(&g, "expect"), "error") == 0;
+        check_golden_case(&g);
+        golden_free(&g);
+    }
+    printf("checked %d golden ConvolutionIndices cases (%d of them errors in the original)\n", n, errors);
+    golden_list_free(paths, n);
+}
+
+/* --- brute-force reference ------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t row, col, val;
+} triple;
+
+static int by_col_row(const void *a, const void *b) {
+    const triple *x = a, *y = b;
+    if (x->col != y->col) return x->col < y->col ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* The original's loops, generalised to N-d and written plainly: for each feature map, kernel,
+ * output position (raster) and tap (raster), the tap counter advances; taps inside the image give
+ * an entry. Returns the entries sorted by column, then row. */
+static triple *reference(const sbx_conv_shape *s, int ws, int64_t nkern, int64_t *count) {
+    int nd = s->ndim;
+    triple *t = malloc(sizeof *t * (size_t)(s->channels * nkern * s->out_size * s->kernel_size + 1));
+    int64_t n_entries = 0, tap = 0, spatial = s->in_size / s->channels;
+    for (int64_t f = 0; f < s->channels; f++)
+        for (int64_t n = 0; n < nkern; n++)
+            for (int64_t o = 0; o < s->out_size; o++)
+                for (int64_t l = 0; l < s->kernel_size; l++, tap++) {
+                    int64_t orest = o, lrest = l, pix = 0, scale = 1, inside = 1;
+                    for (int d = nd - 1; d >= 0; d--) {
+                        int64_t od = orest % s->out[d], td = lrest % s->kernel[d];
+                        orest /= s->out[d];
+                        lrest /= s->kernel[d];
+                        int64_t pad = s->mode == SBX_CONV_FULL ? s->kernel[d] - 1 : 0;
+                        int64_t i = od * s->stride[d] - pad + td;
+                        if (i < 0 || i >= s->in[d]) inside = 0;
+                        pix += i * scale;
+                        scale *= s->in[d];
+                    }
+                    if (!inside) continue;
+                    t[n_entries].col = f * spatial + pix;
+                    t[n_entries].row = ws ? (o * s->channels + f) * s->kernel_size + l : n * s->out_size + o;
+                    t[n_entries].val = tap + 1;
+                    n_entries++;
+                }
+    qsort(t, (size_t)n_entries, sizeof *t, by_col_row);
+    *count = n_entries;
+    return t;
+}
+
+static void check_against_reference(const sbx_conv_shape *s, int ws, int64_t nkern) {
+    int64_t n;
+    triple *t = reference(s, ws, nkern, &n);
+    sbx_sparse *m, *csr;
+    sbx_array *kmap, *kmap_csr;
+    assert_int_equal(sbx_conv_indices(s, ws, nkern, SBX_CSC, &m, &kmap), SBX_OK);
+    assert_int_equal(m->nnz, n);
+    assert_int_equal(m->nrows, ws ? s->out_size * s->channels * s->kernel_size : nkern * s->out_size);
+    assert_int_equal(m->ncols, s->in_size);
+    for (int64_t c = 0, p = 0; c < m->ncols; c++)
+        for (; p < m->indptr[c + 1]; p++) {
+            if (t[p].col != c || t[p].row != m->indices[p] || t[p].val != ((int64_t *)m->data)[p])
+                fail_msg("ndim %d entry %lld: got (%lld, %lld) = %lld, expected (%lld, %lld) = %lld", s->ndim, (long long)p,
+                         (long long)m->indices[p], (long long)c, (long long)((int64_t *)m->data)[p], (long long)t[p].row,
+                         (long long)t[p].col, (long long)t[p].val);
+            assert_true(((int64_t *)kmap->data)[p] == t[p].val - 1);
+        }
+    /* The CSR form is the same matrix, its kmap in CSR storage order. */
+    assert_int_equal(sbx_conv_indices(s, ws, nkern, SBX_CSR, &csr, &kmap_csr), SBX_OK);
+    sbx_sparse *back;
+    assert_int_equal(sbx_sparse_convert(csr, SBX_CSC, &back), SBX_OK);
+    assert_memory_equal(back->indptr, m->indptr, (size_t)(m->ncols + 1) * sizeof(int64_t));
+    if (n) {
+        assert_memory_equal(back->indices, m->indices, (size_t)n * sizeof(int64_t));
+        assert_memory_equal(back->data, m->data, (size_t)n * sizeof(int64_t));
+    }
+    for (int64_t p = 0; p < n; p++) assert_true(((int64_t *)kmap_csr->data)[p] == ((int64_t *)csr->data)[p] - 1);
+    sbx_sparse_free(back);
+    sbx_sparse_free(csr);
+    sbx_array_free(kmap_csr);
+    /* The gather table agrees with the convolution form: row (o*C + f)*K + l reads table[o][f*K + l]. */
+    if (ws) {
+        sbx_array *g;
+        assert_int_equal(sbx_conv_gather(s, &g), SBX_OK);
+        assert_int_equal(g->shape[0], s->out_size);
+        assert_int_equal(g->shape[1], s->channels * s->kernel_size);
+        int64_t *want = malloc(sizeof *want * (size_t)(m->nrows + 1));
+        for (int64_t r = 0; r < m->nrows; r++) want[r] = -1;
+        for (int64_t p = 0; p < n; p++) want[t[p].row] = t[p].col;
+        assert_memory_equal(g->data, want, (size_t)m->nrows * sizeof(int64_t));
+        free(want);
+        sbx_array_free(g);
+    }
+    sbx_sparse_free(m);
+    sbx_array_free(kmap);
+    free(t);
+}
+
+static uint64_t rng_state = 88172645463325252ULL;
+static int64_t uniform(int64_t lo, int64_t hi) { /* in [lo, hi] */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return lo + (int64_t)(rng_state % (uint64_t)(hi - lo + 1));
+}
+
+static void test_nd_against_reference(void **state) {
+    (void)state;
+    int checked = 0;
+    for (int ndim = 1; ndim <= 4; ndim++)
+        for (int trial = 0; trial < (ndim <= 3 ? 60 : 20); trial++) {
+            int64_t in[SBX_MAX_NDIM], k[SBX_MAX_NDIM], st[SBX_MAX_NDIM];
+            int64_t limit = ndim == 1 ? 12 : ndim == 2 ? 7 : ndim == 3 ? 5 : 3;
+            for (int d = 0; d < ndim; d++) {
+                in[d] = uniform(1, limit);
+                k[d] = uniform(1, in[d] + 1);
+                st[d] = uniform(1, 3);
+            }
+            sbx_conv_mode mode = (sbx_conv_mode)uniform(0, 1);
+            sbx_conv_shape s;
+            if (sbx_conv_shape_make(ndim, uniform(1, 3), in, k, st, mode, &s) != SBX_OK) {
+                expect_error(SBX_ERR_ARG, SBX_ERR_ARG, "empty output"); /* a valid-mode kernel too large */
+                continue;
+            }
+            check_against_reference(&s, 1, 1);
+            check_against_reference(&s, 0, uniform(1, 3));
+            checked++;
+        }
+    assert_true(checked > 100);
+}
+
+/* A 1-d and a 3-d case spelled out. */
+static void test_one_and_three_d(void **state) {
+    (void)state;
+    sbx_conv_shape s;
+    int64_t in1 = 5, k1 = 3, st1 = 2;
+    assert_int_equal(sbx_conv_shape_make(1, 1, &in1, &k1, &st1, SBX_CONV_FULL, &s), SBX_OK);
+    assert_int_equal(s.out[0], 4); /* ceil((5 + 3 - 1) / 2) */
+    sbx_array *g;
+    assert_int_equal(sbx_conv_gather(&s, &g), SBX_OK);
+    /* window starts o*2 - 2: -2, 0, 2, 4 */
+    const int64_t want[12] = {-1, -1, 0, 0, 1, 2, 2, 3, 4, 4, -1, -1};
+    assert_memory_equal(g->data, want, sizeof want);
+    sbx_array_free(g);
+    int64_t in3[3] = {3, 4, 5}, k3[3] = {2, 3, 2}, st3[3] = {1, 2, 3};
+    assert_int_equal(sbx_conv_shape_make(3, 2, in3, k3, st3, SBX_CONV_VALID, &s), SBX_OK);
+    assert_int_equal(s.out[0], 2);
+    assert_int_equal(s.out[1], 1);
+    assert_int_equal(s.out[2], 2);
+    assert_int_equal(s.in_size, 120);
+    check_against_reference(&s, 1, 1);
+    check_against_reference(&s, 0, 2);
+}
+
+static void test_aesara_step_order(void **state) {
+    (void)state;
+    /* step (dx, dy) = (1, 2): output rows 2 apart, columns 1 apart. */
+    int64_t inshp[2] = {6, 9}, kshp[2] = {2, 3}, step[2] = {1, 2};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_aesara(2, inshp, kshp, step, SBX_CONV_VALID, &s), SBX_OK);
+    assert_int_equal(s.stride[0], 2);
+    assert_int_equal(s.stride[1], 1);
+    assert_int_equal(s.out[0], 3); /* ceil(5 / 2) */
+    assert_int_equal(s.out[1], 7);
+    assert_int_equal(s.channels, 1);
+}
+
+static void test_bad_shapes(void **state) {
+    (void)state;
+    sbx_conv_shape s;
+    int64_t in[2] = {4, 4}, k[2] = {5, 5}, st[2] = {3, 3}, zero[2] = {0, 1}, neg[2] = {1, -2};
+    expect_error(sbx_conv_shape_make(2, 1, in, k, st, SBX_CONV_VALID, &s), SBX_ERR_ARG,
+                 "kernel (5,5) with stride (3,3) gives an empty output for image (4,4)");
+    expect_error(sbx_conv_shape_make(2, 1, in, zero, st, SBX_CONV_VALID, &s), SBX_ERR_ARG, "kernel shape[0] = 0");
+    expect_error(sbx_conv_shape_make(2, 1, in, in, neg, SBX_CONV_VALID, &s), SBX_ERR_ARG, "stride[1] = -2");
+    expect_error(sbx_conv_shape_make(2, 1, zero, in, st, SBX_CONV_FULL, &s), SBX_ERR_ARG, "image shape[0] = 0");
+    expect_error(sbx_conv_shape_make(2, 0, in, in, st, SBX_CONV_FULL, &s), SBX_ERR_ARG, "channels 0");
+    expect_error(sbx_conv_shape_make(0, 1, in, in, st, SBX_CONV_FULL, &s), SBX_ERR_ARG, "ndim 0");
+    expect_error(sbx_conv_shape_make(9, 1, in, in, st, SBX_CONV_FULL, &s), SBX_ERR_ARG, "ndim 9");
+    expect_error(sbx_conv_shape_make(2, 1, in, in, st, (sbx_conv_mode)7, &s), SBX_ERR_ARG, "mode 7");
+    expect_error(sbx_conv_shape_make(2, 1, NULL, in, st, SBX_CONV_FULL, &s), SBX_ERR_ARG, "image shape is NULL");
+    expect_error(sbx_conv_shape_make(2, 1, in, in, st, SBX_CONV_FULL, NULL), SBX_ERR_ARG, "NULL");
+    int64_t big[3] = {INT64_MAX / 2, 4, 4}, kbig[3] = {INT64_MAX / 2, 1, 1};
+    expect_error(sbx_conv_shape_make(3, 1, big, big, NULL, SBX_CONV_FULL, &s), SBX_ERR_OVERFLOW, "overflows int64");
+    expect_error(sbx_conv_shape_make(3, 1, big, kbig, NULL, SBX_CONV_VALID, &s), SBX_ERR_OVERFLOW, "overflows int64");
+    int64_t inshp4[4] = {1, 1, 4, 4};
+    expect_error(sbx_conv_shape_aesara(4, inshp4, k, NULL, SBX_CONV_FULL, &s), SBX_ERR_ARG, "inshp has 4 entries");
+    sbx_conv_mode mode;
+    expect_error(sbx_conv_mode_parse("same", &mode), SBX_ERR_ARG, "'same'");
+}
+
+static void test_bad_indices_arguments(void **state) {
+    (void)state;
+    sbx_conv_shape s;
+    sbx_sparse *m = NULL;
+    int64_t in[2] = {4, 4}, k[2] = {2, 2};
+    assert_int_equal(sbx_conv_shape_make(2, 1, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    expect_error(sbx_conv_indices(&s, 0, 0, SBX_CSC, &m, NULL), SBX_ERR_ARG, "nkern 0");
+    expect_error(sbx_conv_indices(&s, 1, 2, SBX_CSC, &m, NULL), SBX_ERR_ARG, "nkern 2 with weight sharing");
+    expect_error(sbx_conv_indices(&s, 2, 1, SBX_CSC, &m, NULL), SBX_ERR_ARG, "weight_sharing 2");
+    expect_error(sbx_conv_indices(&s, 1, 1, (sbx_format)5, &m, NULL), SBX_ERR_ARG, "format 5");
+    expect_error(sbx_conv_indices(NULL, 1, 1, SBX_CSC, &m, NULL), SBX_ERR_ARG, "shape is NULL");
+    expect_error(sbx_conv_indices(&s, 1, 1, SBX_CSC, NULL, NULL), SBX_ERR_ARG, "matrix is NULL");
+    assert_null(m);
+    sbx_conv_shape forged = s;
+    forged.out[0] = 100; /* computed fields that do not match the inputs */
+    expect_error(sbx_conv_indices(&forged, 1, 1, SBX_CSC, &m, NULL), SBX_ERR_ARG, "computed fields");
+    forged = s;
+    forged.kernel[1] = 0;
+    expect_error(sbx_conv_gather(&forged, NULL), SBX_ERR_ARG, "table is NULL");
+    sbx_array *g = NULL;
+    expect_error(sbx_conv_gather(&forged, &g), SBX_ERR_ARG, "kernel shape[1] = 0");
+    /* A matrix whose size overflows int64 is refused before anything is allocated. */
+    int64_t huge[2] = {3037000499LL, 3037000499LL}, k7[2] = {7, 7};
+    assert_int_equal(sbx_conv_shape_make(2, 1, huge, k7, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    expect_error(sbx_conv_indices(&s, 1, 1, SBX_CSC, &m, NULL), SBX_ERR_OVERFLOW, "overflows int64");
+    /* One that fits int64 but not in memory fails cleanly. */
+    int64_t large[2] = {100000, 100000}, k3[2] = {3, 3};
+    assert_int_equal(sbx_conv_shape_make(2, 64, large, k3, NULL, SBX_CONV_FULL, &s), SBX_OK);
+    sbx_status st = sbx_conv_indices(&s, 1, 1, SBX_CSC, &m, NULL);
+    assert_true(st == SBX_ERR_NOMEM || st == SBX_ERR_OVERFLOW);
+    assert_null(m);
+}
+
+static void test_allocation_failures(void **state) {
+    (void)state;
+    sbx_conv_shape s;
+    int64_t in[2] = {5, 6}, k[2] = {3, 2}, st[2] = {2, 1};
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, k, st, SBX_CONV_FULL, &s), SBX_OK);
+    int64_t i;
+    for (i = 1;; i++) {
+        sbx_sparse *m = NULL;
+        sbx_array *kmap = NULL;
+        sbx__alloc_fail_at(i);
+        sbx_status r = sbx_conv_indices(&s, 0, 2, SBX_CSR, &m, &kmap);
+        sbx__alloc_fail_at(0);
+        if (r == SBX_OK) {
+            sbx_sparse_free(m);
+            sbx_array_free(kmap);
+            break;
+        }
+        assert_int_equal(r, SBX_ERR_NOMEM);
+        assert_null(m);
+    }
+    assert_true(i > 6);
+    for (i = 1;; i++) {
+        sbx_array *g = NULL;
+        sbx__alloc_fail_at(i);
+        sbx_status r = sbx_conv_gather(&s, &g);
+        sbx__alloc_fail_at(0);
+        if (r == SBX_OK) {
+            sbx_array_free(g);
+            break;
+        }
+        assert_int_equal(r, SBX_ERR_NOMEM);
+    }
+    assert_true(i > 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_indices),      cmocka_unit_test(test_nd_against_reference),
+        cmocka_unit_test(test_one_and_three_d),     cmocka_unit_test(test_aesara_step_order),
+        cmocka_unit_test(test_bad_shapes),          cmocka_unit_test(test_bad_indices_arguments),
+        cmocka_unit_test(test_allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
