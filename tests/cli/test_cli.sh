@@ -106,5 +106,41 @@ expect 0 "nnz: 1" -- "$SBX" info "$T/three.npy"
 expect 1 "3 dimensions, a sparse matrix needs 2" -- "$SBX" convert "$T/three.npy" "$T/three.mtx"
 absent "$T/three.mtx"
 
+# sbx indices: the golden case ci_ws0_in2_2x3_k2x2_s2x2_valid_n2, written by hand.
+expect 0 "spmat_shape: 2 6" -- "$SBX" indices --inshp 2,3 --kshp 2,2 --step 2,2 --no-ws --nkern 2 -o "$T/ci.mtx" --kmap "$T/kmap.npy"
+same "$T/ci.mtx" "%%MatrixMarket matrix coordinate integer general
+2 6 8
+1 1 1
+2 1 5
+1 2 2
+2 2 6
+1 4 3
+2 4 7
+1 5 4
+2 5 8
+"
+expect 0 "size: 8" -- "$SBX" info "$T/kmap.npy"
+expect 0 "outshp: 10 5 5" -- "$SBX" indices --inshp 2,8,8,8 --kshp 3,3,3 --stride 1,2,2 --mode full -o "$T/nd.mtx"
+expect 0 "nnz: 6912" -- "$SBX" info "$T/nd.mtx"
+# Step (dx, dy) against stride (sy, sx): the same matrix.
+expect 0 "outshp: 3 7" -- "$SBX" indices --inshp 6,9 --kshp 2,3 --step 1,2 -o "$T/step.mtx"
+expect 0 "outshp: 3 7" -- "$SBX" indices --inshp 6,9 --kshp 2,3 --stride 2,1 -o "$T/stride.mtx"
+if cmp -s "$T/step.mtx" "$T/stride.mtx"; then ok; else bad "--step 1,2 and --stride 2,1 differ"; fi
+expect 2 "gives an empty output for image (4,4)" -- "$SBX" indices --inshp 1,4,4 --kshp 5,5 -o "$T/e.mtx"
+absent "$T/e.mtx"
+expect 2 "kernel shape[1] = 0" -- "$SBX" indices --inshp 1,4,4 --kshp 5,0 -o "$T/e.mtx"
+expect 2 "stride[0] = 0" -- "$SBX" indices --inshp 1,4,4 --kshp 2,2 --step 1,0 -o "$T/e.mtx"
+expect 2 "--step (dx, dy) is for 2-d kernels" -- "$SBX" indices --inshp 1,4,4,4 --kshp 2,2,2 --step 1,1 -o "$T/e.mtx"
+expect 2 "give --step or --stride, not both" -- "$SBX" indices --inshp 4,4 --kshp 2,2 --step 1,1 --stride 1,1 -o "$T/e.mtx"
+expect 2 "--nkern 3 needs --no-ws" -- "$SBX" indices --inshp 4,4 --kshp 2,2 --nkern 3 -o "$T/e.mtx"
+expect 2 "nkern 0 must be >= 1" -- "$SBX" indices --inshp 4,4 --kshp 2,2 --nkern 0 --no-ws -o "$T/e.mtx"
+expect 2 "must have as many entries as --kshp" -- "$SBX" indices --inshp 1,1,4,4 --kshp 2,2 -o "$T/e.mtx"
+expect 2 "--inshp '4,x' is not a list" -- "$SBX" indices --inshp 4,x --kshp 2,2 -o "$T/e.mtx"
+expect 2 "mode 'same' is unknown" -- "$SBX" indices --inshp 4,4 --kshp 2,2 --mode same -o "$T/e.mtx"
+expect 2 "needs --inshp, --kshp and -o" -- "$SBX" indices --inshp 4,4 --kshp 2,2
+expect 2 "must be a .npy file" -- "$SBX" indices --inshp 4,4 --kshp 2,2 -o "$T/e.mtx" --kmap "$T/k.mtx"
+expect 1 "overflows int64" -- "$SBX" indices --inshp 3037000499,3037000499 --kshp 7,7 -o "$T/e.mtx"
+absent "$T/e.mtx"
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -38,6 +38,22 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **value)
     return 1;
 }
 
+int cli_ints(const char *text, int64_t *out, int max) {
+    int n = 0;
+    const char *s = text;
+    for (;;) {
+        char *end;
+        if (n == max || !(*s == '-' || (*s >= '0' && *s <= '9'))) return 0;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || errno == ERANGE) return 0;
+        out[n++] = v;
+        if (*end == '\0') return n;
+        if (*end != ',') return 0;
+        s = end + 1;
+    }
+}
+
 int cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;

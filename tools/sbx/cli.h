@@ -15,7 +15,7 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } cli_command;
 
-extern const cli_command cli_convert, cli_info;
+extern const cli_command cli_convert, cli_info, cli_indices;
 
 /* "sbx: <sub>: <message>" on stderr; return CLI_USAGE / CLI_FAIL. */
 int cli_usage_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -24,6 +24,8 @@ int cli_fail(const char *sub, sbx_status st);
 /* Option scanning: cli_opt(argc, argv, &i, "--name", &value) returns 1 when argv[i] is --name VALUE
  * or --name=VALUE (advancing i past the value), -1 when --name lacks its value, 0 otherwise. */
 int cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
+/* Parses "a,b,c" (1 to max decimal integers in int64) into out; returns the count, or 0 on bad text. */
+int cli_ints(const char *text, int64_t *out, int max);
 /* 1 when argv[1..] holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

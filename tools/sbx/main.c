@@ -4,7 +4,7 @@
 
 #include "cli.h"
 
-static const cli_command *const commands[] = {&cli_convert, &cli_info};
+static const cli_command *const commands[] = {&cli_convert, &cli_info, &cli_indices};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f) {

@@ -1,0 +1,98 @@
+/* sbx indices: the patch matrix of a convolution (the original's ConvolutionIndices), as Matrix Market. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define SUB "indices"
+
+static const char usage[] =
+    "usage: sbx indices --inshp C,H,W --kshp KH,KW [--step DX,DY | --stride SY,SX] [--mode valid|full]\n"
+    "                   [--nkern N] [--no-ws] -o M.mtx [--kmap KMAP.npy]\n"
+    "\n"
+    "Builds the sparse matrix M whose product with a raster-order image gives the stack of its\n"
+    "patches (convolution form), or with --no-ws the original's sparse local connections form with\n"
+    "nkern * outsize rows. M is written as Matrix Market, column by column (CSC), with the original's\n"
+    "tap numbers as values; --kmap writes them minus one as an int64 .npy (the weight of each entry).\n"
+    "  --inshp   image shape: H,W or C,H,W (feature maps first); any number of spatial dimensions\n"
+    "            (1 to 8) with a kernel of as many, e.g. --inshp 2,16,16,16 --kshp 3,3,3\n"
+    "  --kshp    kernel shape, one extent per spatial dimension\n"
+    "  --step    the original's step (dx, dy): dx along the width, dy along the height (2-d only)\n"
+    "  --stride  the step in shape order (height first); default all ones\n"
+    "  --mode    valid (default) or full\n"
+    "  --nkern   number of kernels, with --no-ws (default 1)\n"
+    "Prints 'spmat_shape: R C', 'outshp: ...' and 'nnz: N'.\n";
+
+static int run(int argc, char **argv) {
+    const char *inshp_s = NULL, *kshp_s = NULL, *step_s = NULL, *stride_s = NULL, *mode_s = "valid", *nkern_s = "1";
+    const char *out = NULL, *kmap_out = NULL;
+    int ws = 1;
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(argc, argv, &i, "--inshp", &inshp_s)) || (r = cli_opt(argc, argv, &i, "--kshp", &kshp_s)) ||
+            (r = cli_opt(argc, argv, &i, "--step", &step_s)) || (r = cli_opt(argc, argv, &i, "--stride", &stride_s)) ||
+            (r = cli_opt(argc, argv, &i, "--mode", &mode_s)) || (r = cli_opt(argc, argv, &i, "--nkern", &nkern_s)) ||
+            (r = cli_opt(argc, argv, &i, "-o", &out)) || (r = cli_opt(argc, argv, &i, "--kmap", &kmap_out))) {
+            if (r < 0) return cli_usage_error(SUB, "option %s needs a value", argv[i]);
+        } else if (strcmp(argv[i], "--no-ws") == 0) {
+            ws = 0;
+        } else {
+            return cli_usage_error(SUB, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    int64_t inshp[SBX_MAX_NDIM + 1], kshp[SBX_MAX_NDIM], stride[SBX_MAX_NDIM], nkern;
+    int nin, nk;
+    if (!inshp_s || !kshp_s || !out) return cli_usage_error(SUB, "needs --inshp, --kshp and -o");
+    if (!(nin = cli_ints(inshp_s, inshp, SBX_MAX_NDIM + 1)))
+        return cli_usage_error(SUB, "--inshp '%s' is not a list of up to %d integers", inshp_s, SBX_MAX_NDIM + 1);
+    if (!(nk = cli_ints(kshp_s, kshp, SBX_MAX_NDIM)))
+        return cli_usage_error(SUB, "--kshp '%s' is not a list of up to %d integers", kshp_s, SBX_MAX_NDIM);
+    if (nin != nk && nin != nk + 1)
+        return cli_usage_error(SUB, "--inshp '%s' must have as many entries as --kshp '%s', or one more (the feature maps)",
+                               inshp_s, kshp_s);
+    if (step_s && stride_s) return cli_usage_error(SUB, "give --step or --stride, not both");
+    if (step_s) {
+        int64_t step[2];
+        if (nk != 2) return cli_usage_error(SUB, "--step (dx, dy) is for 2-d kernels; use --stride for %d-d", nk);
+        if (cli_ints(step_s, step, 2) != 2) return cli_usage_error(SUB, "--step '%s' must be DX,DY", step_s);
+        stride[0] = step[1];
+        stride[1] = step[0];
+    } else if (stride_s) {
+        if (cli_ints(stride_s, stride, SBX_MAX_NDIM) != nk)
+            return cli_usage_error(SUB, "--stride '%s' must have %d entries, one per kernel dimension", stride_s, nk);
+    } else {
+        for (int d = 0; d < nk; d++) stride[d] = 1;
+    }
+    if (cli_ints(nkern_s, &nkern, 1) != 1) return cli_usage_error(SUB, "--nkern '%s' is not an integer", nkern_s);
+    sbx_conv_mode mode;
+    if (sbx_conv_mode_parse(mode_s, &mode) != SBX_OK) return cli_usage_error(SUB, "--mode: %s", sbx_last_error());
+    if (cli_kind(out) != FILE_MTX) return cli_usage_error(SUB, "-o '%s' must be a .mtx file", out);
+    if (kmap_out && cli_kind(kmap_out) != FILE_NPY) return cli_usage_error(SUB, "--kmap '%s' must be a .npy file", kmap_out);
+
+    sbx_conv_shape s;
+    sbx_status st = sbx_conv_shape_make(nk, nin > nk ? inshp[0] : 1, inshp + (nin - nk), kshp, stride, mode, &s);
+    if (st != SBX_OK) return cli_usage_error(SUB, "%s", sbx_last_error());
+    if (ws && nkern != 1) return cli_usage_error(SUB, "--nkern %lld needs --no-ws (the convolution form serves every kernel)",
+                                                 (long long)nkern);
+    sbx_sparse *m = NULL;
+    sbx_array *kmap = NULL;
+    st = sbx_conv_indices(&s, ws, nkern, SBX_CSC, &m, kmap_out ? &kmap : NULL);
+    if (st == SBX_ERR_ARG) return cli_usage_error(SUB, "%s", sbx_last_error());
+    if (st != SBX_OK) return cli_fail(SUB, st);
+    int rc = kmap_out ? cli_write_npy(SUB, kmap_out, kmap) : CLI_OK;
+    if (rc == CLI_OK) {
+        rc = cli_write_mtx(SUB, out, m);
+        if (rc != CLI_OK && kmap_out) unlink(kmap_out); /* all or nothing */
+    }
+    if (rc == CLI_OK) {
+        printf("spmat_shape: %lld %lld\noutshp:", (long long)m->nrows, (long long)m->ncols);
+        for (int d = 0; d < s.ndim; d++) printf(" %lld", (long long)s.out[d]);
+        printf("\nnnz: %lld\n", (long long)m->nnz);
+    }
+    sbx_sparse_free(m);
+    sbx_array_free(kmap);
+    return rc;
+}
+
+const cli_command cli_indices = {SUB, "write the patch matrix of a convolution (ConvolutionIndices) as .mtx", usage, run};
