@@ -57,33 +57,49 @@ static sbx_status axis_make(const sbx_conv_shape *s, int d, axis *a) {
     return SBX_OK;
 }
 
-/* What the fill of one column needs, shared by all columns. */
+/* What the fill of the columns needs, shared by all of them. */
 typedef struct {
     const sbx_conv_shape *s;
     axis ax[SBX_MAX_NDIM];
-    int64_t ostride[SBX_MAX_NDIM], kstride[SBX_MAX_NDIM], istride[SBX_MAX_NDIM];
-    int64_t spatial;  /* pixels per feature map */
+    int64_t ostride[SBX_MAX_NDIM], kstride[SBX_MAX_NDIM];
+    int64_t spatial;     /* pixels per feature map */
     int ws;
     int64_t nkern, mult; /* mult: entries per (pixel, output position, tap): 1 or nkern */
+    /* For each pair r of the last axis, its share of the row and of the tap number, so that the
+     * innermost loop is two vector adds: row = row_base + row_part[r], tap = tap_base + tap_part[r]. */
+    int64_t *row_part, *tap_part;
 } plan;
 
-/* Writes column (f, pix) from position p on: rows and tap numbers. */
-static void fill_column(const plan *pl, int64_t f, int64_t pix, int64_t p, int64_t *restrict rows,
-                        int64_t *restrict vals) {
-    const sbx_conv_shape *s = pl->s;
-    const int nd = s->ndim, last = nd - 1;
-    const int64_t C = s->channels, K = s->kernel_size, O = s->out_size;
-    int64_t lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM], q[SBX_MAX_NDIM];
-    for (int d = nd - 1; d >= 0; d--) { /* the pixel's coordinates and their pair ranges */
-        int64_t i = pix % s->in[d];
-        pix /= s->in[d];
-        lo[d] = pl->ax[d].first[i];
-        hi[d] = pl->ax[d].first[i + 1];
-        if (lo[d] == hi[d]) return; /* no window reaches this pixel */
+/* The pair ranges of the pixel with coordinates i[]; 0 when some axis has none (an empty column). */
+static int pixel_ranges(const plan *pl, const int64_t *i, int64_t *lo, int64_t *hi) {
+    for (int d = 0; d < pl->s->ndim; d++) {
+        lo[d] = pl->ax[d].first[i[d]];
+        hi[d] = pl->ax[d].first[i[d] + 1];
+        if (lo[d] == hi[d]) return 0;
     }
-    const int64_t *olast = pl->ax[last].o, *tlast = pl->ax[last].t;
+    return 1;
+}
+
+/* Advances the raster coordinates i[] of a pixel by one; returns 1 when they wrap to the next map. */
+static int next_pixel(const sbx_conv_shape *s, int64_t *i) {
+    for (int d = s->ndim - 1; d >= 0; d--) {
+        if (++i[d] < s->in[d]) return 0;
+        i[d] = 0;
+    }
+    return 1;
+}
+
+/* Writes the column of a pixel of feature map f, whose pair ranges are lo[] .. hi[], from position
+ * p on: rows and tap numbers. */
+static void fill_column(const plan *pl, int64_t f, const int64_t *lo, const int64_t *hi, int64_t p,
+                        int64_t *restrict rows, int64_t *restrict vals) {
+    const sbx_conv_shape *s = pl->s;
+    const int last = s->ndim - 1;
+    const int64_t C = s->channels, K = s->kernel_size, O = s->out_size;
+    const int64_t *restrict row_part = pl->row_part, *restrict tap_part = pl->tap_part;
+    int64_t q[SBX_MAX_NDIM];
     for (int64_t n = 0; n < pl->mult; n++) {
-        const int64_t tap0 = (f * pl->nkern + n) * O; /* tap number base, in units of K */
+        const int64_t tap0 = (f * pl->nkern + n) * O; /* in units of K */
         for (int d = 0; d < last; d++) q[d] = lo[d];
         for (;;) {
             int64_t bo = 0, bl = 0;
@@ -91,20 +107,12 @@ static void fill_column(const plan *pl, int64_t f, int64_t pix, int64_t p, int64
                 bo += pl->ax[d].o[q[d]] * pl->ostride[d];
                 bl += pl->ax[d].t[q[d]] * pl->kstride[d];
             }
-            if (pl->ws) {
-                for (int64_t r = lo[last]; r < hi[last]; r++, p++) {
-                    int64_t o = bo + olast[r], l = bl + tlast[r];
-                    rows[p] = (o * C + f) * K + l;
-                    vals[p] = (tap0 + o) * K + l + 1;
-                }
-            } else {
-                for (int64_t r = lo[last]; r < hi[last]; r++, p++) {
-                    int64_t o = bo + olast[r], l = bl + tlast[r];
-                    rows[p] = n * O + o;
-                    vals[p] = (tap0 + o) * K + l + 1;
-                }
+            const int64_t row_base = pl->ws ? (bo * C + f) * K + bl : n * O + bo, tap_base = (tap0 + bo) * K + bl + 1;
+            for (int64_t r = lo[last]; r < hi[last]; r++, p++) {
+                rows[p] = row_base + row_part[r];
+                vals[p] = tap_base + tap_part[r];
             }
-            int d = last - 1; /* next combination of the outer dimensions, last-but-one fastest */
+            int d = last - 1; /* next combination of the outer axes, the last-but-one fastest */
             while (d >= 0 && ++q[d] == hi[d]) {
                 q[d] = lo[d];
                 d--;
@@ -114,19 +122,25 @@ static void fill_column(const plan *pl, int64_t f, int64_t pix, int64_t p, int64
     }
 }
 
-/* Number of entries in the column of pixel pix (any feature map). */
-static int64_t column_count(const plan *pl, int64_t pix) {
-    int64_t n = pl->mult;
-    for (int d = pl->s->ndim - 1; d >= 0; d--) {
-        int64_t i = pix % pl->s->in[d];
-        pix /= pl->s->in[d];
-        n *= pl->ax[d].first[i + 1] - pl->ax[d].first[i];
+/* Fills columns c0 .. c1-1. */
+static void fill_columns(const plan *pl, int64_t c0, int64_t c1, const int64_t *ip, int64_t *rows, int64_t *vals) {
+    const sbx_conv_shape *s = pl->s;
+    int64_t i[SBX_MAX_NDIM], lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM], f = c0 / pl->spatial, pix = c0 % pl->spatial;
+    for (int d = s->ndim - 1; d >= 0; d--) {
+        i[d] = pix % s->in[d];
+        pix /= s->in[d];
     }
-    return n;
+    for (int64_t c = c0; c < c1; c++) {
+        if (pixel_ranges(pl, i, lo, hi)) fill_column(pl, f, lo, hi, ip[c], rows, vals);
+        f += next_pixel(s, i);
+    }
 }
 
 static void plan_free(plan *pl) {
     for (int d = 0; d < SBX_MAX_NDIM; d++) axis_free(&pl->ax[d]);
+    sbx__free(pl->row_part);
+    sbx__free(pl->tap_part);
+    pl->row_part = pl->tap_part = NULL;
 }
 
 /* Checks, the axes, and nnz and the row count, overflow-checked. */
@@ -147,7 +161,6 @@ static sbx_status plan_make(const sbx_conv_shape *s, int ws, int64_t nkern, plan
     for (int d = s->ndim - 1; d >= 0; d--) {
         pl->ostride[d] = d == s->ndim - 1 ? 1 : pl->ostride[d + 1] * s->out[d + 1];
         pl->kstride[d] = d == s->ndim - 1 ? 1 : pl->kstride[d + 1] * s->kernel[d + 1];
-        pl->istride[d] = d == s->ndim - 1 ? 1 : pl->istride[d + 1] * s->in[d + 1];
     }
     /* Rows: out_size * channels * kernel_size or nkern * out_size. The largest tap number,
      * channels * nkern * out_size * kernel_size, must fit too. Checked before anything is built. */
@@ -171,6 +184,17 @@ static sbx_status plan_make(const sbx_conv_shape *s, int ws, int64_t nkern, plan
         plan_free(pl);
         return sbx__error(SBX_ERR_OVERFLOW, "the patch matrix's entry count overflows int64");
     }
+    const axis *a = &pl->ax[s->ndim - 1];
+    sbx_status st = sbx__alloc_raw(a->pairs, sizeof(int64_t), &pl->row_part, "patch matrix plan");
+    if (st == SBX_OK) st = sbx__alloc_raw(a->pairs, sizeof(int64_t), &pl->tap_part, "patch matrix plan");
+    if (st != SBX_OK) {
+        plan_free(pl);
+        return st;
+    }
+    for (int64_t r = 0; r < a->pairs; r++) { /* bounded by the row count and the largest tap: no overflow */
+        pl->row_part[r] = ws ? a->o[r] * s->channels * s->kernel_size + a->t[r] : a->o[r];
+        pl->tap_part[r] = a->o[r] * s->kernel_size + a->t[r];
+    }
     return SBX_OK;
 }
 
@@ -187,16 +211,35 @@ sbx_status sbx_conv_indices(const sbx_conv_shape *s, int ws, int64_t nkern, sbx_
     sbx_status st = sbx__sparse_new(SBX_CSC, SBX_INT64, nrows, s->in_size, nnz, 0, &m);
     if (st == SBX_OK) {
         /* Column pointers: the same counts in every feature map. */
-        int64_t *ip = m->indptr, per_map = nnz / s->channels;
-        for (int64_t pix = 0; pix < pl.spatial; pix++) ip[pix + 1] = ip[pix] + column_count(&pl, pix);
+        int64_t *ip = m->indptr, per_map = nnz / s->channels, i[SBX_MAX_NDIM] = {0}, lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM];
+        for (int64_t pix = 0; pix < pl.spatial; pix++, next_pixel(s, i)) {
+            int64_t count = 0;
+            if (pixel_ranges(&pl, i, lo, hi)) {
+                count = pl.mult;
+                for (int d = 0; d < s->ndim; d++) count *= hi[d] - lo[d];
+            }
+            ip[pix + 1] = ip[pix] + count;
+        }
         for (int64_t f = 1; f < s->channels; f++)
             for (int64_t pix = 0; pix < pl.spatial; pix++)
                 ip[f * pl.spatial + pix + 1] = ip[pix + 1] + f * per_map;
-        int64_t cols = s->in_size;
         int nt = nnz < 200000 ? 1 : sbx__threads();
+        const int64_t sp = pl.spatial;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t c = 0; c < cols; c++)
-            fill_column(&pl, c / pl.spatial, c % pl.spatial, ip[c], m->indices, m->data);
+        for (int t = 0; t < nt; t++) /* the first feature map's columns, a block per thread */
+            fill_columns(&pl, sp / nt * t, t + 1 == nt ? sp : sp / nt * (t + 1), ip, m->indices, m->data);
+        /* Map f repeats map 0 with the rows moved by f * kernel_size (convolution form; the local
+         * connections form has the same rows) and the tap numbers by f * nkern * out_size * kernel_size. */
+        const int64_t row_step = ws ? s->kernel_size : 0, tap_step = nkern * s->out_size * s->kernel_size;
+        int64_t *restrict rows = m->indices, *restrict taps = m->data;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t f = 1; f < s->channels; f++) {
+            int64_t *restrict fr = rows + f * per_map, *restrict ft = taps + f * per_map;
+            for (int64_t p = 0; p < per_map; p++) {
+                fr[p] = rows[p] + f * row_step;
+                ft[p] = taps[p] + f * tap_step;
+            }
+        }
     }
     plan_free(&pl);
     if (st == SBX_OK && format == SBX_CSR) {

@@ -1,12 +1,12 @@
 /* The one allocator: every allocation of the library goes through here, so that sizes are checked in
  * one place and a test can make the k-th allocation fail.
  *
- * Large blocks (LARGE bytes and up) are mapped directly, aligned to 2 MiB and marked for transparent
- * huge pages: filling a fresh 16 MB array then takes 8 page faults instead of 4096, which on these
- * machines was half the time of a format conversion. Every block starts with a small header saying
+ * Blocks of MAPPED bytes and up are mapped directly, and from HUGE_MIN on aligned to 2 MiB and
+ * marked for transparent huge pages: filling a fresh 16 MB array then takes 8 page faults instead of
+ * 4096, which on these machines was half the time of a format conversion. Every block starts with a small header saying
  * how it was obtained, so sbx__free and sbx__grow need only the pointer.
  *
- * Like malloc's own free lists, a few freed large blocks are kept (at most CACHE_SLOTS blocks and
+ * Like malloc's own free lists, a few freed mapped blocks are kept (at most CACHE_SLOTS blocks and
  * CACHE_BYTES in all) and handed out again, so a loop that makes and frees the same big arrays does
  * not pay the kernel's page faults and zeroing each time. Sanitizer builds use calloc for every
  * block, so that AddressSanitizer sees every access. */
@@ -21,12 +21,14 @@
 
 #define HEADER 64                    /* keeps the returned pointer 64-byte aligned for large blocks */
 #define HUGE_PAGE ((size_t)2 << 20)
+#define PAGE ((size_t)4096)
 #ifdef SBX_SANITIZE
-#define LARGE SIZE_MAX
+#define MAPPED SIZE_MAX
 #else
-#define LARGE ((size_t)4 << 20)
+#define MAPPED ((size_t)128 << 10) /* from here on, blocks are mapped and cached */
 #endif
-#define CACHE_SLOTS 4
+#define HUGE_MIN ((size_t)1 << 20) /* from here on, mapped blocks use huge pages */
+#define CACHE_SLOTS 8
 #define CACHE_BYTES ((size_t)256 << 20)
 
 typedef struct {
@@ -64,7 +66,7 @@ static header *from_cache(size_t bytes) {
     header *h = NULL;
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < CACHE_SLOTS; i++)
-        if (cache[i] && cache[i]->capacity >= bytes && cache[i]->capacity / 2 <= bytes + HUGE_PAGE) {
+        if (cache[i] && cache[i]->capacity >= bytes && cache[i]->capacity <= 2 * bytes + 2 * PAGE) {
             h = cache[i];
             cache[i] = NULL;
             cache_total -= h->capacity;
@@ -76,9 +78,15 @@ static header *from_cache(size_t bytes) {
 
 /* The machine's memory in bytes (0 if unknown). No single block may be larger: with the kernel's
  * overcommit, such a request could succeed and then get the process killed when touched. */
-static size_t physical_memory(void) {
+static pthread_once_t ram_once = PTHREAD_ONCE_INIT;
+static size_t ram_bytes;
+static void read_ram(void) {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
+    ram_bytes = pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
+}
+static size_t physical_memory(void) {
+    pthread_once(&ram_once, read_ram); /* sysconf makes a system call: once is enough */
+    return ram_bytes;
 }
 
 /* A block of `bytes` usable bytes, zeroed when `zero` is set, or NULL. */
@@ -88,7 +96,7 @@ static void *obtain(size_t bytes, int zero) {
     size_t ram = physical_memory();
     if (ram && bytes > ram) return NULL;
     header *h;
-    if (bytes < LARGE) {
+    if (bytes < MAPPED) {
         h = calloc(1, HEADER + bytes);
         if (!h) return NULL;
         h->capacity = bytes;
@@ -99,15 +107,16 @@ static void *obtain(size_t bytes, int zero) {
         if (zero) memset((char *)h + HEADER, 0, bytes);
         return (char *)h + HEADER;
     }
-    /* Fresh pages are zero. Map one huge page more than needed, then unmap the unaligned head and
-     * the tail. */
-    size_t len = (bytes + HEADER + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    char *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Fresh pages are zero. For huge pages, map one huge page more than needed, then unmap the
+     * unaligned head and the tail. */
+    size_t align = bytes >= HUGE_MIN ? HUGE_PAGE : PAGE, extra = align > PAGE ? align : 0;
+    size_t len = (bytes + HEADER + align - 1) / align * align;
+    char *raw = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return NULL;
-    char *start = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    char *start = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
     if (start > raw) munmap(raw, (size_t)(start - raw));
-    munmap(start + len, (size_t)(raw + HUGE_PAGE - start));
-    madvise(start, len, MADV_HUGEPAGE); /* a hint: without huge pages the block works all the same */
+    if (raw + len + extra > start + len) munmap(start + len, (size_t)(raw + len + extra - (start + len)));
+    if (align == HUGE_PAGE) madvise(start, len, MADV_HUGEPAGE); /* a hint: without it the block works the same */
     h = (header *)start;
     h->capacity = len - HEADER;
     h->mapped = 1;
