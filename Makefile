@@ -9,7 +9,7 @@ JOBS       ?= 2
 # Debian's interpreter: it is the one that sees python3-numpy and python3-scipy.
 PYTHON     ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
-BUILD_PACKAGES := cmake make gcc libc6-dev pkgconf libcmocka-dev
+BUILD_PACKAGES := cmake make gcc libc6-dev pkgconf libcmocka-dev libopenblas-dev libopenblas0-openmp
 TEST_PACKAGES  := $(BUILD_PACKAGES) clang libclang-rt-14-dev libomp-14-dev python3-numpy python3-scipy
 
 .PHONY: demo test bench clean

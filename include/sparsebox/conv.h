@@ -74,6 +74,58 @@ SBX_API sbx_status sbx_conv_indices(const sbx_conv_shape *shape, int weight_shar
  * A new int64 array of shape (out_size, channels * kernel_size). */
 SBX_API sbx_status sbx_conv_gather(const sbx_conv_shape *shape, sbx_array **table);
 
+/* --- Layers: convolution, local connections, max pooling ----------------------------------------
+ * Plans, as FFTW's: made once for a geometry, a kernel count and a dtype (float32 or float64), then
+ * executed any number of times; executing a plan is thread-safe (a plan is never written after it is
+ * made). Arrays are row-major sbx_arrays of the plan's dtype:
+ *   images      batch x in_size (raster order, feature maps one after another; batch may be 0)
+ *   conv kerns  nkern x (channels * kernel_size), taps in kernel raster order, feature maps one after
+ *               another (correlation, as the original: no kernel flip)
+ *   conv bias   nkern (or NULL)
+ *   conv output batch x (nkern * out_size), each feature map contiguous (the original's layout; its
+ *               flatten=False shape batch x nkern x out_size is the same memory)
+ * Every output is a new array written to *out; a gradient pointer may be NULL to skip that gradient.
+ * The compute paths read the plan's gather table (sbx_conv_gather): patches are gathered into a small
+ * workspace and multiplied by the kernels with CBLAS; the patch matrix is never materialised. */
+typedef struct sbx_conv_plan sbx_conv_plan;
+
+/* Convolution with weights shared over positions (the original's convolve). */
+SBX_API sbx_status sbx_conv_plan_create(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype,
+                                        sbx_conv_plan **out);
+/* Local connections (unshared weights; Theano's applySparseFilter over the ws=0 patch matrix):
+ *   kerns   a vector of channels * nkern * out_size * kernel_size weights, indexed by tap number - 1
+ *           (kmap): weight ((c * nkern + n) * out_size + o) * kernel_size + l joins pixel tap l of
+ *           position o in map c to output unit n * out_size + o
+ *   bias    nkern * out_size (or NULL); output batch x (nkern * out_size) */
+SBX_API sbx_status sbx_local_plan_create(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype,
+                                         sbx_conv_plan **out);
+/* Max pooling over each window (the shape's kernel) per feature map; output batch x (channels *
+ * out_size), feature maps contiguous. NaN in a window gives NaN. */
+SBX_API sbx_status sbx_pool_plan_create(const sbx_conv_shape *shape, sbx_dtype dtype, sbx_conv_plan **out);
+/* The original's max_pool(images, imgshp, maxpoolshp): windows ph x pw placed with the pool shape as
+ * its step (dx, dy) = (ph, pw), valid mode: for a non-square pool the window moves pw rows down and ph
+ * columns across, as the original does. imgshp is (h, w) or (nfeatures, h, w). */
+SBX_API sbx_status sbx_pool_shape_aesara(int imgshp_len, const int64_t *imgshp, const int64_t *maxpoolshp,
+                                         sbx_conv_shape *out);
+SBX_API void sbx_conv_plan_free(sbx_conv_plan *plan);
+
+SBX_API sbx_status sbx_conv_forward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *kerns,
+                                    const sbx_array *bias, sbx_array **out);
+/* Gradients of sum(output * grad_out) with respect to images, kerns and bias. */
+SBX_API sbx_status sbx_conv_backward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *kerns,
+                                     const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
+                                     sbx_array **grad_bias);
+SBX_API sbx_status sbx_local_forward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *kerns,
+                                     const sbx_array *bias, sbx_array **out);
+SBX_API sbx_status sbx_local_backward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *kerns,
+                                      const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
+                                      sbx_array **grad_bias);
+SBX_API sbx_status sbx_pool_forward(const sbx_conv_plan *plan, const sbx_array *images, sbx_array **out);
+/* Every input equal to its window's maximum receives the window's output gradient (ties all receive
+ * it, as the original's gradient of max), summed over overlapping windows. */
+SBX_API sbx_status sbx_pool_backward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *grad_out,
+                                     sbx_array **grad_images);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,213 @@
+/* Convolution, local connections and max pooling: forward and backward, executed from a plan.
+ * Every entry point checks its arguments, allocates its outputs and a workspace, then runs the typed
+ * kernels of layers_impl.h. */
+#include <cblas.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "conv/layers.h"
+
+#define BLOCK 8 /* images per kernel-gradient partial sum */
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+#define T float
+#define NAME(x) x##_f32
+#define GEMM cblas_sgemm
+#include "conv/layers_impl.h"
+#undef T
+#undef NAME
+#undef GEMM
+#define T double
+#define NAME(x) x##_f64
+#define GEMM cblas_dgemm
+#include "conv/layers_impl.h"
+#undef T
+#undef NAME
+#undef GEMM
+
+/* Threads for a loop over `items` each costing about `work` operations. */
+static int threads_for(int64_t items, int64_t work) {
+    int t = sbx__threads();
+    if (items < t) t = items > 1 ? (int)items : 1;
+    return items * work < 50000 ? 1 : t;
+}
+
+/* A new zeroed rows x cols array of the plan's dtype into *out (untouched on failure). */
+static sbx_status new_matrix(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
+    int64_t shape[2] = {rows, cols};
+    return sbx_array_create(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, out);
+}
+
+static void free_all(sbx_array **a, int n) {
+    for (int i = 0; i < n; i++) {
+        sbx_array_free(a[i]);
+        a[i] = NULL;
+    }
+}
+
+sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                            const sbx_array *bias, sbx_array **out) {
+    int64_t batch;
+    sbx_array *y = NULL;
+    void *work = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_CONV));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
+    if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, -p->nkern, NULL));
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    int64_t O = p->shape.out_size, ws;
+    int nt = threads_for(batch, p->nkern * O * p->width);
+    sbx_status st = new_matrix(p, batch, p->nkern * O, &y);
+    if (st == SBX_OK && sbx_mul_i64(O * p->width, nt, &ws) != SBX_OK)
+        st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
+    if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
+    if (st == SBX_OK && batch > 0) {
+        if (p->dtype == SBX_FLOAT32)
+            conv_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, work, nt);
+        else
+            conv_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, work, nt);
+    }
+    sbx__free(work);
+    if (st != SBX_OK) {
+        sbx_array_free(y);
+        return st;
+    }
+    *out = y;
+    return SBX_OK;
+}
+
+sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                             const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
+                             sbx_array **grad_bias) {
+    int64_t batch;
+    sbx_array *res[3] = {NULL, NULL, NULL};
+    void *work = NULL, *partial = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_CONV));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
+    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, p->nkern * p->shape.out_size, NULL));
+    const int64_t O = p->shape.out_size, N = p->nkern, W = p->width, nblocks = (batch + BLOCK - 1) / BLOCK;
+    int nt = threads_for(nblocks, BLOCK * N * O * W);
+    int64_t ws = 0, ps = 0;
+    sbx_status st = SBX_OK;
+    if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
+    if (st == SBX_OK && grad_kerns) st = new_matrix(p, N, W, &res[1]);
+    if (st == SBX_OK && grad_bias) st = new_matrix(p, N, -1, &res[2]);
+    if (st == SBX_OK && (sbx_mul_i64(2 * O * W, nt, &ws) != SBX_OK || sbx_mul_i64(nblocks, N * W, &ps) != SBX_OK))
+        st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
+    if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
+    if (st == SBX_OK && grad_kerns) st = sbx__alloc(ps, sbx_dtype_size(p->dtype), &partial, "kernel gradient partials");
+    if (st == SBX_OK) {
+        void *gx = res[0] ? res[0]->data : NULL, *gk = res[1] ? res[1]->data : NULL, *gb = res[2] ? res[2]->data : NULL;
+        if (p->dtype == SBX_FLOAT32)
+            conv_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, partial, nt);
+        else
+            conv_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, partial, nt);
+    }
+    sbx__free(work);
+    sbx__free(partial);
+    if (st != SBX_OK) {
+        free_all(res, 3);
+        return st;
+    }
+    if (grad_images) *grad_images = res[0];
+    if (grad_kerns) *grad_kerns = res[1];
+    if (grad_bias) *grad_bias = res[2];
+    return SBX_OK;
+}
+
+/* Local connections: kerns is the vector of all weights, bias one per output unit. */
+static int64_t local_weights(const sbx_conv_plan *p) { return p->width * p->nkern * p->shape.out_size; }
+
+sbx_status sbx_local_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                             const sbx_array *bias, sbx_array **out) {
+    int64_t batch;
+    sbx_array *y = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_LOCAL));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", 0, -local_weights(p), NULL));
+    const int64_t U = p->nkern * p->shape.out_size;
+    if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, -U, NULL));
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    SBX_CHECK(new_matrix(p, batch, U, &y));
+    int nt = threads_for(batch * p->nkern, p->shape.out_size * p->width);
+    if (p->dtype == SBX_FLOAT32)
+        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, nt);
+    else
+        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, nt);
+    *out = y;
+    return SBX_OK;
+}
+
+sbx_status sbx_local_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                              const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
+                              sbx_array **grad_bias) {
+    int64_t batch;
+    sbx_array *res[3] = {NULL, NULL, NULL};
+    SBX_CHECK(sbx__layer_plan(p, PLAN_LOCAL));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", 0, -local_weights(p), NULL));
+    const int64_t U = p->nkern * p->shape.out_size;
+    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, U, NULL));
+    sbx_status st = SBX_OK;
+    if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
+    if (st == SBX_OK && grad_kerns) st = new_matrix(p, local_weights(p), -1, &res[1]);
+    if (st == SBX_OK && grad_bias) st = new_matrix(p, U, -1, &res[2]);
+    if (st != SBX_OK) {
+        free_all(res, 3);
+        return st;
+    }
+    void *gx = res[0] ? res[0]->data : NULL, *gk = res[1] ? res[1]->data : NULL, *gb = res[2] ? res[2]->data : NULL;
+    int nt = threads_for(batch > U ? batch : U, p->width);
+    if (p->dtype == SBX_FLOAT32)
+        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
+    else
+        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
+    if (grad_images) *grad_images = res[0];
+    if (grad_kerns) *grad_kerns = res[1];
+    if (grad_bias) *grad_bias = res[2];
+    return SBX_OK;
+}
+
+sbx_status sbx_pool_forward(const sbx_conv_plan *p, const sbx_array *images, sbx_array **out) {
+    int64_t batch;
+    sbx_array *y = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    SBX_CHECK(new_matrix(p, batch, p->shape.channels * p->shape.out_size, &y));
+    int nt = threads_for(batch, p->shape.out_size * p->width);
+    if (p->dtype == SBX_FLOAT32)
+        pool_forward_f32(p, batch, images->data, y->data, nt);
+    else
+        pool_forward_f64(p, batch, images->data, y->data, nt);
+    *out = y;
+    return SBX_OK;
+}
+
+sbx_status sbx_pool_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *grad_out,
+                             sbx_array **grad_images) {
+    int64_t batch;
+    sbx_array *gx = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, p->shape.channels * p->shape.out_size, NULL));
+    if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
+    SBX_CHECK(new_matrix(p, batch, p->shape.in_size, &gx));
+    int nt = threads_for(batch, p->shape.out_size * p->width);
+    if (p->dtype == SBX_FLOAT32)
+        pool_backward_f32(p, batch, images->data, grad_out->data, gx->data, nt);
+    else
+        pool_backward_f64(p, batch, images->data, grad_out->data, gx->data, nt);
+    *grad_images = gx;
+    return SBX_OK;
+}

@@ -1,0 +1,158 @@
+/* The typed layer kernels, included by layers.c once per element type with T, NAME(x) (a suffixing
+ * macro) and GEMM (cblas_sgemm or cblas_dgemm) defined. Every output element is computed by one
+ * thread in an order fixed by the shapes alone, so results do not depend on the thread count. */
+
+/* P (out_size x width) for one image x: P[o][j] = x[gather[o][j]], or 0 where the tap is outside. */
+static void NAME(im2row)(const sbx_conv_plan *p, const T *restrict x, T *restrict P) {
+    const int64_t n = p->shape.out_size * p->width, *restrict g = p->gather;
+    for (int64_t i = 0; i < n; i++) P[i] = g[i] >= 0 ? x[g[i]] : (T)0;
+}
+
+/* The adjoint of im2row: x[gather[o][j]] += P[o][j]. */
+static void NAME(row2im_add)(const sbx_conv_plan *p, const T *restrict P, T *restrict x) {
+    const int64_t n = p->shape.out_size * p->width, *restrict g = p->gather;
+    for (int64_t i = 0; i < n; i++)
+        if (g[i] >= 0) x[g[i]] += P[i];
+}
+
+/* y_b (nkern x O) = kerns (nkern x W) . P_b^T + bias. work: nt blocks of O x W. */
+static void NAME(conv_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *k, const T *bias, T *y,
+                               T *work, int nt) {
+    const int64_t O = p->shape.out_size, W = p->width, N = p->nkern, in = p->shape.in_size;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < batch; b++) {
+        T *P = work + (int64_t)thread_id() * O * W, *yb = y + b * N * O;
+        NAME(im2row)(p, x + b * in, P);
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)O, (int)W, 1, k, (int)W, P, (int)W, 0, yb, (int)O);
+        if (bias)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t o = 0; o < O; o++) yb[n * O + o] += bias[n];
+    }
+}
+
+/* Gradients of the convolution. Images are taken in fixed blocks of BLOCK; each block sums its kernel
+ * gradient into its own slice of `partial` (nblocks x nkern x W, zeroed), and the slices are added in
+ * block order. work: nt blocks of 2 x O x W. */
+static void NAME(conv_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *k, const T *g, T *gx,
+                                T *gk, T *gb, T *work, T *partial, int nt) {
+    const int64_t O = p->shape.out_size, W = p->width, N = p->nkern, in = p->shape.in_size;
+    const int64_t nblocks = (batch + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t blk = 0; blk < nblocks; blk++) {
+        T *P = work + (int64_t)thread_id() * 2 * O * W, *gP = P + O * W;
+        for (int64_t b = blk * BLOCK; b < batch && b < (blk + 1) * BLOCK; b++) {
+            const T *gb_ = g + b * N * O;
+            if (gk) {
+                NAME(im2row)(p, x + b * in, P);
+                GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)W, (int)O, 1, gb_, (int)O, P, (int)W, 1,
+                     partial + blk * N * W, (int)W);
+            }
+            if (gx) {
+                GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)O, (int)W, (int)N, 1, gb_, (int)O, k, (int)W, 0, gP,
+                     (int)W);
+                NAME(row2im_add)(p, gP, gx + b * in);
+            }
+        }
+    }
+    if (gk)
+        for (int64_t blk = 0; blk < nblocks; blk++)
+            for (int64_t i = 0; i < N * W; i++) gk[i] += partial[blk * N * W + i];
+    if (gb)
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t o = 0; o < O; o++) gb[n] += g[(b * N + n) * O + o];
+}
+
+/* Local connections: y[b][n*O + o] = sum over maps c and taps l inside the image of
+ * w[((c*N + n)*O + o)*K + l] * x[b][gather[o][c*K + l]], plus bias. */
+static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
+                                int nt) {
+    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
+    const int64_t in = p->shape.in_size;
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < O; o++) {
+                const T *xb = x + b * in;
+                const int64_t *go = p->gather + o * W;
+                T acc = 0;
+                for (int64_t c = 0; c < C; c++) {
+                    const T *wc = w + ((c * N + n) * O + o) * K;
+                    for (int64_t l = 0; l < K; l++)
+                        if (go[c * K + l] >= 0) acc += wc[l] * xb[go[c * K + l]];
+                }
+                y[b * N * O + n * O + o] = acc + (bias ? bias[n * O + o] : 0);
+            }
+}
+
+static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *g, T *gx,
+                                 T *gw, T *gb, int nt) {
+    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
+    const int64_t in = p->shape.in_size, U = N * O;
+    if (gx) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t b = 0; b < batch; b++) /* each image's gradient is one thread's */
+            for (int64_t u = 0; u < U; u++) {
+                const int64_t n = u / O, o = u % O, *go = p->gather + o * W;
+                const T gu = g[b * U + u];
+                for (int64_t c = 0; c < C; c++) {
+                    const T *wc = w + ((c * N + n) * O + o) * K;
+                    for (int64_t l = 0; l < K; l++)
+                        if (go[c * K + l] >= 0) gx[b * in + go[c * K + l]] += wc[l] * gu;
+                }
+            }
+    }
+    if (gw) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t u = 0; u < U; u++) { /* each weight belongs to one unit */
+            const int64_t n = u / O, o = u % O, *go = p->gather + o * W;
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t l = 0; l < K; l++) {
+                    const int64_t idx = go[c * K + l];
+                    T acc = 0;
+                    if (idx >= 0)
+                        for (int64_t b = 0; b < batch; b++) acc += g[b * U + u] * x[b * in + idx];
+                    gw[((c * N + n) * O + o) * K + l] = acc;
+                }
+        }
+    }
+    if (gb)
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t u = 0; u < U; u++) gb[u] += g[b * U + u];
+}
+
+/* The maximum over the taps inside the image of window o in map c of image xb (NaN if any is NaN). */
+static T NAME(window_max)(const sbx_conv_plan *p, const T *xb, int64_t c, int64_t o) {
+    const int64_t K = p->shape.kernel_size, *go = p->gather + o * p->width + c * K;
+    T m = 0;
+    int seen = 0;
+    for (int64_t l = 0; l < K; l++) {
+        if (go[l] < 0) continue;
+        T v = xb[go[l]];
+        if (!seen || v > m || v != v) m = v;
+        seen = 1;
+        if (m != m) break;
+    }
+    return m;
+}
+
+static void NAME(pool_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, int nt) {
+    const int64_t O = p->shape.out_size, C = p->shape.channels, in = p->shape.in_size;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t o = 0; o < O; o++) y[(b * C + c) * O + o] = NAME(window_max)(p, x + b * in, c, o);
+}
+
+static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gx, int nt) {
+    const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t o = 0; o < O; o++) {
+                const T *xb = x + b * in, m = NAME(window_max)(p, xb, c, o), go_ = g[(b * C + c) * O + o];
+                const int64_t *go = p->gather + o * p->width + c * K;
+                for (int64_t l = 0; l < K; l++)
+                    if (go[l] >= 0 && xb[go[l]] == m) gx[b * in + go[l]] += go_;
+            }
+}

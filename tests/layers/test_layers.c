@@ -1,0 +1,594 @@
+/* Tests of the layers: convolution, local connections and max pooling, forward and backward, against
+ * every golden case of the original, a plain reference written with coordinates (1-d to 3-d), central
+ * finite differences, thread counts, and bad input. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/golden.h"
+#include "core/internal.h"
+#include "sparsebox.h"
+
+static void expect_error(sbx_status got, sbx_status want, const char *needle) {
+    if (got != want) fail_msg("status %d, wanted %d; message: %s", got, want, sbx_last_error());
+    if (!strstr(sbx_last_error(), needle)) fail_msg("message '%s' lacks '%s'", sbx_last_error(), needle);
+}
+
+static sbx_array *matrix(sbx_dtype dtype, int64_t rows, int64_t cols) {
+    sbx_array *a;
+    int64_t shape[2] = {rows, cols};
+    assert_int_equal(sbx_array_create(dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, &a), SBX_OK);
+    return a;
+}
+
+/* A float64 array from a golden array, rows x cols (cols < 0: a vector). */
+static sbx_array *from_golden(const golden_case *g, const char *name, int64_t rows, int64_t cols) {
+    const golden_array *ga = golden_get(g, name);
+    if (!ga) fail_msg("%s: no array %s", g->path, name);
+    sbx_array *a = matrix(SBX_FLOAT64, rows, cols);
+    if (sbx_array_numel(a) != ga->n) fail_msg("%s: %s has %lld values, expected %lld", g->path, name, (long long)ga->n,
+                                              (long long)sbx_array_numel(a));
+    memcpy(a->data, ga->v, (size_t)ga->n * sizeof(double));
+    return a;
+}
+
+static sbx_array *as(const sbx_array *a, sbx_dtype dtype) {
+    sbx_array *c;
+    if (!a) return NULL;
+    assert_int_equal(sbx_array_cast(a, dtype, &c), SBX_OK);
+    return c;
+}
+
+/* got (of any float dtype) against want: |got - want| <= rel * (1 + scale_or_|want|). */
+static void close_to(const golden_case *g, const char *what, const sbx_array *got, const double *want, int64_t n,
+                     double rel, double scale) {
+    assert_int_equal(sbx_array_numel(got), n);
+    for (int64_t i = 0; i < n; i++) {
+        double v = sbx__get_f64(got->data, got->dtype, i), bound = rel * (1 + (scale > 0 ? scale : fabs(want[i])));
+        if (!(fabs(v - want[i]) <= bound))
+            fail_msg("%s: %s[%lld] = %.17g, expected %.17g (bound %.3g)", g->path, what, (long long)i, v, want[i], bound);
+    }
+}
+
+static double max_abs(const double *v, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+/* The sequential sum of FORMAT.md, written plainly (this file is compiled without FMA contraction):
+ * reproduces the golden output_seq bit for bit, which shows the gathered patches are right. */
+static void sequential_conv(const sbx_conv_shape *s, const sbx_array *gather, const double *x, const double *k,
+                            const double *bias, int64_t batch, int64_t nkern, double *y) {
+    const int64_t O = s->out_size, W = s->channels * s->kernel_size;
+    const int64_t *g = gather->data;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t n = 0; n < nkern; n++)
+            for (int64_t o = 0; o < O; o++) {
+                double acc = 0.0;
+                for (int64_t j = 0; j < W; j++) {
+                    double patch = g[o * W + j] >= 0 ? x[b * s->in_size + g[o * W + j]] : 0.0;
+                    acc = acc + patch * k[n * W + j];
+                }
+                y[(b * nkern + n) * O + o] = bias ? acc + bias[n] : acc;
+            }
+}
+
+static void check_conv_case(const golden_case *g) {
+    int64_t imgshp[3], kshp[2], step[2], nkern, batch, has_bias = 0, outshp_ret[3];
+    int inlen = golden_ints(g, "imgshp", imgshp, 3);
+    golden_ints(g, "kshp", kshp, 2);
+    golden_ints(g, "step", step, 2);
+    golden_ints(g, "nkern", &nkern, 1);
+    golden_ints(g, "bsize", &batch, 1);
+    golden_ints(g, "has_bias", &has_bias, 1);
+    sbx_conv_mode mode;
+    assert_int_equal(sbx_conv_mode_parse(golden_value(g, "mode"), &mode), SBX_OK);
+    sbx_conv_shape s;
+    sbx_status st = sbx_conv_shape_aesara(inlen, imgshp, kshp, step, mode, &s);
+    if (strcmp(golden_value(g, "expect"), "error") == 0) {
+        assert_int_not_equal(st, SBX_OK);
+        return;
+    }
+    if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    golden_ints(g, "outshp_ret", outshp_ret, 3);
+    assert_true(outshp_ret[0] == nkern && outshp_ret[1] == s.out[0] && outshp_ret[2] == s.out[1]);
+    const int64_t W = s.channels * s.kernel_size, n_out = batch * nkern * s.out_size;
+    sbx_array *x = from_golden(g, "images", batch, s.in_size), *k = from_golden(g, "kerns", nkern, W);
+    sbx_array *bias = has_bias ? from_golden(g, "bias", nkern, -1) : NULL;
+    const golden_array *want = golden_get(g, "output"), *seq = golden_get(g, "output_seq");
+    assert_int_equal(want->n, n_out);
+    /* The test's own reference reproduces output_seq exactly. */
+    sbx_array *gather;
+    assert_int_equal(sbx_conv_gather(&s, &gather), SBX_OK);
+    double *ref = malloc(sizeof(double) * (size_t)(n_out + 1));
+    sequential_conv(&s, gather, x->data, k->data, bias ? bias->data : NULL, batch, nkern, ref);
+    for (int64_t i = 0; i < n_out; i++)
+        if (ref[i] != seq->v[i]) fail_msg("%s: the reference loop gives %.17g at %lld, output_seq %.17g", g->path,
+                                          ref[i], (long long)i, seq->v[i]);
+    free(ref);
+    sbx_array_free(gather);
+    for (int t = 0; t < 2; t++) {
+        sbx_dtype dt = t == 0 ? SBX_FLOAT64 : SBX_FLOAT32;
+        sbx_conv_plan *plan;
+        sbx_array *xt = as(x, dt), *kt = as(k, dt), *bt = as(bias, dt), *y;
+        assert_int_equal(sbx_conv_plan_create(&s, nkern, dt, &plan), SBX_OK);
+        if (sbx_conv_forward(plan, xt, kt, bt, &y) != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+        assert_int_equal(y->shape[0], batch);
+        assert_int_equal(y->shape[1], nkern * s.out_size);
+        if (dt == SBX_FLOAT64)
+            close_to(g, "output", y, want->v, n_out, 1e-10, 0);
+        else
+            close_to(g, "output (float32)", y, want->v, n_out, 1e-4, max_abs(want->v, n_out));
+        sbx_array_free(y);
+        sbx_array_free(xt);
+        sbx_array_free(kt);
+        sbx_array_free(bt);
+        sbx_conv_plan_free(plan);
+    }
+    sbx_array_free(x);
+    sbx_array_free(k);
+    sbx_array_free(bias);
+}
+
+static void check_local_case(const golden_case *g) {
+    int64_t imgshp[3], kshp[2], step[2], nkern, batch, has_bias = 0;
+    int inlen = golden_ints(g, "imgshp", imgshp, 3);
+    golden_ints(g, "kshp", kshp, 2);
+    golden_ints(g, "step", step, 2);
+    golden_ints(g, "nkern", &nkern, 1);
+    golden_ints(g, "bsize", &batch, 1);
+    golden_ints(g, "has_bias", &has_bias, 1);
+    sbx_conv_mode mode;
+    assert_int_equal(sbx_conv_mode_parse(golden_value(g, "mode"), &mode), SBX_OK);
+    sbx_conv_shape s;
+    sbx_status st = sbx_conv_shape_aesara(inlen, imgshp, kshp, step, mode, &s);
+    if (strcmp(golden_value(g, "expect"), "error") == 0) {
+        assert_int_not_equal(st, SBX_OK);
+        return;
+    }
+    if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    const int64_t U = nkern * s.out_size, nw = s.channels * nkern * s.out_size * s.kernel_size;
+    sbx_array *x = from_golden(g, "images", batch, s.in_size), *k = from_golden(g, "kerns", nw, -1);
+    sbx_array *bias = has_bias ? from_golden(g, "bias", U, -1) : NULL;
+    const golden_array *want = golden_get(g, "output");
+    for (int t = 0; t < 2; t++) {
+        sbx_dtype dt = t == 0 ? SBX_FLOAT64 : SBX_FLOAT32;
+        sbx_conv_plan *plan;
+        sbx_array *xt = as(x, dt), *kt = as(k, dt), *bt = as(bias, dt), *y;
+        assert_int_equal(sbx_local_plan_create(&s, nkern, dt, &plan), SBX_OK);
+        if (sbx_local_forward(plan, xt, kt, bt, &y) != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+        if (dt == SBX_FLOAT64)
+            close_to(g, "output", y, want->v, batch * U, 1e-10, 0);
+        else
+            close_to(g, "output (float32)", y, want->v, batch * U, 1e-4, max_abs(want->v, batch * U));
+        sbx_array_free(y);
+        sbx_array_free(xt);
+        sbx_array_free(kt);
+        sbx_array_free(bt);
+        sbx_conv_plan_free(plan);
+    }
+    sbx_array_free(x);
+    sbx_array_free(k);
+    sbx_array_free(bias);
+}
+
+static void check_pool_case(const golden_case *g) {
+    int64_t imgshp[3], pool[2], batch, outshp_ret[2];
+    int inlen = golden_ints(g, "imgshp", imgshp, 3);
+    golden_ints(g, "maxpoolshp", pool, 2);
+    golden_ints(g, "bsize", &batch, 1);
+    sbx_conv_shape s;
+    sbx_status st = sbx_pool_shape_aesara(inlen, imgshp, pool, &s);
+    if (strcmp(golden_value(g, "expect"), "error") == 0) {
+        assert_int_not_equal(st, SBX_OK);
+        return;
+    }
+    if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    golden_ints(g, "outshp_ret", outshp_ret, 2);
+    assert_true(outshp_ret[0] == s.out[0] && outshp_ret[1] == s.out[1]);
+    sbx_array *x = from_golden(g, "images", batch, s.in_size);
+    const golden_array *want = golden_get(g, "output");
+    for (int t = 0; t < 2; t++) {
+        sbx_dtype dt = t == 0 ? SBX_FLOAT64 : SBX_FLOAT32;
+        sbx_conv_plan *plan;
+        sbx_array *xt = as(x, dt), *y;
+        assert_int_equal(sbx_pool_plan_create(&s, dt, &plan), SBX_OK);
+        assert_int_equal(sbx_pool_forward(plan, xt, &y), SBX_OK);
+        assert_int_equal(sbx_array_numel(y), want->n);
+        for (int64_t i = 0; i < want->n; i++) { /* exact: a max is one of the inputs */
+            double w = dt == SBX_FLOAT64 ? want->v[i] : (double)(float)want->v[i];
+            if (sbx__get_f64(y->data, dt, i) != w) fail_msg("%s: output[%lld] = %.17g, expected %.17g", g->path,
+                                                            (long long)i, sbx__get_f64(y->data, dt, i), w);
+        }
+        sbx_array_free(y);
+        sbx_array_free(xt);
+        sbx_conv_plan_free(plan);
+    }
+    sbx_array_free(x);
+}
+
+static void run_golden(const char *prefix, void (*check)(const golden_case *)) {
+    int n;
+    char **paths = golden_list(prefix, &n);
+    if (n == 0) fail_msg("no %s*.txt files in %s: the golden data is missing", prefix, SBX_GOLDEN_DIR);
+    for (int i = 0; i < n; i++) {
+        golden_case g;
+        if (golden_read(paths[i], &g) != 0) fail_msg("cannot read %s", paths[i]);
+        check(&g);
+        golden_free(&g);
+    }
+    printf("checked %d golden %s cases\n", n, prefix);
+    golden_list_free(paths, n);
+}
+
+static void test_golden_convolve(void **state) {
+    (void)state;
+    run_golden("conv_", check_conv_case);
+}
+static void test_golden_local(void **state) {
+    (void)state;
+    run_golden("asf_", check_local_case);
+}
+static void test_golden_maxpool(void **state) {
+    (void)state;
+    run_golden("maxpool_", check_pool_case);
+}
+
+/* --- a reference written with coordinates --------------------------------------------------- */
+
+/* The input index tap l of output position o reads in map c, or -1 outside the image. */
+static int64_t tap_input(const sbx_conv_shape *s, int64_t c, int64_t o, int64_t l) {
+    int64_t idx = 0, scale = 1;
+    for (int d = s->ndim - 1; d >= 0; d--) {
+        int64_t od = o % s->out[d], td = l % s->kernel[d];
+        o /= s->out[d];
+        l /= s->kernel[d];
+        int64_t i = od * s->stride[d] - (s->mode == SBX_CONV_FULL ? s->kernel[d] - 1 : 0) + td;
+        if (i < 0 || i >= s->in[d]) return -1;
+        idx += i * scale;
+        scale *= s->in[d];
+    }
+    return c * (s->in_size / s->channels) + idx;
+}
+
+static double ref_conv(const sbx_conv_shape *s, const double *x, const double *k, const double *bias, int64_t nkern,
+                       int64_t b, int64_t n, int64_t o) {
+    double acc = bias ? bias[n] : 0;
+    for (int64_t c = 0; c < s->channels; c++)
+        for (int64_t l = 0; l < s->kernel_size; l++) {
+            int64_t i = tap_input(s, c, o, l);
+            if (i >= 0) acc += x[b * s->in_size + i] * k[(n * s->channels + c) * s->kernel_size + l];
+        }
+    (void)nkern;
+    return acc;
+}
+
+static double ref_local(const sbx_conv_shape *s, const double *x, const double *w, const double *bias, int64_t nkern,
+                        int64_t b, int64_t n, int64_t o) {
+    double acc = bias ? bias[n * s->out_size + o] : 0;
+    for (int64_t c = 0; c < s->channels; c++)
+        for (int64_t l = 0; l < s->kernel_size; l++) {
+            int64_t i = tap_input(s, c, o, l);
+            if (i >= 0) acc += x[b * s->in_size + i] * w[((c * nkern + n) * s->out_size + o) * s->kernel_size + l];
+        }
+    return acc;
+}
+
+static double ref_pool(const sbx_conv_shape *s, const double *x, int64_t b, int64_t c, int64_t o) {
+    double m = -INFINITY;
+    for (int64_t l = 0; l < s->kernel_size; l++) {
+        int64_t i = tap_input(s, c, o, l);
+        if (i >= 0) m = fmax(m, x[b * s->in_size + i]);
+    }
+    return m;
+}
+
+static uint64_t seed = 0x9E3779B97F4A7C15ULL;
+static double uniform01(void) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return (double)(seed >> 11) / 9007199254740992.0;
+}
+static int64_t pick(int64_t lo, int64_t hi) { return lo + (int64_t)(uniform01() * (double)(hi - lo + 1)); }
+
+static sbx_array *random_matrix(int64_t rows, int64_t cols) {
+    sbx_array *a = matrix(SBX_FLOAT64, rows, cols);
+    double *v = a->data;
+    for (int64_t i = 0; i < sbx_array_numel(a); i++) v[i] = 2 * uniform01() - 1;
+    return a;
+}
+
+/* A random geometry of ndim dimensions (1x1 images and kernels as large as the image included). */
+static sbx_conv_shape random_shape(int ndim) {
+    sbx_conv_shape s;
+    for (;;) {
+        int64_t in[SBX_MAX_NDIM], k[SBX_MAX_NDIM], st[SBX_MAX_NDIM];
+        for (int d = 0; d < ndim; d++) {
+            in[d] = pick(1, ndim == 1 ? 12 : ndim == 2 ? 7 : 4);
+            k[d] = pick(1, in[d]);
+            st[d] = pick(1, 3);
+        }
+        if (sbx_conv_shape_make(ndim, pick(1, 3), in, k, st, (sbx_conv_mode)pick(0, 1), &s) == SBX_OK) return s;
+    }
+}
+
+static void test_against_reference(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 90; trial++) {
+        sbx_conv_shape s = random_shape(1 + trial % 3);
+        int64_t batch = pick(1, 3), nkern = pick(1, 3), O = s.out_size, W = s.channels * s.kernel_size;
+        sbx_array *x = random_matrix(batch, s.in_size), *k = random_matrix(nkern, W), *bias = random_matrix(nkern, -1);
+        sbx_array *w = random_matrix(s.channels * nkern * O * s.kernel_size, -1), *lb = random_matrix(nkern * O, -1);
+        sbx_conv_plan *pc, *pl, *pp;
+        sbx_array *yc, *yl, *yp;
+        assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &pc), SBX_OK);
+        assert_int_equal(sbx_local_plan_create(&s, nkern, SBX_FLOAT64, &pl), SBX_OK);
+        assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &pp), SBX_OK);
+        assert_int_equal(sbx_conv_forward(pc, x, k, bias, &yc), SBX_OK);
+        assert_int_equal(sbx_local_forward(pl, x, w, lb, &yl), SBX_OK);
+        assert_int_equal(sbx_pool_forward(pp, x, &yp), SBX_OK);
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t n = 0; n < nkern; n++)
+                for (int64_t o = 0; o < O; o++) {
+                    double want = ref_conv(&s, x->data, k->data, bias->data, nkern, b, n, o);
+                    double got = ((double *)yc->data)[(b * nkern + n) * O + o];
+                    if (fabs(got - want) > 1e-12 * (1 + (double)W)) fail_msg("conv ndim %d: %.17g vs %.17g", s.ndim, got, want);
+                    want = ref_local(&s, x->data, w->data, lb->data, nkern, b, n, o);
+                    got = ((double *)yl->data)[(b * nkern + n) * O + o];
+                    if (fabs(got - want) > 1e-12 * (1 + (double)W)) fail_msg("local ndim %d: %.17g vs %.17g", s.ndim, got, want);
+                }
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t c = 0; c < s.channels; c++)
+                for (int64_t o = 0; o < O; o++)
+                    assert_true(((double *)yp->data)[(b * s.channels + c) * O + o] == ref_pool(&s, x->data, b, c, o));
+        sbx_array *arrays[] = {x, k, bias, w, lb, yc, yl, yp};
+        for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) sbx_array_free(arrays[i]);
+        sbx_conv_plan_free(pc);
+        sbx_conv_plan_free(pl);
+        sbx_conv_plan_free(pp);
+    }
+}
+
+/* --- gradients by central differences --------------------------------------------------------- */
+
+typedef enum { CONV, LOCAL, POOL } layer;
+
+/* sum(forward(x, k, b) * r) */
+static double loss(layer kind, const sbx_conv_plan *p, sbx_array *x, sbx_array *k, sbx_array *b, const sbx_array *r) {
+    sbx_array *y;
+    sbx_status st = kind == CONV ? sbx_conv_forward(p, x, k, b, &y) : kind == LOCAL ? sbx_local_forward(p, x, k, b, &y)
+                                                                                   : sbx_pool_forward(p, x, &y);
+    assert_int_equal(st, SBX_OK);
+    double sum = 0;
+    for (int64_t i = 0; i < sbx_array_numel(y); i++) sum += ((double *)y->data)[i] * ((double *)r->data)[i];
+    sbx_array_free(y);
+    return sum;
+}
+
+/* The largest relative error between the analytic gradient `an` of parameter array v and central
+ * differences with step h. */
+static double fd_error(layer kind, const sbx_conv_plan *p, sbx_array *x, sbx_array *k, sbx_array *b,
+                       const sbx_array *r, sbx_array *v, const sbx_array *an, double h) {
+    double worst = 0, *pv = v->data;
+    for (int64_t i = 0; i < sbx_array_numel(v); i++) {
+        double keep = pv[i];
+        pv[i] = keep + h;
+        double up = loss(kind, p, x, k, b, r);
+        pv[i] = keep - h;
+        double down = loss(kind, p, x, k, b, r);
+        pv[i] = keep;
+        double fd = (up - down) / (2 * h), a = ((double *)an->data)[i];
+        worst = fmax(worst, fabs(fd - a) / fmax(fmax(fabs(fd), fabs(a)), 1e-4));
+    }
+    return worst;
+}
+
+static void test_gradients(void **state) {
+    (void)state;
+    int configs = 0;
+    for (int mode = 0; mode < 2; mode++)
+        for (int64_t step = 1; step <= 3; step++)
+            for (int64_t channels = 1; channels <= 3; channels += 2)
+                for (int ndim = 1; ndim <= 3; ndim++) {
+                    int64_t in[3] = {6, 5, 4}, k[3] = {3, 2, 2}, st[3] = {step, step, 1};
+                    if (ndim == 2) in[0] = 5;
+                    sbx_conv_shape s;
+                    assert_int_equal(sbx_conv_shape_make(ndim, channels, in, k, st, (sbx_conv_mode)mode, &s), SBX_OK);
+                    const int64_t batch = 2, nkern = 2, O = s.out_size, W = s.channels * s.kernel_size;
+                    /* Convolution and local connections are linear in each argument: a large step is
+                     * exact up to rounding. */
+                    for (int kind = CONV; kind <= LOCAL; kind++) {
+                        sbx_conv_plan *p;
+                        sbx_array *x = random_matrix(batch, s.in_size), *r = random_matrix(batch, nkern * O);
+                        sbx_array *kk = kind == CONV ? random_matrix(nkern, W) : random_matrix(W * nkern * O, -1);
+                        sbx_array *b = random_matrix(kind == CONV ? nkern : nkern * O, -1), *gx, *gk, *gb;
+                        if (kind == CONV) {
+                            assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
+                            assert_int_equal(sbx_conv_backward(p, x, kk, r, &gx, &gk, &gb), SBX_OK);
+                        } else {
+                            assert_int_equal(sbx_local_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
+                            assert_int_equal(sbx_local_backward(p, x, kk, r, &gx, &gk, &gb), SBX_OK);
+                        }
+                        double e = fmax(fd_error(kind, p, x, kk, b, r, x, gx, 0.5),
+                                        fmax(fd_error(kind, p, x, kk, b, r, kk, gk, 0.5), fd_error(kind, p, x, kk, b, r, b, gb, 0.5)));
+                        if (e > 1e-6) fail_msg("%s ndim %d mode %d step %lld channels %lld: relative error %.3g",
+                                               kind == CONV ? "conv" : "local", ndim, mode, (long long)step,
+                                               (long long)channels, e);
+                        sbx_array *all[] = {x, r, kk, b, gx, gk, gb};
+                        for (size_t i = 0; i < 7; i++) sbx_array_free(all[i]);
+                        sbx_conv_plan_free(p);
+                    }
+                    /* Max pooling is piecewise linear: inputs at least 0.01 apart, a step of 1e-3. */
+                    sbx_conv_plan *pp;
+                    sbx_array *x = matrix(SBX_FLOAT64, batch, s.in_size), *r = random_matrix(batch, s.channels * O), *gx;
+                    int64_t n = batch * s.in_size;
+                    for (int64_t i = 0; i < n; i++) ((double *)x->data)[i] = (double)((i * 7919) % n) * 0.01;
+                    assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &pp), SBX_OK);
+                    assert_int_equal(sbx_pool_backward(pp, x, r, &gx), SBX_OK);
+                    double e = fd_error(POOL, pp, x, NULL, NULL, r, x, gx, 1e-3);
+                    if (e > 1e-6) fail_msg("pool ndim %d: relative error %.3g", ndim, e);
+                    sbx_array_free(x);
+                    sbx_array_free(r);
+                    sbx_array_free(gx);
+                    sbx_conv_plan_free(pp);
+                    configs++;
+                }
+    assert_int_equal(configs, 36);
+}
+
+static void test_pool_gradient_ties(void **state) {
+    (void)state;
+    /* 1 x 3 x 3 image, 2 x 2 windows with stride 1: four overlapping windows. */
+    int64_t in[2] = {3, 3}, k[2] = {2, 2};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 1, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
+    sbx_array *x = matrix(SBX_FLOAT64, 1, 9), *g = matrix(SBX_FLOAT64, 1, 4), *gx;
+    const double img[9] = {5, 5, 1, 5, 2, 1, 0, 0, 3}, go[4] = {1, 10, 100, 1000};
+    memcpy(x->data, img, sizeof img);
+    memcpy(g->data, go, sizeof go);
+    assert_int_equal(sbx_pool_backward(p, x, g, &gx), SBX_OK);
+    /* Window maxima 5, 5, 5, 3. Window 0 (pixels 0,1,3,4): ties at 0, 1, 3 get 1 each; window 1
+     * (1,2,4,5): pixel 1 gets 10; window 2 (3,4,6,7): pixel 3 gets 100; window 3 (4,5,7,8): pixel 8. */
+    const double want[9] = {1, 11, 0, 101, 0, 0, 0, 0, 1000};
+    assert_memory_equal(gx->data, want, sizeof want);
+    sbx_array_free(x);
+    sbx_array_free(g);
+    sbx_array_free(gx);
+    sbx_conv_plan_free(p);
+}
+
+static void test_thread_counts_agree(void **state) {
+    (void)state;
+    int64_t in[2] = {20, 24}, k[2] = {5, 3}, st[2] = {1, 2};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 3, in, k, st, SBX_CONV_FULL, &s), SBX_OK);
+    const int64_t batch = 37, nkern = 4;
+    sbx_array *x = random_matrix(batch, s.in_size), *kk = random_matrix(nkern, 3 * s.kernel_size);
+    sbx_array *r = random_matrix(batch, nkern * s.out_size), *res[2][4];
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
+    for (int t = 0; t < 2; t++) {
+        sbx_set_num_threads(t + 1);
+        assert_int_equal(sbx_conv_forward(p, x, kk, NULL, &res[t][0]), SBX_OK);
+        assert_int_equal(sbx_conv_backward(p, x, kk, r, &res[t][1], &res[t][2], &res[t][3]), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    for (int i = 0; i < 4; i++) {
+        int64_t n = sbx_array_numel(res[0][i]);
+        for (int64_t j = 0; j < n; j++) {
+            double a = ((double *)res[0][i]->data)[j], b = ((double *)res[1][i]->data)[j];
+            if (fabs(a - b) > 1e-12 * fmax(1, fabs(a))) fail_msg("result %d element %lld: %.17g vs %.17g", i, (long long)j, a, b);
+        }
+        sbx_array_free(res[0][i]);
+        sbx_array_free(res[1][i]);
+    }
+    sbx_array_free(x);
+    sbx_array_free(kk);
+    sbx_array_free(r);
+    sbx_conv_plan_free(p);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    int64_t in[2] = {6, 6}, k[2] = {3, 3};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    sbx_conv_plan *p = NULL, *pool;
+    expect_error(sbx_conv_plan_create(&s, 0, SBX_FLOAT64, &p), SBX_ERR_ARG, "nkern 0");
+    expect_error(sbx_conv_plan_create(&s, 2, SBX_INT32, &p), SBX_ERR_ARG, "dtype int32");
+    expect_error(sbx_conv_plan_create(NULL, 2, SBX_FLOAT64, &p), SBX_ERR_ARG, "shape is NULL");
+    expect_error(sbx_conv_plan_create(&s, 2, SBX_FLOAT64, NULL), SBX_ERR_ARG, "out is NULL");
+    assert_int_equal(sbx_conv_plan_create(&s, 2, SBX_FLOAT64, &p), SBX_OK);
+    assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &pool), SBX_OK);
+    sbx_array *x = random_matrix(3, 72), *kk = random_matrix(2, 18), *y = NULL, *g = NULL;
+    sbx_array *wide = random_matrix(3, 73), *kbad = random_matrix(2, 17), *b3 = random_matrix(3, -1);
+    sbx_array *x32 = as(x, SBX_FLOAT32), *flat = random_matrix(216, -1);
+    expect_error(sbx_conv_forward(p, wide, kk, NULL, &y), SBX_ERR_ARG, "images must be batch x 72; it is 3 x 73");
+    expect_error(sbx_conv_forward(p, flat, kk, NULL, &y), SBX_ERR_ARG, "images must be batch x 72; it is not 2-d");
+    expect_error(sbx_conv_forward(p, x, kbad, NULL, &y), SBX_ERR_ARG, "kerns must be 2 x 18; it is 2 x 17");
+    expect_error(sbx_conv_forward(p, x, kk, b3, &y), SBX_ERR_ARG, "bias must be a vector of 2 entries");
+    expect_error(sbx_conv_forward(p, x32, kk, NULL, &y), SBX_ERR_ARG, "images has dtype float32 but the plan computes in float64");
+    expect_error(sbx_conv_forward(NULL, x, kk, NULL, &y), SBX_ERR_ARG, "plan is NULL");
+    expect_error(sbx_conv_forward(pool, x, kk, NULL, &y), SBX_ERR_ARG, "plan is a pooling plan");
+    expect_error(sbx_conv_forward(p, x, kk, NULL, NULL), SBX_ERR_ARG, "out is NULL");
+    expect_error(sbx_conv_backward(p, x, kk, x, &g, NULL, NULL), SBX_ERR_ARG, "grad_out must be 3 x 32; it is 3 x 72");
+    expect_error(sbx_pool_backward(pool, x, x, &g), SBX_ERR_ARG, "grad_out must be 3 x 32");
+    expect_error(sbx_local_forward(p, x, kk, NULL, &y), SBX_ERR_ARG, "plan is a convolution plan");
+    assert_null(y);
+    assert_null(g);
+    /* A zero batch gives an empty output; NaN passes through without harm. */
+    sbx_array *none = matrix(SBX_FLOAT64, 0, 72);
+    assert_int_equal(sbx_conv_forward(p, none, kk, NULL, &y), SBX_OK);
+    assert_int_equal(y->shape[0], 0);
+    assert_int_equal(y->shape[1], 32);
+    sbx_array_free(y);
+    ((double *)x->data)[0] = NAN; /* pixel (0, 0) of map 0: in the first window */
+    assert_int_equal(sbx_conv_forward(p, x, kk, NULL, &y), SBX_OK);
+    assert_true(isnan(((double *)y->data)[0]));
+    sbx_array_free(y);
+    assert_int_equal(sbx_pool_forward(pool, x, &y), SBX_OK);
+    assert_true(isnan(((double *)y->data)[0]));
+    sbx_array_free(y);
+    /* Sizes beyond what CBLAS can index are refused when the plan is made. */
+    int64_t huge[2] = {70000, 70000}, k1[2] = {1, 1};
+    assert_int_equal(sbx_conv_shape_make(2, 1, huge, k1, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    sbx_conv_plan *big = NULL;
+    expect_error(sbx_conv_plan_create(&s, 1, SBX_FLOAT32, &big), SBX_ERR_OVERFLOW, "C int");
+    assert_null(big);
+    sbx_array *all[] = {x, kk, wide, kbad, b3, x32, flat, none};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
+    sbx_conv_plan_free(p);
+    sbx_conv_plan_free(pool);
+}
+
+static void test_allocation_failures(void **state) {
+    (void)state;
+    int64_t in[2] = {5, 5}, k[2] = {2, 2};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 1, in, k, NULL, SBX_CONV_FULL, &s), SBX_OK);
+    sbx_array *x = random_matrix(9, 25), *kk = random_matrix(2, 4), *r = random_matrix(9, 72);
+    int64_t i;
+    for (i = 1;; i++) {
+        sbx_conv_plan *p = NULL;
+        sbx_array *gx = NULL, *gk = NULL, *gb = NULL;
+        sbx__alloc_fail_at(i);
+        sbx_status st = sbx_conv_plan_create(&s, 2, SBX_FLOAT64, &p);
+        if (st == SBX_OK) st = sbx_conv_backward(p, x, kk, r, &gx, &gk, &gb);
+        sbx__alloc_fail_at(0);
+        sbx_conv_plan_free(p);
+        if (st == SBX_OK) {
+            sbx_array_free(gx);
+            sbx_array_free(gk);
+            sbx_array_free(gb);
+            break;
+        }
+        assert_int_equal(st, SBX_ERR_NOMEM);
+        assert_null(gx);
+    }
+    assert_true(i > 5);
+    sbx_array_free(x);
+    sbx_array_free(kk);
+    sbx_array_free(r);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
+        cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
+        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
