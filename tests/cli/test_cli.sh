@@ -137,10 +137,44 @@ expect 2 "nkern 0 must be >= 1" -- "$SBX" indices --inshp 4,4 --kshp 2,2 --nkern
 expect 2 "must have as many entries as --kshp" -- "$SBX" indices --inshp 1,1,4,4 --kshp 2,2 -o "$T/e.mtx"
 expect 2 "--inshp '4,x' is not a list" -- "$SBX" indices --inshp 4,x --kshp 2,2 -o "$T/e.mtx"
 expect 2 "mode 'same' is unknown" -- "$SBX" indices --inshp 4,4 --kshp 2,2 --mode same -o "$T/e.mtx"
-expect 2 "needs --inshp, --kshp and -o" -- "$SBX" indices --inshp 4,4 --kshp 2,2
+expect 2 "needs -o M.mtx" -- "$SBX" indices --inshp 4,4 --kshp 2,2
+expect 2 "needs --inshp and --kshp" -- "$SBX" indices --kshp 2,2 -o "$T/e.mtx"
 expect 2 "must be a .npy file" -- "$SBX" indices --inshp 4,4 --kshp 2,2 -o "$T/e.mtx" --kmap "$T/k.mtx"
 expect 1 "overflows int64" -- "$SBX" indices --inshp 3037000499,3037000499 --kshp 7,7 -o "$T/e.mtx"
 absent "$T/e.mtx"
+
+# sbx convolve / local / maxpool: a 1 x 2 x 2 image of ones (float64, the header padded to 64 bytes).
+dict="{'descr': '<f8', 'fortran_order': False, 'shape': (1, 4), }"
+hlen=$(((10 + ${#dict} + 1 + 63) / 64 * 64 - 10))
+pad=$((hlen - ${#dict} - 1))
+printf "\223NUMPY\001\000\\$(printf '%o' $hlen)\000%s%*s\n" "$dict" $pad '' >"$T/ones.npy"
+printf '\000\000\000\000\000\000\360\077%.0s' 1 2 3 4 >>"$T/ones.npy"
+expect 0 "outshp: 1 1 1" -- "$SBX" convolve --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/ones.npy" --kshp 2,2 --nkern 1 -o "$T/c.npy"
+expect 0 "shape: 1 1" -- "$SBX" info "$T/c.npy"
+expect 0 "outshp: 1 3 3" -- "$SBX" convolve --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/ones.npy" --kshp 2,2 --nkern 1 --mode full --no-flatten -o "$T/c3.npy"
+expect 0 "shape: 1 1 9" -- "$SBX" info "$T/c3.npy"
+expect 0 "outshp: 1 1" -- "$SBX" maxpool --images "$T/ones.npy" --imgshp 1,2,2 --poolshp 2,2 -o "$T/m.npy"
+dict="{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }"
+pad=$((hlen - ${#dict} - 1))
+printf "\223NUMPY\001\000\\$(printf '%o' $hlen)\000%s%*s\n" "$dict" $pad '' >"$T/vec.npy"
+printf '\000\000\000\000\000\000\360\077%.0s' 1 2 3 4 >>"$T/vec.npy"
+expect 0 "outshp: 1 1" -- "$SBX" local --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/vec.npy" --kshp 2,2 --nkern 1 -o "$T/l.npy" --grad-out "$T/c.npy" --grad-kerns "$T/lk.npy"
+expect 0 "shape: 4" -- "$SBX" info "$T/lk.npy"
+expect 1 "kerns must be 1 x 4; it is not 2-d" -- "$SBX" convolve --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/kmap.npy" --kshp 2,2 --nkern 1 -o "$T/bad.npy"
+absent "$T/bad.npy"
+expect 1 "images must be batch x 9; it is 1 x 4" -- "$SBX" convolve --images "$T/ones.npy" --imgshp 3,3 --kerns "$T/ones.npy" --kshp 2,2 --nkern 1 -o "$T/bad.npy"
+expect 1 "kerns must be a vector of 4 entries" -- "$SBX" local --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/ones.npy" --kshp 2,2 --nkern 1 -o "$T/bad.npy"
+expect 1 "--bias" -- "$SBX" convolve --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/ones.npy" --kshp 2,2 --nkern 1 --bias "$T/missing.npy" -o "$T/bad.npy"
+expect 1 "dtype int64: layers compute in float32 or float64" -- "$SBX" maxpool --images "$T/kmap.npy" --imgshp 2,4 --poolshp 2,2 -o "$T/bad.npy"
+absent "$T/bad.npy"
+expect 2 "needs --images, --kerns, --nkern and -o" -- "$SBX" convolve --images "$T/ones.npy"
+expect 2 "--nkern '0' must be a positive integer" -- "$SBX" convolve --images a.npy --kerns b.npy --nkern 0 -o c.npy
+expect 2 "--grad-out needs at least one of" -- "$SBX" convolve --images a.npy --kerns b.npy --nkern 1 -o c.npy --grad-out g.npy
+expect 2 "need --grad-out" -- "$SBX" local --images a.npy --kerns b.npy --nkern 1 -o c.npy --grad-kerns g.npy
+expect 2 "gives an empty output" -- "$SBX" convolve --images "$T/ones.npy" --imgshp 2,2 --kerns "$T/ones.npy" --kshp 3,3 --nkern 1 -o "$T/bad.npy"
+expect 2 "takes --stride (shape order), not --step" -- "$SBX" maxpool --images "$T/ones.npy" --imgshp 2,2 --poolshp 2,2 --step 1,1 -o "$T/bad.npy"
+expect 2 "--grad-out and --grad-images go together" -- "$SBX" maxpool --images "$T/ones.npy" --imgshp 2,2 --poolshp 2,2 --grad-out g.npy -o "$T/bad.npy"
+expect 2 "without --stride" -- "$SBX" maxpool --images "$T/ones.npy" --imgshp 1,1,2,2 --poolshp 2,2,2 -o "$T/bad.npy"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -54,6 +54,64 @@ int cli_ints(const char *text, int64_t *out, int max) {
     }
 }
 
+int cli_geometry_opt(int argc, char **argv, int *i, cli_geometry *g) {
+    int r;
+    if ((r = cli_opt(argc, argv, i, g->image_flag, &g->image)) || (r = cli_opt(argc, argv, i, g->kernel_flag, &g->kernel)) ||
+        (r = cli_opt(argc, argv, i, "--step", &g->step)) || (r = cli_opt(argc, argv, i, "--stride", &g->stride)) ||
+        (r = cli_opt(argc, argv, i, "--mode", &g->mode)))
+        return r;
+    return 0;
+}
+
+int cli_geometry_shape(const char *sub, const cli_geometry *g, sbx_conv_shape *s) {
+    int64_t image[SBX_MAX_NDIM + 1], kernel[SBX_MAX_NDIM], stride[SBX_MAX_NDIM];
+    int ni, nk;
+    sbx_conv_mode mode = SBX_CONV_VALID;
+    if (!g->image || !g->kernel) return cli_usage_error(sub, "needs %s and %s", g->image_flag, g->kernel_flag);
+    if (!(ni = cli_ints(g->image, image, SBX_MAX_NDIM + 1)))
+        return cli_usage_error(sub, "%s '%s' is not a list of up to %d integers", g->image_flag, g->image, SBX_MAX_NDIM + 1);
+    if (!(nk = cli_ints(g->kernel, kernel, SBX_MAX_NDIM)))
+        return cli_usage_error(sub, "%s '%s' is not a list of up to %d integers", g->kernel_flag, g->kernel, SBX_MAX_NDIM);
+    if (ni != nk && ni != nk + 1)
+        return cli_usage_error(sub, "%s '%s' must have as many entries as %s '%s', or one more (the feature maps)",
+                               g->image_flag, g->image, g->kernel_flag, g->kernel);
+    if (g->step && g->stride) return cli_usage_error(sub, "give --step or --stride, not both");
+    if (g->step) {
+        int64_t step[2];
+        if (nk != 2) return cli_usage_error(sub, "--step (dx, dy) is for 2-d kernels; use --stride for %d-d", nk);
+        if (cli_ints(g->step, step, 2) != 2) return cli_usage_error(sub, "--step '%s' must be DX,DY", g->step);
+        stride[0] = step[1];
+        stride[1] = step[0];
+    } else if (g->stride) {
+        if (cli_ints(g->stride, stride, SBX_MAX_NDIM) != nk)
+            return cli_usage_error(sub, "--stride '%s' must have %d entries, one per kernel dimension", g->stride, nk);
+    } else {
+        for (int d = 0; d < nk; d++) stride[d] = 1;
+    }
+    if (g->mode && sbx_conv_mode_parse(g->mode, &mode) != SBX_OK) return cli_usage_error(sub, "--mode: %s", sbx_last_error());
+    if (sbx_conv_shape_make(nk, ni > nk ? image[0] : 1, image + (ni - nk), kernel, stride, mode, s) != SBX_OK)
+        return cli_usage_error(sub, "%s", sbx_last_error());
+    return CLI_OK;
+}
+
+int cli_load(const char *sub, const char *flag, const char *path, int cast, sbx_dtype dtype, sbx_array **out) {
+    sbx_array *a = NULL, *c = NULL;
+    if (cli_kind(path) != FILE_NPY) return cli_usage_error(sub, "%s '%s' must be a .npy file", flag, path);
+    sbx_status st = sbx_npy_read(path, &a);
+    if (st == SBX_OK && cast && a->dtype != dtype) {
+        st = sbx_array_cast(a, dtype, &c);
+        sbx_array_free(a);
+        a = c;
+    }
+    if (st != SBX_OK) {
+        fprintf(stderr, "sbx: %s: %s '%s': %s\n", sub, flag, path, sbx_last_error());
+        sbx_array_free(a);
+        return CLI_FAIL;
+    }
+    *out = a;
+    return CLI_OK;
+}
+
 int cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;

@@ -25,14 +25,12 @@ static const char usage[] =
     "Prints 'spmat_shape: R C', 'outshp: ...' and 'nnz: N'.\n";
 
 static int run(int argc, char **argv) {
-    const char *inshp_s = NULL, *kshp_s = NULL, *step_s = NULL, *stride_s = NULL, *mode_s = "valid", *nkern_s = "1";
-    const char *out = NULL, *kmap_out = NULL;
+    cli_geometry g = {"--inshp", "--kshp", NULL, NULL, NULL, NULL, NULL};
+    const char *nkern_s = "1", *out = NULL, *kmap_out = NULL;
     int ws = 1;
     for (int i = 1; i < argc; i++) {
         int r;
-        if ((r = cli_opt(argc, argv, &i, "--inshp", &inshp_s)) || (r = cli_opt(argc, argv, &i, "--kshp", &kshp_s)) ||
-            (r = cli_opt(argc, argv, &i, "--step", &step_s)) || (r = cli_opt(argc, argv, &i, "--stride", &stride_s)) ||
-            (r = cli_opt(argc, argv, &i, "--mode", &mode_s)) || (r = cli_opt(argc, argv, &i, "--nkern", &nkern_s)) ||
+        if ((r = cli_geometry_opt(argc, argv, &i, &g)) || (r = cli_opt(argc, argv, &i, "--nkern", &nkern_s)) ||
             (r = cli_opt(argc, argv, &i, "-o", &out)) || (r = cli_opt(argc, argv, &i, "--kmap", &kmap_out))) {
             if (r < 0) return cli_usage_error(SUB, "option %s needs a value", argv[i]);
         } else if (strcmp(argv[i], "--no-ws") == 0) {
@@ -41,46 +39,22 @@ static int run(int argc, char **argv) {
             return cli_usage_error(SUB, "unexpected argument '%s'", argv[i]);
         }
     }
-    int64_t inshp[SBX_MAX_NDIM + 1], kshp[SBX_MAX_NDIM], stride[SBX_MAX_NDIM], nkern;
-    int nin, nk;
-    if (!inshp_s || !kshp_s || !out) return cli_usage_error(SUB, "needs --inshp, --kshp and -o");
-    if (!(nin = cli_ints(inshp_s, inshp, SBX_MAX_NDIM + 1)))
-        return cli_usage_error(SUB, "--inshp '%s' is not a list of up to %d integers", inshp_s, SBX_MAX_NDIM + 1);
-    if (!(nk = cli_ints(kshp_s, kshp, SBX_MAX_NDIM)))
-        return cli_usage_error(SUB, "--kshp '%s' is not a list of up to %d integers", kshp_s, SBX_MAX_NDIM);
-    if (nin != nk && nin != nk + 1)
-        return cli_usage_error(SUB, "--inshp '%s' must have as many entries as --kshp '%s', or one more (the feature maps)",
-                               inshp_s, kshp_s);
-    if (step_s && stride_s) return cli_usage_error(SUB, "give --step or --stride, not both");
-    if (step_s) {
-        int64_t step[2];
-        if (nk != 2) return cli_usage_error(SUB, "--step (dx, dy) is for 2-d kernels; use --stride for %d-d", nk);
-        if (cli_ints(step_s, step, 2) != 2) return cli_usage_error(SUB, "--step '%s' must be DX,DY", step_s);
-        stride[0] = step[1];
-        stride[1] = step[0];
-    } else if (stride_s) {
-        if (cli_ints(stride_s, stride, SBX_MAX_NDIM) != nk)
-            return cli_usage_error(SUB, "--stride '%s' must have %d entries, one per kernel dimension", stride_s, nk);
-    } else {
-        for (int d = 0; d < nk; d++) stride[d] = 1;
-    }
+    int64_t nkern;
+    sbx_conv_shape s;
+    if (!out) return cli_usage_error(SUB, "needs -o M.mtx");
     if (cli_ints(nkern_s, &nkern, 1) != 1) return cli_usage_error(SUB, "--nkern '%s' is not an integer", nkern_s);
-    sbx_conv_mode mode;
-    if (sbx_conv_mode_parse(mode_s, &mode) != SBX_OK) return cli_usage_error(SUB, "--mode: %s", sbx_last_error());
     if (cli_kind(out) != FILE_MTX) return cli_usage_error(SUB, "-o '%s' must be a .mtx file", out);
     if (kmap_out && cli_kind(kmap_out) != FILE_NPY) return cli_usage_error(SUB, "--kmap '%s' must be a .npy file", kmap_out);
-
-    sbx_conv_shape s;
-    sbx_status st = sbx_conv_shape_make(nk, nin > nk ? inshp[0] : 1, inshp + (nin - nk), kshp, stride, mode, &s);
-    if (st != SBX_OK) return cli_usage_error(SUB, "%s", sbx_last_error());
+    int rc = cli_geometry_shape(SUB, &g, &s);
+    if (rc != CLI_OK) return rc;
     if (ws && nkern != 1) return cli_usage_error(SUB, "--nkern %lld needs --no-ws (the convolution form serves every kernel)",
                                                  (long long)nkern);
     sbx_sparse *m = NULL;
     sbx_array *kmap = NULL;
-    st = sbx_conv_indices(&s, ws, nkern, SBX_CSC, &m, kmap_out ? &kmap : NULL);
+    sbx_status st = sbx_conv_indices(&s, ws, nkern, SBX_CSC, &m, kmap_out ? &kmap : NULL);
     if (st == SBX_ERR_ARG) return cli_usage_error(SUB, "%s", sbx_last_error());
     if (st != SBX_OK) return cli_fail(SUB, st);
-    int rc = kmap_out ? cli_write_npy(SUB, kmap_out, kmap) : CLI_OK;
+    rc = kmap_out ? cli_write_npy(SUB, kmap_out, kmap) : CLI_OK;
     if (rc == CLI_OK) {
         rc = cli_write_mtx(SUB, out, m);
         if (rc != CLI_OK && kmap_out) unlink(kmap_out); /* all or nothing */
