@@ -20,6 +20,10 @@ struct sbx_conv_plan {
     sbx_dtype dtype;
     int64_t width;
     int64_t *gather;
+    /* The convolution works on tiles of output positions: `tile` positions (whole slices along the
+     * first axis, at least kernel[0] of them, so that tiles two apart read disjoint input), `tiles`
+     * of them. Fixed by the shape, so results do not depend on the thread count. */
+    int64_t tile, tiles;
 };
 
 #endif

@@ -9,7 +9,7 @@
 
 #include "conv/layers.h"
 
-#define BLOCK 8 /* images per kernel-gradient partial sum */
+#define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
 
 static int thread_id(void) {
 #ifdef _OPENMP
@@ -64,10 +64,10 @@ sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, con
     SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
     if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, -p->nkern, NULL));
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
-    int64_t O = p->shape.out_size, ws;
-    int nt = threads_for(batch, p->nkern * O * p->width);
-    sbx_status st = new_matrix(p, batch, p->nkern * O, &y);
-    if (st == SBX_OK && sbx_mul_i64(O * p->width, nt, &ws) != SBX_OK)
+    int64_t ws;
+    int nt = threads_for(batch * p->tiles, p->nkern * p->tile * p->width);
+    sbx_status st = new_matrix(p, batch, p->nkern * p->shape.out_size, &y);
+    if (st == SBX_OK && sbx_mul_i64(p->tile * p->width, nt, &ws) != SBX_OK)
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
     if (st == SBX_OK && batch > 0) {
@@ -95,14 +95,14 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
     SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
     SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, p->nkern * p->shape.out_size, NULL));
-    const int64_t O = p->shape.out_size, N = p->nkern, W = p->width, nblocks = (batch + BLOCK - 1) / BLOCK;
-    int nt = threads_for(nblocks, BLOCK * N * O * W);
+    const int64_t N = p->nkern, W = p->width, nblocks = (batch * p->tiles + BLOCK - 1) / BLOCK;
+    int nt = threads_for(batch * p->tiles, N * p->tile * W);
     int64_t ws = 0, ps = 0;
     sbx_status st = SBX_OK;
     if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
     if (st == SBX_OK && grad_kerns) st = new_matrix(p, N, W, &res[1]);
     if (st == SBX_OK && grad_bias) st = new_matrix(p, N, -1, &res[2]);
-    if (st == SBX_OK && (sbx_mul_i64(2 * O * W, nt, &ws) != SBX_OK || sbx_mul_i64(nblocks, N * W, &ps) != SBX_OK))
+    if (st == SBX_OK && (sbx_mul_i64(p->tile * W, nt, &ws) != SBX_OK || sbx_mul_i64(nblocks, N * W, &ps) != SBX_OK))
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
     if (st == SBX_OK && grad_kerns) st = sbx__alloc(ps, sbx_dtype_size(p->dtype), &partial, "kernel gradient partials");

@@ -33,6 +33,14 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     p->nkern = nkern;
     p->dtype = dtype;
     p->width = width;
+    /* Tiles of about TILE_BYTES of gathered patches: they stay in the cache between the gather and
+     * the product. */
+    const int64_t TILE_BYTES = 256 << 10, slice = shape->out_size / shape->out[0];
+    int64_t rows = TILE_BYTES / (slice * width * (int64_t)sbx_dtype_size(dtype));
+    if (rows < shape->kernel[0]) rows = shape->kernel[0];
+    if (rows > shape->out[0]) rows = shape->out[0];
+    p->tile = rows * slice;
+    p->tiles = (shape->out[0] + rows - 1) / rows;
     p->gather = table->data; /* keep the table's data, drop its header */
     table->data = NULL;
     sbx_array_free(table);

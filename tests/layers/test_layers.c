@@ -499,6 +499,56 @@ static void test_thread_counts_agree(void **state) {
     sbx_conv_plan_free(p);
 }
 
+/* A geometry with many tiles of output positions, its gradients against sums written with
+ * coordinates (the tiles' even/odd passes and the per-block kernel sums). */
+static void test_tiled_backward(void **state) {
+    (void)state;
+    int64_t in[2] = {150, 90}, k[2] = {4, 3}, st[2] = {1, 2};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, k, st, SBX_CONV_FULL, &s), SBX_OK);
+    const int64_t batch = 3, nkern = 2, O = s.out_size, W = 2 * s.kernel_size;
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
+    sbx_array *x = random_matrix(batch, s.in_size), *kk = random_matrix(nkern, W), *g = random_matrix(batch, nkern * O);
+    sbx_array *gx, *gk, *y;
+    assert_int_equal(sbx_conv_forward(p, x, kk, NULL, &y), SBX_OK);
+    assert_int_equal(sbx_conv_backward(p, x, kk, g, &gx, &gk, NULL), SBX_OK);
+    double *rx = calloc((size_t)(batch * s.in_size), sizeof(double)), *rk = calloc((size_t)(nkern * W), sizeof(double));
+    const double *xv = x->data, *kv = kk->data, *gv = g->data;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t n = 0; n < nkern; n++)
+            for (int64_t o = 0; o < O; o++) {
+                double go = gv[(b * nkern + n) * O + o];
+                assert_true(fabs(((double *)y->data)[(b * nkern + n) * O + o] - ref_conv(&s, xv, kv, NULL, nkern, b, n, o)) < 1e-12);
+                for (int64_t c = 0; c < 2; c++)
+                    for (int64_t l = 0; l < s.kernel_size; l++) {
+                        int64_t i = tap_input(&s, c, o, l);
+                        if (i < 0) continue;
+                        rk[n * W + c * s.kernel_size + l] += go * xv[b * s.in_size + i];
+                        rx[b * s.in_size + i] += go * kv[n * W + c * s.kernel_size + l];
+                    }
+            }
+    for (int64_t i = 0; i < batch * s.in_size; i++) assert_true(fabs(((double *)gx->data)[i] - rx[i]) < 1e-10);
+    for (int64_t i = 0; i < nkern * W; i++) assert_true(fabs(((double *)gk->data)[i] - rk[i]) < 1e-9 * (1 + fabs(rk[i])));
+    /* One thread gives the very same bits. */
+    sbx_array *gx1, *gk1, *y1;
+    sbx_set_num_threads(1);
+    assert_int_equal(sbx_conv_forward(p, x, kk, NULL, &y1), SBX_OK);
+    assert_int_equal(sbx_conv_backward(p, x, kk, g, &gx1, &gk1, NULL), SBX_OK);
+    sbx_set_num_threads(0);
+    assert_memory_equal(y1->data, y->data, (size_t)(batch * nkern * O) * sizeof(double));
+    assert_memory_equal(gx1->data, gx->data, (size_t)(batch * s.in_size) * sizeof(double));
+    assert_memory_equal(gk1->data, gk->data, (size_t)(nkern * W) * sizeof(double));
+    sbx_array_free(y1);
+    sbx_array_free(gx1);
+    sbx_array_free(gk1);
+    free(rx);
+    free(rk);
+    sbx_array *all[] = {x, kk, g, gx, gk, y};
+    for (size_t i = 0; i < 6; i++) sbx_array_free(all[i]);
+    sbx_conv_plan_free(p);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     int64_t in[2] = {6, 6}, k[2] = {3, 3};
@@ -587,7 +637,8 @@ int main(void) {
         cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
-        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
+        cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
