@@ -11,8 +11,13 @@
 
 #define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
 
-static int thread_id(void) {
+/* The calling thread's number in the library's parallel loop, after making the CBLAS calls it is
+ * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
+ * sizes its own team from the caller's omp_get_max_threads(). (Left to itself, a BLAS team inside
+ * every small product made some products 50x slower here.) */
+static int blas_thread(void) {
 #ifdef _OPENMP
+    omp_set_num_threads(1);
     return omp_get_thread_num();
 #else
     return 0;

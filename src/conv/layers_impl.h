@@ -32,7 +32,7 @@ static void NAME(conv_forward)(const sbx_conv_plan *p, int64_t batch, const T *x
         const int64_t b = item / p->tiles;
         int64_t o0, o1;
         NAME(tile_range)(p, item % p->tiles, &o0, &o1);
-        T *P = work + (int64_t)thread_id() * p->tile * W, *yb = y + b * N * O;
+        T *P = work + (int64_t)blas_thread() * p->tile * W, *yb = y + b * N * O;
         NAME(im2row)(p, x + b * in, o0, o1, P);
         GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)(o1 - o0), (int)W, 1, k, (int)W, P, (int)W, 0,
              yb + o0, (int)O);
@@ -55,7 +55,7 @@ static void NAME(conv_backward)(const sbx_conv_plan *p, int64_t batch, const T *
     if (gk) {
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
-            T *P = work + (int64_t)thread_id() * p->tile * W;
+            T *P = work + (int64_t)blas_thread() * p->tile * W;
             for (int64_t item = blk * BLOCK; item < items && item < (blk + 1) * BLOCK; item++) {
                 const int64_t b = item / p->tiles;
                 int64_t o0, o1;
@@ -77,7 +77,7 @@ static void NAME(conv_backward)(const sbx_conv_plan *p, int64_t batch, const T *
                 if (t >= p->tiles) continue;
                 int64_t o0, o1;
                 NAME(tile_range)(p, t, &o0, &o1);
-                T *gP = work + (int64_t)thread_id() * p->tile * W;
+                T *gP = work + (int64_t)blas_thread() * p->tile * W;
                 GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)W, (int)N, 1, g + b * N * O + o0,
                      (int)O, k, (int)W, 0, gP, (int)W);
                 NAME(row2im_add)(p, gP, o0, o1, gx + b * in);
