@@ -24,6 +24,9 @@ struct sbx_conv_plan {
      * first axis, at least kernel[0] of them, so that tiles two apart read disjoint input), `tiles`
      * of them. Fixed by the shape, so results do not depend on the thread count. */
     int64_t tile, tiles;
+    /* Pooling in valid mode reads every tap: window o of a map starts at base[o] (out_size entries)
+     * and tap l is delta[l] (kernel_size entries) further on. NULL otherwise. */
+    int64_t *base, *delta;
 };
 
 #endif

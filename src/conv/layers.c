@@ -2,6 +2,7 @@
  * Every entry point checks its arguments, allocates its outputs and a workspace, then runs the typed
  * kernels of layers_impl.h. */
 #include <cblas.h>
+#include <math.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>

@@ -148,6 +148,9 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
             for (int64_t u = 0; u < U; u++) gb[u] += g[b * U + u];
 }
 
+/* The larger of m and v, NaN when either is NaN (NaN propagates, as numpy's max). */
+static inline T NAME(max_nan)(T m, T v) { return v > m || v != v ? v : m; }
+
 /* The maximum over the taps inside the image of window o in map c of image xb (NaN if any is NaN). */
 static T NAME(window_max)(const sbx_conv_plan *p, const T *xb, int64_t c, int64_t o) {
     const int64_t K = p->shape.kernel_size, *go = p->gather + o * p->width + c * K;
@@ -155,31 +158,68 @@ static T NAME(window_max)(const sbx_conv_plan *p, const T *xb, int64_t c, int64_
     int seen = 0;
     for (int64_t l = 0; l < K; l++) {
         if (go[l] < 0) continue;
-        T v = xb[go[l]];
-        if (!seen || v > m || v != v) m = v;
+        m = seen ? NAME(max_nan)(m, xb[go[l]]) : xb[go[l]];
         seen = 1;
-        if (m != m) break;
     }
     return m;
 }
 
+/* The maximum of w[delta[0 .. K-1]] without a branch per tap (random data defeats the branch
+ * predictor): the compare-select is one max instruction, NaN is tracked on the side. */
+static inline T NAME(direct_max)(const T *restrict w, const int64_t *restrict delta, int64_t K) {
+    T m = w[delta[0]];
+    int nan = m != m;
+    for (int64_t l = 1; l < K; l++) {
+        const T v = w[delta[l]];
+        m = v > m ? v : m;
+        nan |= v != v;
+    }
+    return nan ? (T)NAN : m;
+}
+
+/* Pooling, one whole map per step: the direct path (valid mode: window o is xm[base[o] + delta[l]])
+ * or the gather path. */
 static void NAME(pool_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, int nt) {
-    const int64_t O = p->shape.out_size, C = p->shape.channels, in = p->shape.in_size;
+    const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
+    const int64_t spatial = in / C, maps = batch * C;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t o = 0; o < O; o++) y[(b * C + c) * O + o] = NAME(window_max)(p, x + b * in, c, o);
+    for (int64_t map = 0; map < maps; map++) {
+        const int64_t b = map / C, c = map % C;
+        T *ym = y + map * O;
+        if (p->base) {
+            const T *xm = x + b * in + c * spatial;
+            const int64_t *restrict base = p->base, *restrict delta = p->delta;
+            for (int64_t o = 0; o < O; o++) ym[o] = NAME(direct_max)(xm + base[o], delta, K);
+        } else {
+            for (int64_t o = 0; o < O; o++) ym[o] = NAME(window_max)(p, x + b * in, c, o);
+        }
+    }
 }
 
 static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gx, int nt) {
     const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
+    const int64_t spatial = in / C, maps = batch * C;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t c = 0; c < C; c++)
+    for (int64_t map = 0; map < maps; map++) { /* a map's windows overlap only each other */
+        const int64_t b = map / C, c = map % C;
+        const T *gm = g + map * O;
+        if (p->base) {
+            const T *xm = x + b * in + c * spatial;
+            T *gxm = gx + b * in + c * spatial;
+            const int64_t *restrict base = p->base, *restrict delta = p->delta;
             for (int64_t o = 0; o < O; o++) {
-                const T *xb = x + b * in, m = NAME(window_max)(p, xb, c, o), go_ = g[(b * C + c) * O + o];
+                const T *w = xm + base[o], m = NAME(direct_max)(w, delta, K), add[2] = {0, gm[o]};
+                T *gw = gxm + base[o];
+                for (int64_t l = 0; l < K; l++) gw[delta[l]] += add[w[delta[l]] == m]; /* a load, not a branch */
+            }
+        } else {
+            const T *xb = x + b * in;
+            for (int64_t o = 0; o < O; o++) {
+                const T m = NAME(window_max)(p, xb, c, o);
                 const int64_t *go = p->gather + o * p->width + c * K;
                 for (int64_t l = 0; l < K; l++)
-                    if (go[l] >= 0 && xb[go[l]] == m) gx[b * in + go[l]] += go_;
+                    if (go[l] >= 0 && xb[go[l]] == m) gx[b * in + go[l]] += gm[o];
             }
+        }
+    }
 }

@@ -44,6 +44,17 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     p->gather = table->data; /* keep the table's data, drop its header */
     table->data = NULL;
     sbx_array_free(table);
+    if (kind == PLAN_POOL && shape->mode == SBX_CONV_VALID) {
+        st = sbx__alloc_raw(shape->out_size, sizeof(int64_t), &p->base, "pooling plan");
+        if (st == SBX_OK) st = sbx__alloc_raw(shape->kernel_size, sizeof(int64_t), &p->delta, "pooling plan");
+        if (st != SBX_OK) {
+            sbx_conv_plan_free(p);
+            return st;
+        }
+        /* Every tap of a valid window is inside the image: the gather table of map 0 is base + delta. */
+        for (int64_t o = 0; o < shape->out_size; o++) p->base[o] = p->gather[o * width];
+        for (int64_t l = 0; l < shape->kernel_size; l++) p->delta[l] = p->gather[l] - p->gather[0];
+    }
     *out = p;
     return SBX_OK;
 }
@@ -68,6 +79,8 @@ sbx_status sbx_pool_shape_aesara(int imgshp_len, const int64_t *imgshp, const in
 void sbx_conv_plan_free(sbx_conv_plan *p) {
     if (!p) return;
     sbx__free(p->gather);
+    sbx__free(p->base);
+    sbx__free(p->delta);
     sbx__free(p);
 }
 
