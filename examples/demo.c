@@ -1,6 +1,12 @@
-/* The sparsebox demo: builds the 5-point Laplacian of a grid as a CSR matrix, converts it to CSC,
- * applies it to a block of smooth fields through both formats and from both sides, writes it as
- * Matrix Market and .npy, reads both back and checks that nothing changed.
+/* The sparsebox demo, in two parts.
+ * 1. Sparse matrices: builds the 5-point Laplacian of a grid as a CSR matrix, converts it to CSC,
+ *    applies it to a block of smooth fields through both formats and from both sides, writes it as
+ *    Matrix Market and .npy, reads both back and checks that nothing changed.
+ * 2. Convolution as a sparse operator: draws a ring on a GRID_SIDE x GRID_SIDE image, builds the
+ *    original's patch matrix, finds the ring's edges with Sobel kernels both through the patch matrix
+ *    (the original's way: sparse product, then the kernels) and through a convolution plan, checks the
+ *    two agree, max-pools the edge strength and prints it as a picture, and checks the kernel gradient
+ *    against a finite difference.
  * Usage: demo [GRID_SIDE] [OUTPUT_DIR]   (defaults: 64 and the current folder) */
 #include <math.h>
 
@@ -48,6 +54,102 @@ static double max_abs_diff(const sbx_array *a, const sbx_array *b) {
     const double *x = a->data, *y = b->data;
     for (int64_t i = 0; i < sbx_array_numel(a); i++) d = fmax(d, fabs(x[i] - y[i]));
     return d;
+}
+
+/* Part 2; returns 0 when every check holds. */
+static int convolution_demo(int64_t n, const char *dir) {
+    int64_t inshp[3] = {1, n, n}, kshp[2] = {3, 3}, pool[2] = {2, 2};
+    sbx_conv_shape s, ps;
+    sbx_sparse *m = NULL;
+    sbx_array *img = NULL, *kerns = NULL, *patches = NULL, *edges = NULL, *mag = NULL, *pooled = NULL, *gk = NULL;
+    sbx_conv_plan *conv = NULL, *pooling = NULL;
+    sbx_status st;
+    int rc = 1;
+    if ((st = sbx_conv_shape_aesara(3, inshp, kshp, NULL, SBX_CONV_VALID, &s)) != SBX_OK) return fail("shape", st);
+    /* A ring of radius n/3 and width n/8 on a faint horizontal ramp. */
+    int64_t ishape[2] = {1, n * n};
+    if ((st = sbx_array_create(SBX_FLOAT64, 2, ishape, &img)) != SBX_OK) { rc = fail("image", st); goto done; }
+    double *px = img->data, c = (double)(n - 1) / 2;
+    for (int64_t y = 0; y < n; y++)
+        for (int64_t x = 0; x < n; x++) {
+            double r = hypot((double)x - c, (double)y - c);
+            px[y * n + x] = (fabs(r - (double)n / 3) < (double)n / 16 ? 1.0 : 0.0) + 0.1 * (double)x / (double)n;
+        }
+    /* Sobel kernels for d/dx and d/dy, taps in raster order (the layers correlate: no flip). */
+    const double sobel[18] = {-1, 0, 1, -2, 0, 2, -1, 0, 1, -1, -2, -1, 0, 0, 0, 1, 2, 1};
+    int64_t kshape[2] = {2, 9};
+    if ((st = sbx_array_create(SBX_FLOAT64, 2, kshape, &kerns)) != SBX_OK) { rc = fail("kernels", st); goto done; }
+    memcpy(kerns->data, sobel, sizeof sobel);
+
+    /* The original's way: M (patch rows x pixels) times the image column gives every patch. */
+    if ((st = sbx_conv_indices(&s, 1, 1, SBX_CSR, &m, NULL)) != SBX_OK) { rc = fail("patch matrix", st); goto done; }
+    printf("patch matrix of a %lld x %lld image, 3x3 kernel: %lld x %lld, %lld entries (outshp %lld x %lld)\n",
+           (long long)n, (long long)n, (long long)m->nrows, (long long)m->ncols, (long long)m->nnz,
+           (long long)s.out[0], (long long)s.out[1]);
+    sbx_sparse *ones = NULL;
+    if ((st = sbx_sparse_cast(m, SBX_FLOAT64, &ones)) != SBX_OK) { rc = fail("cast", st); goto done; }
+    for (int64_t p = 0; p < ones->nnz; p++) ((double *)ones->data)[p] = 1.0; /* as convolve does */
+    sbx_array column = {SBX_FLOAT64, 2, {n * n, 1}, img->data}; /* the image as one column */
+    st = sbx_sparse_dot_dense(ones, &column, &patches);
+    sbx_sparse_free(ones);
+    if (st != SBX_OK) { rc = fail("patches", st); goto done; }
+    if ((st = sbx_conv_plan_create(&s, 2, SBX_FLOAT64, &conv)) != SBX_OK) { rc = fail("plan", st); goto done; }
+    if ((st = sbx_conv_forward(conv, img, kerns, NULL, &edges)) != SBX_OK) { rc = fail("convolve", st); goto done; }
+    double worst = 0;
+    const double *pt = patches->data, *e = edges->data;
+    for (int64_t o = 0; o < s.out_size; o++)
+        for (int64_t k = 0; k < 2; k++) {
+            double acc = 0;
+            for (int64_t l = 0; l < 9; l++) acc += pt[o * 9 + l] * sobel[k * 9 + l];
+            worst = fmax(worst, fabs(acc - e[k * s.out_size + o]));
+        }
+    printf("Sobel edges through the patch matrix and through a convolution plan differ by at most %.3g\n", worst);
+
+    /* Edge strength, max-pooled 2x2 (the original's max_pool), drawn in characters. */
+    int64_t mshape[2] = {1, s.out_size};
+    if ((st = sbx_array_create(SBX_FLOAT64, 2, mshape, &mag)) != SBX_OK) { rc = fail("magnitude", st); goto done; }
+    for (int64_t o = 0; o < s.out_size; o++) ((double *)mag->data)[o] = hypot(e[o], e[s.out_size + o]);
+    if ((st = sbx_pool_shape_aesara(2, s.out, pool, &ps)) != SBX_OK ||
+        (st = sbx_pool_plan_create(&ps, SBX_FLOAT64, &pooling)) != SBX_OK ||
+        (st = sbx_pool_forward(pooling, mag, &pooled)) != SBX_OK) { rc = fail("max pool", st); goto done; }
+    printf("edge strength, max-pooled 2x2 to %lld x %lld:\n", (long long)ps.out[0], (long long)ps.out[1]);
+    const char *shades = " .:-=+*#%@";
+    for (int64_t y = 0; y < ps.out[0]; y += 2) { /* every other row: characters are tall */
+        printf("  ");
+        for (int64_t x = 0; x < ps.out[1]; x++) {
+            double v = ((double *)pooled->data)[y * ps.out[1] + x] / 4.0;
+            printf("%c", shades[v >= 1 ? 9 : (int)(v * 9.99)]);
+        }
+        printf("\n");
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/edges.npy", dir);
+    if ((st = sbx_npy_write(path, pooled)) != SBX_OK) { rc = fail("write edges", st); goto done; }
+    printf("wrote the pooled edge map to %s\n", path);
+
+    /* d/dk of 0.5 * sum(edges^2) is backward(grad_out = edges); check one tap by central difference. */
+    if ((st = sbx_conv_backward(conv, img, kerns, edges, NULL, &gk, NULL)) != SBX_OK) { rc = fail("gradient", st); goto done; }
+    double h = 1e-4, *kv = kerns->data, lo = 0, hi = 0;
+    for (int side = 0; side < 2; side++) {
+        sbx_array *y2;
+        kv[4] += side ? h : -h;
+        if ((st = sbx_conv_forward(conv, img, kerns, NULL, &y2)) != SBX_OK) { rc = fail("convolve", st); goto done; }
+        double sum = 0;
+        for (int64_t i = 0; i < 2 * s.out_size; i++) sum += 0.5 * ((double *)y2->data)[i] * ((double *)y2->data)[i];
+        *(side ? &hi : &lo) = sum;
+        kv[4] -= side ? h : -h;
+        sbx_array_free(y2);
+    }
+    double fd = (hi - lo) / (2 * h), an = ((double *)gk->data)[4];
+    printf("kernel gradient, centre tap of d/dx: %.6f analytic, %.6f by finite difference\n", an, fd);
+    rc = worst < 1e-12 && fabs(fd - an) <= 1e-6 * (1 + fabs(an)) ? 0 : 1;
+done:
+    sbx_sparse_free(m);
+    sbx_array *all[] = {img, kerns, patches, edges, mag, pooled, gk};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
+    sbx_conv_plan_free(conv);
+    sbx_conv_plan_free(pooling);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -118,6 +220,8 @@ int main(int argc, char **argv) {
     int same_npy = memcmp(fields_back->data, y1->data, (size_t)sbx_array_numel(y1) * sizeof(double)) == 0;
     printf("wrote A*F to %s and read it back: %s\n", npy_path, same_npy ? "identical" : "DIFFERENT");
     rc = same && same_npy && side < 1e-12 && worst < 1e-9 ? 0 : 1;
+    printf("\n");
+    if (convolution_demo(n, dir) != 0) rc = 1;
 done:
     sbx_sparse_free(csr);
     sbx_sparse_free(csc);
