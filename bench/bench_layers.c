@@ -1,0 +1,932 @@
+/* bench_layers: times the layer plans of conv.h against torch in the same run:
+ *  - convolution forward and backward (gradients with respect to the images and the kernels in one
+ *    sbx_conv_backward call, no bias) on the four configurations a-d of ANCHORS.md;
+ *  - max pooling forward and backward, non-overlapping windows (stride = pool shape, valid);
+ *  - the original's numeric path for the convolution forward in float32: scipy's CSC patch matrix
+ *    (built from sparsebox's own sbx_conv_indices) times the images, then a numpy dot with the kernels.
+ * Every figure is taken in float32 and float64 with 1 and 2 threads: sbx_set_num_threads(n) for
+ * sparsebox, torch.set_num_threads(n) for torch, and on both sides openblas_set_num_threads(n) when
+ * OpenBLAS is loaded, so that "1 thread" means one core for the BLAS calls too (sbx_set_num_threads
+ * alone leaves a BLAS call made outside a team of threads, e.g. for a batch of 1, to OpenMP's
+ * default). For torch's float64 convolution with 2 threads OpenBLAS is also tried with 1 thread and
+ * the faster figure kept (see peer_torch.py). The "cpu" columns give process CPU time over wall time
+ * during the timed runs: the cores actually kept busy.
+ *
+ * Each figure is the median of at least MIN_REPEATS timed runs after one warm-up; the warm-up's time
+ * sets the repeat count so that the timed runs take about BUDGET_SECONDS. Only the call is timed: its
+ * results are freed after the clock stops (the peer does the same).
+ *
+ * Checks: the inputs and sparsebox's results go to .npy files in a temporary folder; peer_torch.py
+ * loads them, runs torch and compares (forward and both gradients; max |ours - torch| <= 1e-4 *
+ * (1 + max |torch|) in float32, 1e-10 * (1 + max |torch|) in float64; pooling must be equal). A failed
+ * check makes the exit status 1.
+ *
+ * OpenBLAS reads OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE when it is loaded. The first table is taken
+ * with the environment as inherited; then the program runs itself again with both variables removed
+ * and SBX_BENCH_CHILD=1 set (the peer it starts inherits that environment), which prints the second
+ * table. With SBX_BENCH_CHILD set, only one table is printed.
+ *
+ * Usage: bench_layers [BENCH_DIR]
+ *   BENCH_DIR  folder holding peer_torch.py (default: $SBX_BENCH_DIR, else this file's folder)
+ * The peer's interpreter is $SBX_BENCH_PYTHON, else /usr/bin/python3. Without torch the torch columns
+ * are skipped (with the reason); without numpy and scipy the original's path is skipped too. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sparsebox/conv.h>
+#include <sparsebox/core.h>
+#include <sparsebox/io.h>
+#include <sparsebox/sparse.h>
+
+/* The peer sits next to this source file. */
+#define BENCH_SOURCE_FILE __FILE__
+#define CHILD_VAR "SBX_BENCH_CHILD"
+#define DEFAULT_PYTHON "/usr/bin/python3"
+
+#define BUDGET_SECONDS 0.25
+#define MIN_REPEATS 5
+#define MAX_REPEATS 200
+/* A figure whose cores busy fall below BUSY_SHARE x threads did not get its cores (another process
+ * had them): it is measured again, at most ATTEMPTS times in all, keeping the attempt with the most. */
+#define BUSY_SHARE 0.7
+#define ATTEMPTS 3
+#define PATH_LEN 4096
+#define LINE_LEN 1024
+#define MAX_NOTES 64
+
+/* Goals of ANCHORS.md, as the largest ratio ours / torch that meets them. */
+#define LAYER_GOAL 1.0
+#define POOL_FORWARD_GOAL 0.1
+
+#define NUM_THREADS 2
+#define NUM_DTYPES 2
+enum op { OP_FORWARD = 0, OP_BACKWARD = 1, NUM_OPS = 2 };
+
+static const int THREADS[NUM_THREADS] = {1, 2};
+static const sbx_dtype DTYPES[NUM_DTYPES] = {SBX_FLOAT32, SBX_FLOAT64};
+static const char *const OP_NAMES[NUM_OPS] = {"forward", "backward"};
+static const char *const BLAS_VARS[] = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"};
+#define NUM_BLAS_VARS (sizeof BLAS_VARS / sizeof BLAS_VARS[0])
+
+/* One layer to time: images batch x channels x height x width, and either nkern kernels kh x kw
+ * (convolution, stride 1, valid) or, with nkern 0, a kh x kw max pool with stride kh x kw. */
+typedef struct bench_case {
+    const char *kind; /* "conv" or "pool" */
+    const char *name;
+    int64_t batch, channels, height, width;
+    int64_t nkern;
+    int64_t kh, kw;
+} bench_case;
+
+static const bench_case CASES[] = {
+    {"conv", "a", 64, 1, 28, 28, 32, 5, 5},
+    {"conv", "b", 32, 3, 32, 32, 64, 3, 3},
+    {"conv", "c", 8, 16, 64, 64, 32, 5, 5},
+    {"conv", "d", 1, 1, 512, 512, 8, 7, 7},
+    {"pool", "p2", 64, 32, 24, 24, 0, 2, 2},
+    {"pool", "p3", 8, 16, 128, 128, 0, 3, 3},
+};
+#define NUM_CASES (sizeof CASES / sizeof CASES[0])
+
+/* A median in milliseconds (negative when not measured), the cores kept busy, the timed runs, and
+for the peer the OpenBLAS threads of the figure (-1: not pinned). */
+typedef struct timing {
+    double ms, cores;
+    int repeats, blas_threads;
+} timing;
+
+/* A check's outcome: not reported, passed, failed. */
+enum check { CHECK_NONE = 0, CHECK_OK = 1, CHECK_FAILED = 2 };
+
+/* Everything one table shows. */
+typedef struct results {
+    timing ours[NUM_CASES][NUM_DTYPES][NUM_OPS][NUM_THREADS];
+    timing peer[NUM_CASES][NUM_DTYPES][NUM_OPS][NUM_THREADS];
+    timing orig[NUM_CASES];
+    enum check check[NUM_CASES][NUM_DTYPES][NUM_OPS];
+    enum check orig_check[NUM_CASES];
+    int peer_status;                 /* the peer's exit status; -1 when it did not run */
+    int torch_ok, numpy_ok;          /* what the peer could import */
+    char versions[LINE_LEN];         /* "python 3.11.2, numpy 1.24.2, ..." */
+    char torch_skip[LINE_LEN];       /* why torch is skipped */
+    char peer_skip[LINE_LEN];        /* why the whole peer is skipped */
+    char notes[MAX_NOTES][LINE_LEN]; /* the peer's BLAS lines, failed checks, stray output */
+    int num_notes;
+} results;
+
+/* The data and plan of one case in one dtype. */
+typedef struct layer {
+    const bench_case *c;
+    sbx_dtype dtype;
+    sbx_conv_shape shape;
+    sbx_conv_plan *plan;
+    sbx_array *x, *k, *g; /* images, kernels (NULL for pooling), gradient of the output */
+} layer;
+
+/* The arrays one call returns. */
+typedef struct outputs {
+    sbx_array *a, *b;
+} outputs;
+
+/* ---- small helpers ---- */
+
+static int report(const char *what, sbx_status st) {
+    fprintf(stderr, "bench_layers: %s failed: %s: %s\n", what, sbx_status_str(st), sbx_last_error());
+    return 1;
+}
+
+static int is_pool(const bench_case *c) { return c->nkern == 0; }
+
+static const char *env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v ? v : fallback;
+}
+
+static void add_note(results *r, const char *text) {
+    if (r->num_notes < MAX_NOTES) snprintf(r->notes[r->num_notes++], LINE_LEN, "%s", text);
+}
+
+/* ---- clocks and medians ---- */
+
+static double clock_seconds(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double wall_now(void) { return clock_seconds(CLOCK_MONOTONIC); }
+static double cpu_now(void) { return clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
+
+static int compare_doubles(const void *pa, const void *pb) {
+    double a = *(const double *)pa, b = *(const double *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Sorts v; the middle value, or the mean of the middle two. */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Timed runs for a call whose warm-up took `seconds`: about BUDGET_SECONDS in all, within limits. */
+static int repeats_for(double seconds) {
+    double n = seconds > 0 ? BUDGET_SECONDS / seconds + 1 : MAX_REPEATS;
+    if (n < MIN_REPEATS) return MIN_REPEATS;
+    return n > MAX_REPEATS ? MAX_REPEATS : (int)n;
+}
+
+/* ---- OpenBLAS, looked up at run time so that any CBLAS still links ---- */
+
+static void *blas_symbol(const char *name) {
+    static void *self;
+    if (!self) self = dlopen(NULL, RTLD_NOW);
+    return self ? dlsym(self, name) : NULL;
+}
+
+/* openblas_get_corename() or openblas_get_config(); NULL when not OpenBLAS. */
+static const char *blas_string(const char *name) {
+    char *(*fn)(void);
+    void *sym = blas_symbol(name);
+    if (!sym) return NULL;
+    memcpy(&fn, &sym, sizeof fn);
+    return fn();
+}
+
+/* openblas_set_num_threads(n); 0 when there is no such function. */
+static int blas_set_threads(int n) {
+    void (*fn)(int);
+    void *sym = blas_symbol("openblas_set_num_threads");
+    if (!sym) return 0;
+    memcpy(&fn, &sym, sizeof fn);
+    fn(n);
+    return 1;
+}
+
+static void set_threads(int n) {
+    sbx_set_num_threads(n);
+    blas_set_threads(n);
+}
+
+/* ---- deterministic data ---- */
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void store(sbx_array *a, int64_t i, double v) {
+    if (a->dtype == SBX_FLOAT32)
+        ((float *)a->data)[i] = (float)v;
+    else
+        ((double *)a->data)[i] = v;
+}
+
+/* A rows x cols array of uniform values in [-1, 1). */
+static sbx_status random_array(sbx_dtype dtype, int64_t rows, int64_t cols, uint64_t seed, sbx_array **out) {
+    int64_t shape[2] = {rows, cols};
+    sbx_status st = sbx_array_create(dtype, 2, shape, out);
+    for (int64_t i = 0; st == SBX_OK && i < rows * cols; i++)
+        store(*out, i, (double)(splitmix64(&seed) >> 11) * 0x1.0p-52 - 1.0);
+    return st;
+}
+
+/* A rows x cols array of distinct values (k - n/2) / 2^22 for a random permutation k of 0 .. n-1,
+ * exact in float32 for n < 2^24: no ties, so every pooling window has a single maximum. */
+static sbx_status distinct_array(sbx_dtype dtype, int64_t rows, int64_t cols, uint64_t seed, sbx_array **out) {
+    int64_t n = rows * cols, shape[2] = {rows, cols};
+    int64_t *perm = malloc((size_t)(n > 0 ? n : 1) * sizeof *perm);
+    if (!perm) return SBX_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(splitmix64(&seed) % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    sbx_status st = sbx_array_create(dtype, 2, shape, out);
+    for (int64_t i = 0; st == SBX_OK && i < n; i++) store(*out, i, (double)(perm[i] - n / 2) * 0x1.0p-22);
+    free(perm);
+    return st;
+}
+
+/* ---- layers ---- */
+
+static sbx_status case_shape(const bench_case *c, sbx_conv_shape *s) {
+    int64_t in[2] = {c->height, c->width}, kernel[2] = {c->kh, c->kw};
+    return sbx_conv_shape_make(2, c->channels, in, kernel, is_pool(c) ? kernel : NULL, SBX_CONV_VALID, s);
+}
+
+/* Output values per image: nkern (or channels) feature maps of out_size positions. */
+static int64_t out_width(const layer *l) { return (is_pool(l->c) ? l->c->channels : l->c->nkern) * l->shape.out_size; }
+
+static void layer_close(layer *l) {
+    sbx_conv_plan_free(l->plan);
+    sbx_array_free(l->x);
+    sbx_array_free(l->k);
+    sbx_array_free(l->g);
+    l->plan = NULL;
+    l->x = l->k = l->g = NULL;
+}
+
+static sbx_status layer_plan(layer *l) {
+    if (is_pool(l->c)) return sbx_pool_plan_create(&l->shape, l->dtype, &l->plan);
+    return sbx_conv_plan_create(&l->shape, l->c->nkern, l->dtype, &l->plan);
+}
+
+static sbx_status layer_data(layer *l, uint64_t seed) {
+    const bench_case *c = l->c;
+    sbx_status st = is_pool(c) ? distinct_array(l->dtype, c->batch, l->shape.in_size, seed, &l->x)
+                               : random_array(l->dtype, c->batch, l->shape.in_size, seed, &l->x);
+    if (st == SBX_OK && !is_pool(c))
+        st = random_array(l->dtype, c->nkern, c->channels * l->shape.kernel_size, seed + 1, &l->k);
+    if (st == SBX_OK) st = random_array(l->dtype, c->batch, out_width(l), seed + 2, &l->g);
+    return st;
+}
+
+static int layer_open(const bench_case *c, sbx_dtype dtype, uint64_t seed, layer *l) {
+    memset(l, 0, sizeof *l);
+    l->c = c;
+    l->dtype = dtype;
+    sbx_status st = case_shape(c, &l->shape);
+    if (st != SBX_OK) return report("sbx_conv_shape_make", st);
+    st = layer_plan(l);
+    if (st != SBX_OK) return report(is_pool(c) ? "sbx_pool_plan_create" : "sbx_conv_plan_create", st);
+    st = layer_data(l, seed);
+    if (st != SBX_OK) {
+        layer_close(l);
+        return report("making the data", st);
+    }
+    return 0;
+}
+
+static sbx_status layer_run(const layer *l, enum op op, outputs *o) {
+    o->a = o->b = NULL;
+    if (is_pool(l->c) && op == OP_FORWARD) return sbx_pool_forward(l->plan, l->x, &o->a);
+    if (is_pool(l->c)) return sbx_pool_backward(l->plan, l->x, l->g, &o->a);
+    if (op == OP_FORWARD) return sbx_conv_forward(l->plan, l->x, l->k, NULL, &o->a);
+    return sbx_conv_backward(l->plan, l->x, l->k, l->g, &o->a, &o->b, NULL);
+}
+
+static void outputs_free(outputs *o) {
+    sbx_array_free(o->a);
+    sbx_array_free(o->b);
+    o->a = o->b = NULL;
+}
+
+/* ---- timing ---- */
+
+static int timed_run(const layer *l, enum op op, double *seconds) {
+    outputs o;
+    double t0 = wall_now();
+    sbx_status st = layer_run(l, op, &o);
+    *seconds = wall_now() - t0;
+    outputs_free(&o);
+    return st == SBX_OK ? 0 : report(OP_NAMES[op], st);
+}
+
+static int time_once(const layer *l, enum op op, timing *t) {
+    double runs[MAX_REPEATS], first;
+    if (timed_run(l, op, &first)) return 1;
+    t->repeats = repeats_for(first);
+    double cpu0 = cpu_now(), wall0 = wall_now();
+    for (int r = 0; r < t->repeats; r++)
+        if (timed_run(l, op, &runs[r])) return 1;
+    t->cores = (cpu_now() - cpu0) / (wall_now() - wall0);
+    t->ms = median(runs, t->repeats) * 1e3;
+    return 0;
+}
+
+static int got_cores(const timing *t, int threads) { return t->cores >= BUSY_SHARE * threads; }
+
+/* time_once, again while the figure did not get its cores; the attempt that got the most is kept. */
+static int time_layer(const layer *l, enum op op, int threads, timing *t) {
+    timing attempt;
+    if (time_once(l, op, t)) return 1;
+    for (int a = 1; a < ATTEMPTS && !got_cores(t, threads); a++) {
+        if (time_once(l, op, &attempt)) return 1;
+        if (attempt.cores > t->cores) *t = attempt;
+    }
+    return 0;
+}
+
+/* Both ops with each thread count; t[op][thread]. */
+static int time_all(const layer *l, timing t[NUM_OPS][NUM_THREADS]) {
+    for (int th = 0; th < NUM_THREADS; th++) {
+        set_threads(THREADS[th]);
+        for (int op = 0; op < NUM_OPS; op++)
+            if (time_layer(l, (enum op)op, THREADS[th], &t[op][th])) return 1;
+    }
+    set_threads(THREADS[0]);
+    return 0;
+}
+
+/* ---- files for the peer ---- */
+
+static int make_path(char *buf, size_t len, const char *dir, const char *name) {
+    int n = snprintf(buf, len, "%s/%s", dir, name);
+    if (n >= 0 && (size_t)n < len) return 0;
+    fprintf(stderr, "bench_layers: path too long: %s/%s\n", dir, name);
+    return 1;
+}
+
+/* DIR/KIND_NAME_DTYPE_PART.npy */
+static int save_array(const char *dir, const layer *l, const char *part, const sbx_array *a) {
+    char name[256], path[PATH_LEN];
+    snprintf(name, sizeof name, "%s_%s_%s_%s.npy", l->c->kind, l->c->name, sbx_dtype_name(l->dtype), part);
+    if (make_path(path, sizeof path, dir, name)) return 1;
+    sbx_status st = sbx_npy_write(path, a);
+    return st == SBX_OK ? 0 : report(path, st);
+}
+
+/* Runs op once and saves its outputs under the given names. */
+static int save_results(const char *dir, const layer *l, enum op op, const char *name_a, const char *name_b) {
+    outputs o;
+    sbx_status st = layer_run(l, op, &o);
+    if (st != SBX_OK) return report(OP_NAMES[op], st);
+    int bad = save_array(dir, l, name_a, o.a) || (o.b && save_array(dir, l, name_b, o.b));
+    outputs_free(&o);
+    return bad;
+}
+
+/* The inputs (x, k, g) and sparsebox's results: y (forward), gx and gk (backward). */
+static int save_layer(const char *dir, const layer *l) {
+    return save_array(dir, l, "x", l->x) || (l->k && save_array(dir, l, "k", l->k)) || save_array(dir, l, "g", l->g) ||
+           save_results(dir, l, OP_FORWARD, "y", NULL) || save_results(dir, l, OP_BACKWARD, "gx", "gk");
+}
+
+/* n int64 index values saved as int32, the index type scipy picks for these sizes. */
+static int save_index(const char *dir, const layer *l, const char *part, int64_t *values, int64_t n) {
+    sbx_array wide = {.dtype = SBX_INT64, .ndim = 1, .shape = {n}, .data = values}, *narrow = NULL;
+    sbx_status st = sbx_array_cast(&wide, SBX_INT32, &narrow);
+    if (st != SBX_OK) return report("sbx_array_cast to int32", st);
+    int bad = save_array(dir, l, part, narrow);
+    sbx_array_free(narrow);
+    return bad;
+}
+
+/* The patch matrix of the original's path, CSC: its indptr and indices. */
+static int save_patch_matrix(const char *dir, const layer *l) {
+    sbx_sparse *m = NULL;
+    sbx_status st = sbx_conv_indices(&l->shape, 1, 1, SBX_CSC, &m, NULL);
+    if (st != SBX_OK) return report("sbx_conv_indices", st);
+    int bad = save_index(dir, l, "indptr", m->indptr, m->ncols + 1) ||
+              save_index(dir, l, "indices", m->indices, m->nnz);
+    sbx_sparse_free(m);
+    return bad;
+}
+
+/* manifest.txt: the timing rule, the thread counts, the dtypes and the cases, for the peer. */
+static int write_manifest(const char *dir) {
+    char path[PATH_LEN];
+    if (make_path(path, sizeof path, dir, "manifest.txt")) return 1;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench_layers: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    fprintf(f, "timing %g %d %d %g %d\nthreads %d %d\ndtypes %s %s\n", BUDGET_SECONDS, MIN_REPEATS, MAX_REPEATS,
+            BUSY_SHARE, ATTEMPTS, THREADS[0], THREADS[1], sbx_dtype_name(DTYPES[0]), sbx_dtype_name(DTYPES[1]));
+    for (size_t i = 0; i < NUM_CASES; i++) {
+        const bench_case *c = &CASES[i];
+        fprintf(f, "case %s %s %lld %lld %lld %lld %lld %lld %lld\n", c->kind, c->name, (long long)c->batch,
+                (long long)c->channels, (long long)c->height, (long long)c->width, (long long)c->nkern,
+                (long long)c->kh, (long long)c->kw);
+    }
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+static void remove_dir(const char *dir) {
+    char path[PATH_LEN];
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !make_path(path, sizeof path, dir, e->d_name))
+            unlink(path);
+    if (d) closedir(d);
+    if (rmdir(dir) != 0) fprintf(stderr, "bench_layers: cannot remove %s: %s\n", dir, strerror(errno));
+}
+
+/* ---- our side ---- */
+
+/* Times one case in one dtype and saves what the peer needs. */
+static int bench_ours(size_t ci, int di, const char *dir, results *r) {
+    layer l;
+    const bench_case *c = &CASES[ci];
+    if (layer_open(c, DTYPES[di], 1000 * (uint64_t)(ci + 1), &l)) return 1;
+    int bad = time_all(&l, r->ours[ci][di]) || save_layer(dir, &l);
+    if (!bad && !is_pool(c) && DTYPES[di] == SBX_FLOAT32) bad = save_patch_matrix(dir, &l);
+    layer_close(&l);
+    return bad;
+}
+
+/* ---- the peer ---- */
+
+static int append(char *buf, size_t len, const char *text) {
+    size_t used = strlen(buf), n = strlen(text);
+    if (used + n >= len) return 1;
+    memcpy(buf + used, text, n + 1);
+    return 0;
+}
+
+/* Appends text in single quotes for sh, each ' written as '\''. */
+static int append_quoted(char *buf, size_t len, const char *text) {
+    int bad = append(buf, len, "'");
+    for (const char *p = text; *p && !bad; p++) {
+        char one[2] = {*p, '\0'};
+        bad = append(buf, len, *p == '\'' ? "'\\''" : one);
+    }
+    return bad || append(buf, len, "'");
+}
+
+/* The folder of peer_torch.py: argv[1], else $SBX_BENCH_DIR, else this source file's folder. */
+static void peer_dir(int argc, char **argv, char *dir, size_t len) {
+    const char *env = getenv("SBX_BENCH_DIR");
+    if (argc > 1) {
+        snprintf(dir, len, "%s", argv[1]);
+        return;
+    }
+    snprintf(dir, len, "%s", env && *env ? env : BENCH_SOURCE_FILE);
+    if (env && *env) return;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, len, ".");
+}
+
+static int peer_command(int argc, char **argv, const char *data_dir, char *cmd, size_t len) {
+    char dir[PATH_LEN], script[PATH_LEN];
+    peer_dir(argc, argv, dir, sizeof dir);
+    if (make_path(script, sizeof script, dir, "peer_torch.py")) return 1;
+    cmd[0] = '\0';
+    return append_quoted(cmd, len, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON)) || append(cmd, len, " ") ||
+           append_quoted(cmd, len, script) || append(cmd, len, " ") || append_quoted(cmd, len, data_dir) ||
+           append(cmd, len, " 2>&1");
+}
+
+static int find_case(const char *kind, const char *name) {
+    for (size_t i = 0; i < NUM_CASES; i++)
+        if (!strcmp(CASES[i].kind, kind) && !strcmp(CASES[i].name, name)) return (int)i;
+    return -1;
+}
+
+static int find_dtype(const char *name) {
+    for (int i = 0; i < NUM_DTYPES; i++)
+        if (!strcmp(sbx_dtype_name(DTYPES[i]), name)) return i;
+    return -1;
+}
+
+static int find_op(const char *name) {
+    for (int i = 0; i < NUM_OPS; i++)
+        if (!strcmp(OP_NAMES[i], name)) return i;
+    return -1;
+}
+
+static int find_threads(int n) {
+    for (int i = 0; i < NUM_THREADS; i++)
+        if (THREADS[i] == n) return i;
+    return -1;
+}
+
+/* "KIND NAME DTYPE OP THREADS MS CORES REPEATS BLAS_THREADS"; KIND "orig" is the original's path. */
+static int time_line(results *r, const char *value) {
+    char kind[16], name[16], dtype[16], op[16];
+    int threads, repeats, blas_threads;
+    double ms, cores;
+    if (sscanf(value, "%15s %15s %15s %15s %d %lf %lf %d %d", kind, name, dtype, op, &threads, &ms, &cores, &repeats,
+               &blas_threads) != 9)
+        return 0;
+    int ci = find_case(strcmp(kind, "orig") ? kind : "conv", name), di = find_dtype(dtype), oi = find_op(op);
+    int ti = find_threads(threads);
+    if (ci < 0 || di < 0 || oi < 0 || ti < 0) return 0;
+    timing t = {ms, cores, repeats, blas_threads};
+    if (!strcmp(kind, "orig"))
+        r->orig[ci] = t;
+    else
+        r->peer[ci][di][oi][ti] = t;
+    return 1;
+}
+
+/* "KIND NAME DTYPE OP ok" or "KIND NAME DTYPE OP FAILED what". */
+static int check_line(results *r, const char *value) {
+    char kind[16], name[16], dtype[16], op[16], verdict[16];
+    if (sscanf(value, "%15s %15s %15s %15s %15s", kind, name, dtype, op, verdict) != 5) return 0;
+    int ci = find_case(strcmp(kind, "orig") ? kind : "conv", name), di = find_dtype(dtype), oi = find_op(op);
+    if (ci < 0 || di < 0 || oi < 0) return 0;
+    enum check v = strcmp(verdict, "ok") ? CHECK_FAILED : CHECK_OK;
+    if (!strcmp(kind, "orig"))
+        r->orig_check[ci] = v;
+    else
+        r->check[ci][di][oi] = v;
+    if (v == CHECK_FAILED) {
+        char note[LINE_LEN];
+        snprintf(note, sizeof note, "check FAILED: %.1000s", value);
+        add_note(r, note);
+    }
+    return 1;
+}
+
+static void add_version(results *r, const char *what, const char *value) {
+    char piece[LINE_LEN];
+    int n = (int)strcspn(what, "_");
+    snprintf(piece, sizeof piece, "%s%.*s %.200s", r->versions[0] ? ", " : "", n < 32 ? n : 32, what, value);
+    append(r->versions, sizeof r->versions, piece);
+}
+
+/* One line of the peer's output: "key value". */
+static void peer_line(results *r, char *line) {
+    char *space = strchr(line, ' ');
+    const char *value = space ? space + 1 : "";
+    if (space) *space = '\0';
+    int known = 1;
+    if (!strcmp(line, "time"))
+        known = time_line(r, value);
+    else if (!strcmp(line, "check"))
+        known = check_line(r, value);
+    else if (strstr(line, "_version"))
+        add_version(r, line, value);
+    else if (!strcmp(line, "torch_skip"))
+        snprintf(r->torch_skip, sizeof r->torch_skip, "%s", value);
+    else if (!strcmp(line, "skip"))
+        snprintf(r->peer_skip, sizeof r->peer_skip, "%s", value);
+    else
+        known = 0;
+    if (!strcmp(line, "torch_version")) r->torch_ok = 1;
+    if (space) *space = ' ';
+    if (!known) add_note(r, line); /* also the peer's "blas ..." and "malloc ..." lines */
+}
+
+static void run_peer(int argc, char **argv, const char *dir, results *r) {
+    char cmd[4 * PATH_LEN], line[LINE_LEN];
+    r->peer_status = -1;
+    if (peer_command(argc, argv, dir, cmd, sizeof cmd)) {
+        snprintf(r->peer_skip, sizeof r->peer_skip, "peer command too long");
+        return;
+    }
+    fflush(stdout);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        snprintf(r->peer_skip, sizeof r->peer_skip, "popen failed: %s", strerror(errno));
+        return;
+    }
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        peer_line(r, line);
+    }
+    int status = pclose(p);
+    r->peer_status = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r->numpy_ok = r->peer_status == 0;
+    if (r->peer_status == 127 && !r->peer_skip[0])
+        snprintf(r->peer_skip, sizeof r->peer_skip, "the shell could not run %.900s",
+                 env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON));
+}
+
+/* ---- output ---- */
+
+static void print_setting(int child) {
+    if (child)
+        printf("\n=== table 2 of 2: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (re-executed, %s=1) ===\n",
+               CHILD_VAR);
+    else
+        printf("=== table 1 of 2: the environment as inherited ===\n");
+    for (size_t i = 0; i < NUM_BLAS_VARS; i++) printf("%s=%s\n", BLAS_VARS[i], env_or(BLAS_VARS[i], "(unset)"));
+    const char *core = blas_string("openblas_get_corename"), *config = blas_string("openblas_get_config");
+    if (core)
+        printf("sparsebox's OpenBLAS: core %s (%s)\n", core, config ? config : "?");
+    else
+        printf("sparsebox's BLAS is not OpenBLAS (no openblas_get_corename); BLAS threads not pinned\n");
+}
+
+/* The peer's lines about its setting ("blas ...", "malloc ..."), printed with the header. */
+static int is_setting_note(const char *note) { return !strncmp(note, "blas ", 5) || !strncmp(note, "malloc ", 7); }
+
+static void print_peer_info(const results *r) {
+    if (r->peer_skip[0] || r->peer_status != 0)
+        printf("peer: skipped (status %d): %s\n", r->peer_status, r->peer_skip[0] ? r->peer_skip : "see notes");
+    if (r->versions[0]) printf("peer: %s\n", r->versions);
+    if (r->torch_skip[0]) printf("peer: torch skipped: %s\n", r->torch_skip);
+    for (int i = 0; i < r->num_notes; i++)
+        if (is_setting_note(r->notes[i])) printf("peer's %s\n", r->notes[i]);
+    printf("timing: median of >= %d runs after 1 warm-up, repeats chosen for ~%.2f s per figure; cpu = process "
+           "CPU time / wall time (cores busy)\n  a figure with cpu < %.1f x threads (its cores were busy elsewhere) "
+           "is taken again, %d attempts at most, keeping the best; '!' marks one that never got them\n",
+           MIN_REPEATS, BUDGET_SECONDS, BUSY_SHARE, ATTEMPTS);
+    printf("threads: sbx_set_num_threads(n) and openblas_set_num_threads(n) | torch.set_num_threads(n) and "
+           "openblas_set_num_threads(n),\n  for torch's float64 conv with n = 2 also (1), the faster kept "
+           "(torch's threads split the batch and 2 BLAS threads\n  inside each oversubscribe the 2 cores); "
+           "column bl = torch's OpenBLAS threads\n");
+    printf("torch backward: one forward with requires_grad, then torch.autograd.grad(y, (x, w), g, "
+           "retain_graph=True) timed alone (one convolution_backward computing both gradients, as our one call)\n");
+}
+
+static double conv_flops(const bench_case *c, const sbx_conv_shape *s, enum op op) {
+    double f = 2.0 * (double)c->batch * (double)c->nkern * (double)s->out_size * (double)c->channels *
+               (double)s->kernel_size;
+    return op == OP_BACKWARD ? 2 * f : f;
+}
+
+/* Bytes a pooling call must move: images read and output written (forward); images and output
+ * gradient read and image gradient written (backward). */
+static double pool_bytes(const bench_case *c, const sbx_conv_shape *s, sbx_dtype dtype, enum op op) {
+    double in = (double)c->batch * (double)s->in_size;
+    double out = (double)c->batch * (double)c->channels * (double)s->out_size;
+    return (op == OP_FORWARD ? in + out : 2 * in + out) * (double)sbx_dtype_size(dtype);
+}
+
+/* GFLOP/s for a convolution, GB/s for pooling; negative when not measured. */
+static double rate(const bench_case *c, sbx_dtype dtype, enum op op, double ms) {
+    sbx_conv_shape s;
+    if (ms <= 0 || case_shape(c, &s) != SBX_OK) return -1;
+    double amount = is_pool(c) ? pool_bytes(c, &s, dtype, op) : conv_flops(c, &s, op);
+    return amount / (ms * 1e-3) * 1e-9;
+}
+
+static double goal_for(const bench_case *c, enum op op) {
+    return is_pool(c) && op == OP_FORWARD ? POOL_FORWARD_GOAL : LAYER_GOAL;
+}
+
+static const char *check_text(enum check v) { return v == CHECK_OK ? "ok" : v == CHECK_FAILED ? "FAILED" : "-"; }
+
+static void print_number(double v, const char *format, int width) {
+    if (v < 0)
+        printf("%*s", width, "-");
+    else
+        printf(format, width, v);
+}
+
+/* The tally of goals over a table. */
+typedef struct tally {
+    int met, missed;
+    char missed_list[4096];
+} tally;
+
+static void count_goal(tally *g, const char *what, double ratio, double goal, int busy) {
+    char item[128];
+    if (ratio <= goal) {
+        g->met++;
+        return;
+    }
+    g->missed++;
+    snprintf(item, sizeof item, "  %s  %.2fx (goal <= %.2fx)%s\n", what, ratio, goal, busy ? " cores busy" : "");
+    append(g->missed_list, sizeof g->missed_list, item);
+}
+
+/* " 1.98 " for a figure that got its cores, " 1.12!" for one that did not, "     - " when missing. */
+static void print_cores(const timing *t, int threads) {
+    if (t->ms < 0)
+        printf(" %4s ", "-");
+    else
+        printf(" %4.2f%c", t->cores, got_cores(t, threads) ? ' ' : '!');
+}
+
+static void print_row(size_t ci, int di, int oi, int ti, const results *r, tally *g) {
+    const bench_case *c = &CASES[ci];
+    const timing *o = &r->ours[ci][di][oi][ti], *p = &r->peer[ci][di][oi][ti];
+    char label[64];
+    snprintf(label, sizeof label, "%s %-2s %-7s %-8s %dt", c->kind, c->name, sbx_dtype_name(DTYPES[di]), OP_NAMES[oi],
+             THREADS[ti]);
+    printf("  %-28s", label);
+    print_number(o->ms, "%*.3f", 10);
+    print_cores(o, THREADS[ti]);
+    print_number(p->ms, "%*.3f", 10);
+    print_cores(p, THREADS[ti]);
+    print_number(p->ms > 0 && p->blas_threads > 0 ? p->blas_threads : -1, "%*.0f", 3);
+    double ratio = p->ms > 0 ? o->ms / p->ms : -1, goal = goal_for(c, (enum op)oi);
+    print_number(ratio, "%*.3f", 9);
+    print_number(rate(c, DTYPES[di], (enum op)oi, o->ms), "%*.1f", 9);
+    print_number(rate(c, DTYPES[di], (enum op)oi, p->ms), "%*.1f", 9);
+    printf("  %-6s", check_text(r->check[ci][di][oi]));
+    if (ratio < 0) {
+        printf("  -\n");
+        return;
+    }
+    int busy = !got_cores(o, THREADS[ti]) || !got_cores(p, THREADS[ti]);
+    printf("  <=%.1fx %s%s\n", goal, ratio <= goal ? "met" : "MISSED", busy ? " (cores busy: see !)" : "");
+    count_goal(g, label, ratio, goal, busy);
+}
+
+static void print_case_title(const bench_case *c) {
+    if (is_pool(c))
+        printf(" %s %s: max pool, batch %lld x %lld x %lldx%lld, pool %lldx%lld, stride = pool, valid\n", c->kind,
+               c->name, (long long)c->batch, (long long)c->channels, (long long)c->height, (long long)c->width,
+               (long long)c->kh, (long long)c->kw);
+    else
+        printf(" %s %s: batch %lld, %lldx%lldx%lld, %lld kernels %lldx%lld, valid, stride 1\n", c->kind, c->name,
+               (long long)c->batch, (long long)c->channels, (long long)c->height, (long long)c->width,
+               (long long)c->nkern, (long long)c->kh, (long long)c->kw);
+}
+
+static void print_table(const results *r, tally *g) {
+    printf("\n  %-28s%10s %4s %10s %4s %3s%9s%9s%9s  %-6s  %s\n", "layer dtype op threads", "ours ms", "cpu",
+           "torch ms", "cpu", "bl", "ours/tch", "ours", "torch", "check", "goal");
+    printf("  %-28s%10s %4s %10s %4s %3s%9s%9s%9s\n", "", "", "", "", "", "", "", "GFLOP/s", "GFLOP/s");
+    printf("  %-28s%10s %4s %10s %4s %3s%9s%9s%9s\n", "", "", "", "", "", "", "", "(GB/s)", "(GB/s)");
+    for (size_t ci = 0; ci < NUM_CASES; ci++) {
+        print_case_title(&CASES[ci]);
+        for (int di = 0; di < NUM_DTYPES; di++)
+            for (int oi = 0; oi < NUM_OPS; oi++)
+                for (int ti = 0; ti < NUM_THREADS; ti++) print_row(ci, di, oi, ti, r, g);
+    }
+}
+
+static void print_orig(const results *r) {
+    printf("\n the original's path, float32 forward, 1 thread: scipy CSC patch matrix (ones) @ images.T, reshape,\n"
+           " numpy dot with kerns.T, reorder to batch x (nkern * out_size); numeric part only\n");
+    printf("  %-28s%10s %4s %10s %4s %9s  %s\n", "config", "ours ms", "cpu", "orig ms", "cpu", "speed-up", "check");
+    for (size_t ci = 0; ci < NUM_CASES; ci++) {
+        if (is_pool(&CASES[ci])) continue;
+        const timing *o = &r->ours[ci][0][OP_FORWARD][0], *p = &r->orig[ci];
+        char label[32];
+        snprintf(label, sizeof label, "conv %s", CASES[ci].name);
+        printf("  %-28s%10.3f", label, o->ms);
+        print_cores(o, 1);
+        print_number(p->ms, "%*.3f", 10);
+        print_cores(p, 1);
+        print_number(p->ms > 0 ? p->ms / o->ms : -1, "%*.1fx", 8);
+        printf("  %s\n", check_text(r->orig_check[ci]));
+    }
+}
+
+static void print_notes(const results *r) {
+    for (int i = 0; i < r->num_notes; i++)
+        if (!is_setting_note(r->notes[i])) printf("peer: %s\n", r->notes[i]);
+}
+
+/* ---- checks ---- */
+
+/* A check fails when it says so, or when the peer could run it and it is missing. */
+static int check_passes(enum check v, int expected) { return v == CHECK_OK || (v == CHECK_NONE && !expected); }
+
+/* 1 when every check expected from what the peer could run came back ok. */
+static int checks_pass(const results *r) {
+    int pass = 1;
+    for (size_t ci = 0; ci < NUM_CASES; ci++) {
+        for (int di = 0; di < NUM_DTYPES; di++)
+            for (int oi = 0; oi < NUM_OPS; oi++) pass &= check_passes(r->check[ci][di][oi], r->torch_ok);
+        if (!is_pool(&CASES[ci])) pass &= check_passes(r->orig_check[ci], r->numpy_ok);
+    }
+    return pass;
+}
+
+/* ---- one table ---- */
+
+static int measure_ours(const char *dir, results *r) {
+    for (size_t ci = 0; ci < NUM_CASES; ci++)
+        for (int di = 0; di < NUM_DTYPES; di++)
+            if (bench_ours(ci, di, dir, r)) return 1;
+    return 0;
+}
+
+static void clear_results(results *r) {
+    memset(r, 0, sizeof *r);
+    for (size_t ci = 0; ci < NUM_CASES; ci++) {
+        r->orig[ci].ms = -1;
+        for (int di = 0; di < NUM_DTYPES; di++)
+            for (int oi = 0; oi < NUM_OPS; oi++)
+                for (int ti = 0; ti < NUM_THREADS; ti++) r->ours[ci][di][oi][ti].ms = r->peer[ci][di][oi][ti].ms = -1;
+    }
+}
+
+/* Measures, runs the peer, prints the table. Returns 0, or 1 on an error or a failed check. */
+static int run_table(int argc, char **argv, int child, results *r) {
+    char dir[] = "/tmp/bench_layers.XXXXXX";
+    tally g;
+    memset(&g, 0, sizeof g);
+    clear_results(r);
+    print_setting(child);
+    fflush(stdout);
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "bench_layers: mkdtemp failed: %s\n", strerror(errno));
+        return 1;
+    }
+    int error = write_manifest(dir) || measure_ours(dir, r);
+    if (!error) run_peer(argc, argv, dir, r);
+    remove_dir(dir);
+    if (error) return 1;
+    print_peer_info(r);
+    print_table(r, &g);
+    print_orig(r);
+    print_notes(r);
+    int pass = checks_pass(r);
+    printf("\n goals: %d met, %d missed%s\n%s", g.met, g.missed, g.missed ? ":" : "", g.missed_list);
+    printf(" checks: %s\n", pass ? "ok" : "FAILED");
+    return !pass;
+}
+
+/* ---- the second run, without the OpenBLAS variables ---- */
+
+extern char **environ;
+
+static int is_dropped(const char *entry) {
+    for (size_t i = 0; i < NUM_BLAS_VARS; i++) {
+        size_t n = strlen(BLAS_VARS[i]);
+        if (!strncmp(entry, BLAS_VARS[i], n) && entry[n] == '=') return 1;
+    }
+    return !strncmp(entry, CHILD_VAR "=", sizeof CHILD_VAR);
+}
+
+/* The environment without BLAS_VARS, plus CHILD_VAR=1; a new array of borrowed strings. */
+static char **child_environment(void) {
+    static char marker[] = CHILD_VAR "=1";
+    size_t n = 0, used = 0;
+    while (environ[n]) n++;
+    char **env = malloc((n + 2) * sizeof *env);
+    if (!env) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!is_dropped(environ[i])) env[used++] = environ[i];
+    env[used++] = marker;
+    env[used] = NULL;
+    return env;
+}
+
+/* Runs this program again with the child environment and waits for it; its exit status. */
+static int rerun_without_blas_vars(char **argv) {
+    char **env = child_environment();
+    if (!env) return 1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execve("/proc/self/exe", argv, env);
+        if (strchr(argv[0], '/')) execve(argv[0], argv, env);
+        _exit(127);
+    }
+    free(env);
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+        fprintf(stderr, "bench_layers: cannot re-run: %s\n", strerror(errno));
+        return 1;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) fprintf(stderr, "bench_layers: cannot re-execute itself\n");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static int blas_vars_set(void) {
+    for (size_t i = 0; i < NUM_BLAS_VARS; i++)
+        if (getenv(BLAS_VARS[i])) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static results r;
+    int child = getenv(CHILD_VAR) != NULL;
+    int failed = run_table(argc, argv, child, &r);
+    if (child) return failed;
+    if (!blas_vars_set()) {
+        printf("\nOPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are already unset: the table above is that setting; no "
+               "second run\n");
+        return failed;
+    }
+    return rerun_without_blas_vars(argv) || failed ? 1 : 0;
+}
