@@ -51,10 +51,12 @@ test:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 bench:
-	$(call ensure,$(TEST_PACKAGES))
+	$(call ensure,$(TEST_PACKAGES) python3-torch)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse
+	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse bench_indices bench_layers
 	./$(BUILD)/bench_sparse
+	./$(BUILD)/bench_indices
+	./$(BUILD)/bench_layers
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
