@@ -24,9 +24,12 @@ struct sbx_conv_plan {
      * first axis, at least kernel[0] of them, so that tiles two apart read disjoint input), `tiles`
      * of them. Fixed by the shape, so results do not depend on the thread count. */
     int64_t tile, tiles;
-    /* Pooling in valid mode reads every tap: window o of a map starts at base[o] (out_size entries)
-     * and tap l is delta[l] (kernel_size entries) further on. NULL otherwise. */
+    /* In valid mode every tap is inside the image: window o of a map starts at base[o] (out_size
+     * entries) and tap l is delta[l] (kernel_size entries) further on. NULL in full mode. */
     int64_t *base, *delta;
+    /* 1 when the gathers copy runs (base + delta) rather than reading the gather table: measured
+     * faster only once the table outgrows the caches (short runs cost more than indexed loads). */
+    int copy_runs;
 };
 
 #endif

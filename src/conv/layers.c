@@ -47,10 +47,17 @@ static int threads_for(int64_t items, int64_t work) {
     return items * work < 50000 ? 1 : t;
 }
 
-/* A new zeroed rows x cols array of the plan's dtype into *out (untouched on failure). */
-static sbx_status new_matrix(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
+/* A new zeroed rows x cols array of the plan's dtype into *out (untouched on failure); cols < 0 makes
+ * a vector of rows. new_output leaves it unfilled, for outputs the kernels write whole. */
+static sbx_status new_array(const sbx_conv_plan *p, int64_t rows, int64_t cols, int zero, sbx_array **out) {
     int64_t shape[2] = {rows, cols};
-    return sbx_array_create(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, out);
+    return sbx__array_new(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, zero, out);
+}
+static sbx_status new_matrix(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
+    return new_array(p, rows, cols, 1, out);
+}
+static sbx_status new_output(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
+    return new_array(p, rows, cols, 0, out);
 }
 
 static void free_all(sbx_array **a, int n) {
@@ -72,7 +79,7 @@ sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, con
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
     int64_t ws;
     int nt = threads_for(batch * p->tiles, p->nkern * p->tile * p->width);
-    sbx_status st = new_matrix(p, batch, p->nkern * p->shape.out_size, &y);
+    sbx_status st = new_output(p, batch, p->nkern * p->shape.out_size, &y);
     if (st == SBX_OK && sbx_mul_i64(p->tile * p->width, nt, &ws) != SBX_OK)
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
@@ -144,7 +151,7 @@ sbx_status sbx_local_forward(const sbx_conv_plan *p, const sbx_array *images, co
     const int64_t U = p->nkern * p->shape.out_size;
     if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, -U, NULL));
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
-    SBX_CHECK(new_matrix(p, batch, U, &y));
+    SBX_CHECK(new_output(p, batch, U, &y));
     int nt = threads_for(batch * p->nkern, p->shape.out_size * p->width);
     if (p->dtype == SBX_FLOAT32)
         local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, nt);
@@ -190,7 +197,7 @@ sbx_status sbx_pool_forward(const sbx_conv_plan *p, const sbx_array *images, sbx
     SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
     SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
-    SBX_CHECK(new_matrix(p, batch, p->shape.channels * p->shape.out_size, &y));
+    SBX_CHECK(new_output(p, batch, p->shape.channels * p->shape.out_size, &y));
     int nt = threads_for(batch, p->shape.out_size * p->width);
     if (p->dtype == SBX_FLOAT32)
         pool_forward_f32(p, batch, images->data, y->data, nt);

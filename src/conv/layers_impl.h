@@ -5,12 +5,36 @@
 /* P (rows o0 .. o1-1 of out_size x width) for one image x: P[o][j] = x[gather[o][j]], or 0 where
  * the tap is outside the image. */
 static void NAME(im2row)(const sbx_conv_plan *p, const T *restrict x, int64_t o0, int64_t o1, T *restrict P) {
+    if (p->copy_runs) { /* valid mode: rows of the kernel's last axis are contiguous runs of the image */
+        const int64_t C = p->shape.channels, K = p->shape.kernel_size, run = p->shape.kernel[p->shape.ndim - 1];
+        const int64_t spatial = p->shape.in_size / C, *restrict delta = p->delta;
+        for (int64_t o = o0; o < o1; o++)
+            for (int64_t c = 0; c < C; c++) {
+                const T *restrict src = x + c * spatial + p->base[o];
+                T *restrict dst = P + (o - o0) * p->width + c * K;
+                for (int64_t r = 0; r < K; r += run)
+                    for (int64_t l = 0; l < run; l++) dst[r + l] = src[delta[r] + l];
+            }
+        return;
+    }
     const int64_t n = (o1 - o0) * p->width, *restrict g = p->gather + o0 * p->width;
     for (int64_t i = 0; i < n; i++) P[i] = g[i] >= 0 ? x[g[i]] : (T)0;
 }
 
 /* The adjoint of im2row: x[gather[o][j]] += P[o][j]. */
 static void NAME(row2im_add)(const sbx_conv_plan *p, const T *restrict P, int64_t o0, int64_t o1, T *restrict x) {
+    if (p->copy_runs) { /* valid mode: contiguous runs, as in im2row */
+        const int64_t C = p->shape.channels, K = p->shape.kernel_size, run = p->shape.kernel[p->shape.ndim - 1];
+        const int64_t spatial = p->shape.in_size / C, *restrict delta = p->delta;
+        for (int64_t o = o0; o < o1; o++)
+            for (int64_t c = 0; c < C; c++) {
+                T *restrict dst = x + c * spatial + p->base[o];
+                const T *restrict src = P + (o - o0) * p->width + c * K;
+                for (int64_t r = 0; r < K; r += run)
+                    for (int64_t l = 0; l < run; l++) dst[delta[r] + l] += src[r + l];
+            }
+        return;
+    }
     const int64_t n = (o1 - o0) * p->width, *restrict g = p->gather + o0 * p->width;
     for (int64_t i = 0; i < n; i++)
         if (g[i] >= 0) x[g[i]] += P[i];

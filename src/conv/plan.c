@@ -44,16 +44,18 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     p->gather = table->data; /* keep the table's data, drop its header */
     table->data = NULL;
     sbx_array_free(table);
-    if (kind == PLAN_POOL && shape->mode == SBX_CONV_VALID) {
+    if (shape->mode == SBX_CONV_VALID) {
         st = sbx__alloc_raw(shape->out_size, sizeof(int64_t), &p->base, "pooling plan");
         if (st == SBX_OK) st = sbx__alloc_raw(shape->kernel_size, sizeof(int64_t), &p->delta, "pooling plan");
         if (st != SBX_OK) {
             sbx_conv_plan_free(p);
             return st;
         }
-        /* Every tap of a valid window is inside the image: the gather table of map 0 is base + delta. */
+        /* Every tap of a valid window is inside the image: the gather table of map 0 is base + delta,
+         * and delta runs in steps of one along each row of the kernel's last axis. */
         for (int64_t o = 0; o < shape->out_size; o++) p->base[o] = p->gather[o * width];
         for (int64_t l = 0; l < shape->kernel_size; l++) p->delta[l] = p->gather[l] - p->gather[0];
+        p->copy_runs = shape->out_size * width > (16 << 20) / (int64_t)sizeof(int64_t);
     }
     *out = p;
     return SBX_OK;

@@ -14,13 +14,17 @@ static sbx_status check_array(const sbx_array *a, const char *name) {
 }
 
 sbx_status sbx_array_create(sbx_dtype dtype, int ndim, const int64_t *shape, sbx_array **out) {
+    return sbx__array_new(dtype, ndim, shape, 1, out);
+}
+
+sbx_status sbx__array_new(sbx_dtype dtype, int ndim, const int64_t *shape, int zero, sbx_array **out) {
     int64_t n;
     sbx_array *a;
     if (!out) return sbx__error(SBX_ERR_ARG, "sbx_array_create: out is NULL");
     if (!sbx__dtype_valid(dtype)) return sbx__error(SBX_ERR_ARG, "dtype %d is not an sbx_dtype", (int)dtype);
     SBX_CHECK(sbx_shape_numel(ndim, shape, &n));
     SBX_CHECK(sbx__alloc(1, sizeof *a, &a, "array"));
-    sbx_status st = sbx__alloc(n, sbx_dtype_size(dtype), &a->data, "array data");
+    sbx_status st = (zero ? sbx__alloc : sbx__alloc_raw)(n, sbx_dtype_size(dtype), &a->data, "array data");
     if (st != SBX_OK) {
         sbx__free(a);
         return st;

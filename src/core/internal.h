@@ -43,6 +43,9 @@ int sbx__nonzero(const void *data, sbx_dtype dtype, int64_t i);
 /* dst[i] += src[j] in dtype (bool: or). */
 void sbx__accumulate(void *dst, int64_t i, const void *src, int64_t j, sbx_dtype dtype);
 
+/* sbx_array_create, leaving the data unfilled when zero is 0 (for outputs written whole). */
+sbx_status sbx__array_new(sbx_dtype dtype, int ndim, const int64_t *shape, int zero, sbx_array **out);
+
 /* 1 for a value inside the sbx_dtype enum. */
 int sbx__dtype_valid(sbx_dtype dtype);
 

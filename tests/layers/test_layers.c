@@ -549,6 +549,34 @@ static void test_tiled_backward(void **state) {
     sbx_conv_plan_free(p);
 }
 
+/* A valid-mode geometry whose gather table (> 16 MB) makes the layers copy contiguous runs instead. */
+static void test_copy_runs(void **state) {
+    (void)state;
+    int64_t in[2] = {700, 700}, k[2] = {3, 4};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 1, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    assert_true(s.out_size * s.kernel_size * 8 > (16 << 20));
+    const int64_t nkern = 2, O = s.out_size, K = s.kernel_size;
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
+    sbx_array *x = random_matrix(1, s.in_size), *kk = random_matrix(nkern, K), *g = random_matrix(1, nkern * O), *y, *gx;
+    assert_int_equal(sbx_conv_forward(p, x, kk, NULL, &y), SBX_OK);
+    assert_int_equal(sbx_conv_backward(p, x, kk, g, &gx, NULL, NULL), SBX_OK);
+    double *rx = calloc((size_t)s.in_size, sizeof(double));
+    const double *xv = x->data, *kv = kk->data, *gv = g->data, *yv = y->data;
+    for (int64_t n = 0; n < nkern; n++)
+        for (int64_t o = 0; o < O; o++) {
+            if (fabs(yv[n * O + o] - ref_conv(&s, xv, kv, NULL, nkern, 0, n, o)) > 1e-12)
+                fail_msg("forward at kernel %lld position %lld", (long long)n, (long long)o);
+            for (int64_t l = 0; l < K; l++) rx[tap_input(&s, 0, o, l)] += gv[n * O + o] * kv[n * K + l];
+        }
+    for (int64_t i = 0; i < s.in_size; i++) assert_true(fabs(((double *)gx->data)[i] - rx[i]) < 1e-12);
+    free(rx);
+    sbx_array *all[] = {x, kk, g, y, gx};
+    for (size_t i = 0; i < 5; i++) sbx_array_free(all[i]);
+    sbx_conv_plan_free(p);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     int64_t in[2] = {6, 6}, k[2] = {3, 3};
@@ -638,7 +666,7 @@ int main(void) {
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
