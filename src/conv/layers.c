@@ -16,6 +16,14 @@
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
  * sizes its own team from the caller's omp_get_max_threads(). (Left to itself, a BLAS team inside
  * every small product made some products 50x slower here.) */
+static int omp_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 static int blas_thread(void) {
 #ifdef _OPENMP
     omp_set_num_threads(1);
@@ -198,7 +206,7 @@ sbx_status sbx_pool_forward(const sbx_conv_plan *p, const sbx_array *images, sbx
     SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
     SBX_CHECK(new_output(p, batch, p->shape.channels * p->shape.out_size, &y));
-    int nt = threads_for(batch, p->shape.out_size * p->width);
+    int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size); /* a map a step */
     if (p->dtype == SBX_FLOAT32)
         pool_forward_f32(p, batch, images->data, y->data, nt);
     else
@@ -216,11 +224,18 @@ sbx_status sbx_pool_backward(const sbx_conv_plan *p, const sbx_array *images, co
     SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, p->shape.channels * p->shape.out_size, NULL));
     if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
     SBX_CHECK(new_matrix(p, batch, p->shape.in_size, &gx));
-    int nt = threads_for(batch, p->shape.out_size * p->width);
+    int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size); /* a map a step */
+    void *work = NULL;
+    sbx_status st = sbx__alloc_raw(nt * p->shape.out[p->shape.ndim - 1], sbx_dtype_size(p->dtype), &work, "pooling workspace");
+    if (st != SBX_OK) {
+        sbx_array_free(gx);
+        return st;
+    }
     if (p->dtype == SBX_FLOAT32)
-        pool_backward_f32(p, batch, images->data, grad_out->data, gx->data, nt);
+        pool_backward_f32(p, batch, images->data, grad_out->data, gx->data, work, nt);
     else
-        pool_backward_f64(p, batch, images->data, grad_out->data, gx->data, nt);
+        pool_backward_f64(p, batch, images->data, grad_out->data, gx->data, work, nt);
+    sbx__free(work);
     *grad_images = gx;
     return SBX_OK;
 }

@@ -188,53 +188,65 @@ static T NAME(window_max)(const sbx_conv_plan *p, const T *xb, int64_t c, int64_
     return m;
 }
 
-/* The maximum of w[delta[0 .. K-1]] without a branch per tap (random data defeats the branch
- * predictor): the compare-select is one max instruction, NaN is tracked on the side. */
-static inline T NAME(direct_max)(const T *restrict w, const int64_t *restrict delta, int64_t K) {
-    T m = w[delta[0]];
-    int nan = m != m;
-    for (int64_t l = 1; l < K; l++) {
-        const T v = w[delta[l]];
-        m = v > m ? v : m;
-        nan |= v != v;
-    }
-    return nan ? (T)NAN : m;
-}
-
 /* Pooling, one whole map per step: the direct path (valid mode: window o is xm[base[o] + delta[l]])
  * or the gather path. */
+/* Row q (out_size positions q .. q + row - 1, the last axis) of the maxima of map xm into yr. */
+static void NAME(pool_row)(const sbx_conv_plan *p, const T *xm, int64_t q, T *restrict yr) {
+    const int last = p->shape.ndim - 1;
+    const int64_t row = p->shape.out[last], kl = p->shape.kernel[last], sl = p->shape.stride[last], K = p->shape.kernel_size;
+    for (int64_t r = 0; r < K; r += kl) {
+        const T *restrict src = xm + p->base[q] + p->delta[r];
+        for (int64_t t = 0; t < kl; t++) {
+            if (r == 0 && t == 0) {
+                for (int64_t i = 0; i < row; i++) yr[i] = src[i * sl];
+                continue;
+            }
+            for (int64_t i = 0; i < row; i++) {
+                const T v = src[i * sl + t], m = yr[i];
+                yr[i] = v > m || v != v ? v : m;
+            }
+        }
+    }
+}
+
 static void NAME(pool_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, int nt) {
-    const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
+    const int64_t O = p->shape.out_size, C = p->shape.channels, in = p->shape.in_size;
     const int64_t spatial = in / C, maps = batch * C;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t map = 0; map < maps; map++) {
         const int64_t b = map / C, c = map % C;
         T *ym = y + map * O;
         if (p->base) {
-            const T *xm = x + b * in + c * spatial;
-            const int64_t *restrict base = p->base, *restrict delta = p->delta;
-            for (int64_t o = 0; o < O; o++) ym[o] = NAME(direct_max)(xm + base[o], delta, K);
+            /* A row of outputs along the last axis at a time, every tap of the other axes in turn:
+             * the loop over the row's outputs has no branch and no index load, so it vectorises. */
+            const int64_t row = p->shape.out[p->shape.ndim - 1];
+            for (int64_t q = 0; q < O; q += row) NAME(pool_row)(p, x + b * in + c * spatial, q, ym + q);
         } else {
             for (int64_t o = 0; o < O; o++) ym[o] = NAME(window_max)(p, x + b * in, c, o);
         }
     }
 }
 
-static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gx, int nt) {
+/* work: nt rows of out[last] (direct path only). */
+static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gx, T *work,
+                                int nt) {
     const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
     const int64_t spatial = in / C, maps = batch * C;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t map = 0; map < maps; map++) { /* a map's windows overlap only each other */
         const int64_t b = map / C, c = map % C;
         const T *gm = g + map * O;
-        if (p->base) {
+        if (p->base) { /* maxima by rows, as the forward pass, then each window's selection */
             const T *xm = x + b * in + c * spatial;
-            T *gxm = gx + b * in + c * spatial;
-            const int64_t *restrict base = p->base, *restrict delta = p->delta;
-            for (int64_t o = 0; o < O; o++) {
-                const T *w = xm + base[o], m = NAME(direct_max)(w, delta, K), add[2] = {0, gm[o]};
-                T *gw = gxm + base[o];
-                for (int64_t l = 0; l < K; l++) gw[delta[l]] += add[w[delta[l]] == m]; /* a load, not a branch */
+            T *gxm = gx + b * in + c * spatial, *restrict mr = work + (int64_t)omp_thread() * p->shape.out[p->shape.ndim - 1];
+            const int64_t row = p->shape.out[p->shape.ndim - 1], *restrict delta = p->delta;
+            for (int64_t q = 0; q < O; q += row) {
+                NAME(pool_row)(p, xm, q, mr);
+                for (int64_t i = 0; i < row; i++) {
+                    const T *w = xm + p->base[q + i], add[2] = {0, gm[q + i]};
+                    T *gw = gxm + p->base[q + i];
+                    for (int64_t l = 0; l < K; l++) gw[delta[l]] += add[w[delta[l]] == mr[i]]; /* a load, not a branch */
+                }
             }
         } else {
             const T *xb = x + b * in;
