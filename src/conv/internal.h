@@ -30,6 +30,10 @@ struct sbx_conv_plan {
     /* 1 when the gathers copy runs (base + delta) rather than reading the gather table: measured
      * faster only once the table outgrows the caches (short runs cost more than indexed loads). */
     int copy_runs;
+    /* Convolutions in valid mode with stride 1 along the last axis run a direct kernel: output
+     * row q reads, through tap j (feature map c, kernel tap l), the contiguous run that starts at
+     * base[q] + taps[j], with taps[j] = c * (pixels per map) + delta[l] (width entries). */
+    int64_t *taps;
 };
 
 #endif

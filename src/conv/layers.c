@@ -11,6 +11,7 @@
 #include "conv/layers.h"
 
 #define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
+#define NB 8     /* kernels per block of the direct convolution */
 
 /* The calling thread's number in the library's parallel loop, after making the CBLAS calls it is
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
@@ -91,7 +92,21 @@ sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, con
     if (st == SBX_OK && sbx_mul_i64(p->tile * p->width, nt, &ws) != SBX_OK)
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
-    if (st == SBX_OK && batch > 0) {
+    if (st == SBX_OK && batch > 0 && p->taps) { /* the direct kernel, on kernels padded to NB rows */
+        const int64_t padded = (p->nkern + NB - 1) / NB * NB, es = (int64_t)sbx_dtype_size(p->dtype);
+        void *kp = NULL;
+        st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
+        if (st == SBX_OK) {
+            memcpy(kp, kerns->data, (size_t)(p->nkern * p->width * es));
+            nt = threads_for(batch * (p->shape.out_size / p->shape.out[p->shape.ndim - 1]),
+                             p->nkern * p->shape.out[p->shape.ndim - 1] * p->width);
+            if (p->dtype == SBX_FLOAT32)
+                conv_direct_f32(p, batch, images->data, kp, bias ? bias->data : NULL, y->data, nt);
+            else
+                conv_direct_f64(p, batch, images->data, kp, bias ? bias->data : NULL, y->data, nt);
+        }
+        sbx__free(kp);
+    } else if (st == SBX_OK && batch > 0) {
         if (p->dtype == SBX_FLOAT32)
             conv_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, work, nt);
         else

@@ -66,6 +66,78 @@ static void NAME(conv_forward)(const sbx_conv_plan *p, int64_t batch, const T *x
     }
 }
 
+/* The direct convolution (valid mode, stride 1 along the last axis): no gathered patches. For a
+ * row of outputs along the last axis, NB kernels and 2 vectors of positions at a time, every tap j
+ * adds a contiguous run of the image times a kernel weight into 2 x NB vector accumulators, which
+ * stay in registers. kp: the kernels padded with zero rows to a multiple of NB. */
+typedef T NAME(vec) __attribute__((vector_size(64)));
+#define LANES ((int64_t)(64 / sizeof(T)))
+
+SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restrict xq, const T *restrict kp,
+                                        const T *bias, T *restrict yq, int64_t nb, int64_t row, int64_t O) {
+    const int64_t W = p->width, *restrict taps = p->taps;
+    int64_t i0 = 0;
+    for (; i0 + 2 * LANES <= row; i0 += 2 * LANES) {
+        NAME(vec) a0[NB] = {0}, a1[NB] = {0};
+        for (int64_t j = 0; j < W; j++) {
+            NAME(vec) x0, x1;
+            memcpy(&x0, xq + taps[j] + i0, sizeof x0);
+            memcpy(&x1, xq + taps[j] + i0 + LANES, sizeof x1);
+            for (int n = 0; n < NB; n++) {
+                const T w = kp[n * W + j];
+                a0[n] += x0 * w;
+                a1[n] += x1 * w;
+            }
+        }
+        for (int64_t n = 0; n < nb; n++) {
+            const T b = bias ? bias[n] : 0;
+            a0[n] += b;
+            a1[n] += b;
+            memcpy(yq + n * O + i0, &a0[n], sizeof a0[n]);
+            memcpy(yq + n * O + i0 + LANES, &a1[n], sizeof a1[n]);
+        }
+    }
+    /* Single vectors; a last partial one is done as the vector ending at the row's end, which
+     * recomputes a few outputs with the very same operations (and so the same bits). */
+    for (int done = 0; !done && i0 < row && row >= LANES;) {
+        if (i0 + LANES > row) {
+            i0 = row - LANES;
+            done = 1;
+        }
+        NAME(vec) a0[NB] = {0};
+        for (int64_t j = 0; j < W; j++) {
+            NAME(vec) x0;
+            memcpy(&x0, xq + taps[j] + i0, sizeof x0);
+            for (int n = 0; n < NB; n++) a0[n] += x0 * kp[n * W + j];
+        }
+        for (int64_t n = 0; n < nb; n++) {
+            a0[n] += bias ? bias[n] : 0;
+            memcpy(yq + n * O + i0, &a0[n], sizeof a0[n]);
+        }
+        i0 += LANES;
+    }
+    for (; i0 < row; i0++) /* rows shorter than a vector */
+        for (int64_t n = 0; n < nb; n++) {
+            T acc = 0;
+            for (int64_t j = 0; j < W; j++) acc += kp[n * W + j] * xq[taps[j] + i0];
+            yq[n * O + i0] = acc + (bias ? bias[n] : 0);
+        }
+}
+#undef LANES
+
+static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,
+                              int nt) {
+    const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, row = p->shape.out[p->shape.ndim - 1];
+    const int64_t rows = O / row, items = batch * rows;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t item = 0; item < items; item++) {
+        const int64_t b = item / rows, q = item % rows * row;
+        for (int64_t n0 = 0; n0 < N; n0 += NB)
+            NAME(direct_row)(p, x + b * in + p->base[q], kp + n0 * p->width, bias ? bias + n0 : NULL,
+                             y + (b * N + n0) * O + q, N - n0 < NB ? N - n0 : NB, row, O);
+    }
+}
+
 /* Gradients of the convolution.
  * Kernels: the (image, tile) steps are taken in fixed blocks of BLOCK; each block sums into its own
  * slice of `partial` (nblocks x nkern x W, zeroed), and the slices are added in block order.

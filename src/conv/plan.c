@@ -56,6 +56,16 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
         for (int64_t o = 0; o < shape->out_size; o++) p->base[o] = p->gather[o * width];
         for (int64_t l = 0; l < shape->kernel_size; l++) p->delta[l] = p->gather[l] - p->gather[0];
         p->copy_runs = shape->out_size * width > (16 << 20) / (int64_t)sizeof(int64_t);
+        if (kind == PLAN_CONV && shape->stride[shape->ndim - 1] == 1) {
+            st = sbx__alloc_raw(width, sizeof(int64_t), &p->taps, "convolution plan");
+            if (st != SBX_OK) {
+                sbx_conv_plan_free(p);
+                return st;
+            }
+            const int64_t spatial = shape->in_size / shape->channels;
+            for (int64_t j = 0; j < width; j++)
+                p->taps[j] = j / shape->kernel_size * spatial + p->delta[j % shape->kernel_size];
+        }
     }
     *out = p;
     return SBX_OK;
@@ -83,6 +93,7 @@ void sbx_conv_plan_free(sbx_conv_plan *p) {
     sbx__free(p->gather);
     sbx__free(p->base);
     sbx__free(p->delta);
+    sbx__free(p->taps);
     sbx__free(p);
 }
 

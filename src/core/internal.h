@@ -49,6 +49,14 @@ sbx_status sbx__array_new(sbx_dtype dtype, int ndim, const int64_t *shape, int z
 /* 1 for a value inside the sbx_dtype enum. */
 int sbx__dtype_valid(sbx_dtype dtype);
 
+/* A hot kernel compiled for AVX-512, AVX2 and baseline x86-64, picked when the library loads.
+ * Sanitizer builds use the plain version (ifunc resolvers run before the sanitizer is ready). */
+#if defined(__x86_64__) && !defined(SBX_SANITIZE)
+#define SBX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SBX_CLONES
+#endif
+
 /* Threads for parallel loops (sbx_get_num_threads, clamped to at least 1). */
 int sbx__threads(void);
 

@@ -1,13 +1,6 @@
 /* Structured dot products: sparse x dense and dense x sparse, float32 and float64. */
 #include "sparse/internal.h"
 
-#if defined(__x86_64__) && !defined(SBX_SANITIZE)
-/* One copy of each kernel per instruction set, picked at load time. */
-#define SBX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SBX_CLONES
-#endif
-
 #define AHEAD 16 /* entries between a prefetch and its use */
 
 /* Asks for the first (up to) 8 cache lines of a row. */
