@@ -125,16 +125,58 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
 }
 #undef LANES
 
+/* Two short rows at once (rows q and q2 of output, shorter than two vectors): the same vector
+ * steps as direct_row, one vector of each row per step, so each weight serves two vectors. */
+SBX_CLONES static void NAME(direct_rows2)(const sbx_conv_plan *p, const T *restrict xq, const T *restrict xq2,
+                                          const T *restrict kp, const T *bias, T *restrict yq, T *restrict yq2,
+                                          int64_t nb, int64_t row, int64_t O) {
+    const int64_t W = p->width, *restrict taps = p->taps, L = (int64_t)(64 / sizeof(T));
+    for (int64_t i0 = 0, done = 0; !done; i0 += L) {
+        if (i0 + L >= row) { /* the last vector ends at the row's end (it may overlap the previous one) */
+            i0 = row - L;
+            done = 1;
+        }
+        NAME(vec) a0[NB] = {0}, a1[NB] = {0};
+        for (int64_t j = 0; j < W; j++) {
+            NAME(vec) x0, x1;
+            memcpy(&x0, xq + taps[j] + i0, sizeof x0);
+            memcpy(&x1, xq2 + taps[j] + i0, sizeof x1);
+            for (int n = 0; n < NB; n++) {
+                const T w = kp[n * W + j];
+                a0[n] += x0 * w;
+                a1[n] += x1 * w;
+            }
+        }
+        for (int64_t n = 0; n < nb; n++) {
+            const T b = bias ? bias[n] : 0;
+            a0[n] += b;
+            a1[n] += b;
+            memcpy(yq + n * O + i0, &a0[n], sizeof a0[n]);
+            memcpy(yq2 + n * O + i0, &a1[n], sizeof a1[n]);
+        }
+    }
+}
+
 static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,
                               int nt) {
     const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, row = p->shape.out[p->shape.ndim - 1];
-    const int64_t rows = O / row, items = batch * rows;
+    const int64_t L = (int64_t)(64 / sizeof(T)), rows = O / row;
+    /* Rows of one to two vectors go in pairs (the last one alone when their number is odd). */
+    const int pair = row >= L && row < 2 * L;
+    const int64_t steps = pair ? (rows + 1) / 2 : rows, items = batch * steps;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; item++) {
-        const int64_t b = item / rows, q = item % rows * row;
-        for (int64_t n0 = 0; n0 < N; n0 += NB)
-            NAME(direct_row)(p, x + b * in + p->base[q], kp + n0 * p->width, bias ? bias + n0 : NULL,
-                             y + (b * N + n0) * O + q, N - n0 < NB ? N - n0 : NB, row, O);
+        const int64_t b = item / steps, q = (item % steps) * (pair ? 2 : 1) * row;
+        const int two = pair && q + row < O;
+        for (int64_t n0 = 0; n0 < N; n0 += NB) {
+            const int64_t nb = N - n0 < NB ? N - n0 : NB;
+            T *yq = y + (b * N + n0) * O + q;
+            if (two)
+                NAME(direct_rows2)(p, x + b * in + p->base[q], x + b * in + p->base[q + row], kp + n0 * p->width,
+                                   bias ? bias + n0 : NULL, yq, yq + row, nb, row, O);
+            else
+                NAME(direct_row)(p, x + b * in + p->base[q], kp + n0 * p->width, bias ? bias + n0 : NULL, yq, nb, row, O);
+        }
     }
 }
 

@@ -358,6 +358,41 @@ static void test_against_reference(void **state) {
     }
 }
 
+/* The direct convolution's row lengths: shorter than a vector, one to two vectors (rows in pairs,
+ * with an odd count), and longer (two-vector blocks, then an overlapping last vector); float32 and
+ * float64 (16 and 8 lanes). */
+static void test_direct_rows(void **state) {
+    (void)state;
+    const int64_t widths[] = {5, 8, 12, 15, 16, 17, 24, 31, 33, 40, 47};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (int t = 0; t < 2; t++) {
+            sbx_dtype dt = t ? SBX_FLOAT32 : SBX_FLOAT64;
+            int64_t in[2] = {7, widths[wi] + 2}, k[2] = {3, 3};
+            sbx_conv_shape s;
+            assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+            const int64_t nkern = 11, O = s.out_size, W = 2 * s.kernel_size;
+            sbx_array *x = random_matrix(2, s.in_size), *kk = random_matrix(nkern, W), *bias = random_matrix(nkern, -1);
+            sbx_array *xt = as(x, dt), *kt = as(kk, dt), *bt = as(bias, dt), *y;
+            sbx_conv_plan *p;
+            assert_int_equal(sbx_conv_plan_create(&s, nkern, dt, &p), SBX_OK);
+            assert_int_equal(sbx_conv_forward(p, xt, kt, bt, &y), SBX_OK);
+            /* The reference on the values the plan saw (rounded to its dtype). */
+            sbx_array *xr = as(xt, SBX_FLOAT64), *kr = as(kt, SBX_FLOAT64), *br = as(bt, SBX_FLOAT64);
+            for (int64_t b = 0; b < 2; b++)
+                for (int64_t n = 0; n < nkern; n++)
+                    for (int64_t o = 0; o < O; o++) {
+                        double want = ref_conv(&s, xr->data, kr->data, br->data, nkern, b, n, o);
+                        double got = sbx__get_f64(y->data, dt, (b * nkern + n) * O + o);
+                        if (fabs(got - want) > (t ? 1e-5 : 1e-13) * (1 + (double)W))
+                            fail_msg("row %lld %s: output (%lld, %lld, %lld) = %.9g, expected %.9g", (long long)s.out[1],
+                                     sbx_dtype_name(dt), (long long)b, (long long)n, (long long)o, got, want);
+                    }
+            sbx_array *all[] = {x, kk, bias, xt, kt, bt, y, xr, kr, br};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
+            sbx_conv_plan_free(p);
+        }
+}
+
 /* --- gradients by central differences --------------------------------------------------------- */
 
 typedef enum { CONV, LOCAL, POOL } layer;
@@ -664,6 +699,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_direct_rows),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
         cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_bad_input),
