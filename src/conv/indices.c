@@ -122,16 +122,52 @@ static void fill_column(const plan *pl, int64_t f, const int64_t *lo, const int6
     }
 }
 
-/* Fills columns c0 .. c1-1. */
+/* The axis d along which the column of pixel i[] (ranges lo/hi) repeats the column of its
+ * predecessor along d (i_d - 1, every other coordinate the same) moved by one output position, or
+ * -1. That holds with stride 1 along d when the kernel's every tap along d reaches both pixels
+ * (full lists): the predecessor's pairs (o, t) become (o + 1, t). The predecessor must be a column
+ * this call already filled (index at least c0). The last axis is tried first (the nearest column). */
+static int repeat_axis(const plan *pl, const int64_t *i, const int64_t *lo, const int64_t *hi, int64_t c, int64_t c0,
+                       int64_t *pred) {
+    const sbx_conv_shape *s = pl->s;
+    int64_t step = 1;
+    for (int d = s->ndim - 1; d >= 0; step *= s->in[d], d--) {
+        if (s->stride[d] != 1 || i[d] == 0 || c - step < c0 || hi[d] - lo[d] != s->kernel[d]) continue;
+        const int64_t *first = pl->ax[d].first;
+        if (first[i[d]] - first[i[d] - 1] != s->kernel[d]) continue;
+        *pred = c - step;
+        return d;
+    }
+    return -1;
+}
+
+/* Fills columns c0 .. c1-1: a column that repeats an earlier one moved by an output position
+ * (repeat_axis) is a streaming add of it (rows + ostride[d] * channels * kernel_size in the
+ * convolution form or + ostride[d] in local connections, tap numbers + ostride[d] * kernel_size);
+ * the others are enumerated. */
 static void fill_columns(const plan *pl, int64_t c0, int64_t c1, const int64_t *ip, int64_t *rows, int64_t *vals) {
     const sbx_conv_shape *s = pl->s;
-    int64_t i[SBX_MAX_NDIM], lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM], f = c0 / pl->spatial, pix = c0 % pl->spatial;
+    const int64_t row_unit = pl->ws ? s->channels * s->kernel_size : 1;
+    int64_t i[SBX_MAX_NDIM], lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM], f = c0 / pl->spatial, pix = c0 % pl->spatial, pred;
     for (int d = s->ndim - 1; d >= 0; d--) {
         i[d] = pix % s->in[d];
         pix /= s->in[d];
     }
     for (int64_t c = c0; c < c1; c++) {
-        if (pixel_ranges(pl, i, lo, hi)) fill_column(pl, f, lo, hi, ip[c], rows, vals);
+        if (pixel_ranges(pl, i, lo, hi)) {
+            const int d = repeat_axis(pl, i, lo, hi, c, c0, &pred);
+            if (d >= 0) {
+                const int64_t row_step = pl->ostride[d] * row_unit, tap_step = pl->ostride[d] * s->kernel_size;
+                int64_t *restrict r = rows + ip[c], *restrict v = vals + ip[c];
+                const int64_t *restrict pr = rows + ip[pred], *restrict pv = vals + ip[pred], n = ip[c + 1] - ip[c];
+                for (int64_t k = 0; k < n; k++) {
+                    r[k] = pr[k] + row_step;
+                    v[k] = pv[k] + tap_step;
+                }
+            } else {
+                fill_column(pl, f, lo, hi, ip[c], rows, vals);
+            }
+        }
         f += next_pixel(s, i);
     }
 }
