@@ -73,30 +73,38 @@ static void NAME(conv_forward)(const sbx_conv_plan *p, int64_t batch, const T *x
 typedef T NAME(vec) __attribute__((vector_size(64)));
 #define LANES ((int64_t)(64 / sizeof(T)))
 
+/* Two vectors of outputs for nb kernels: those at y0 read the runs at x0 + taps[j], those at y1 the
+ * runs at x1 + taps[j] (the next vector of the row, or the same place of another row). */
+__attribute__((always_inline)) static inline void NAME(two_vectors)(const sbx_conv_plan *p, const T *restrict x0, const T *restrict x1,
+                                     const T *restrict kp, const T *bias, T *restrict y0, T *restrict y1, int64_t nb,
+                                     int64_t O) {
+    const int64_t W = p->width, *restrict taps = p->taps;
+    NAME(vec) a0[NB] = {0}, a1[NB] = {0};
+    for (int64_t j = 0; j < W; j++) {
+        NAME(vec) v0, v1;
+        memcpy(&v0, x0 + taps[j], sizeof v0);
+        memcpy(&v1, x1 + taps[j], sizeof v1);
+        for (int n = 0; n < NB; n++) {
+            const T w = kp[n * W + j];
+            a0[n] += v0 * w;
+            a1[n] += v1 * w;
+        }
+    }
+    for (int64_t n = 0; n < nb; n++) {
+        const T b = bias ? bias[n] : 0;
+        a0[n] += b;
+        a1[n] += b;
+        memcpy(y0 + n * O, &a0[n], sizeof a0[n]);
+        memcpy(y1 + n * O, &a1[n], sizeof a1[n]);
+    }
+}
+
 SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restrict xq, const T *restrict kp,
                                         const T *bias, T *restrict yq, int64_t nb, int64_t row, int64_t O) {
     const int64_t W = p->width, *restrict taps = p->taps;
     int64_t i0 = 0;
-    for (; i0 + 2 * LANES <= row; i0 += 2 * LANES) {
-        NAME(vec) a0[NB] = {0}, a1[NB] = {0};
-        for (int64_t j = 0; j < W; j++) {
-            NAME(vec) x0, x1;
-            memcpy(&x0, xq + taps[j] + i0, sizeof x0);
-            memcpy(&x1, xq + taps[j] + i0 + LANES, sizeof x1);
-            for (int n = 0; n < NB; n++) {
-                const T w = kp[n * W + j];
-                a0[n] += x0 * w;
-                a1[n] += x1 * w;
-            }
-        }
-        for (int64_t n = 0; n < nb; n++) {
-            const T b = bias ? bias[n] : 0;
-            a0[n] += b;
-            a1[n] += b;
-            memcpy(yq + n * O + i0, &a0[n], sizeof a0[n]);
-            memcpy(yq + n * O + i0 + LANES, &a1[n], sizeof a1[n]);
-        }
-    }
+    for (; i0 + 2 * LANES <= row; i0 += 2 * LANES)
+        NAME(two_vectors)(p, xq + i0, xq + i0 + LANES, kp, bias, yq + i0, yq + i0 + LANES, nb, O);
     /* Single vectors; a last partial one is done as the vector ending at the row's end, which
      * recomputes a few outputs with the very same operations (and so the same bits). */
     for (int done = 0; !done && i0 < row && row >= LANES;) {
@@ -125,35 +133,18 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
 }
 #undef LANES
 
-/* Two short rows at once (rows q and q2 of output, shorter than two vectors): the same vector
- * steps as direct_row, one vector of each row per step, so each weight serves two vectors. */
+/* Two short rows at once (rows q and q2 of output, one to two vectors long): one vector of each per
+ * step, so each weight serves two vectors; the last step ends at the rows' end. */
 SBX_CLONES static void NAME(direct_rows2)(const sbx_conv_plan *p, const T *restrict xq, const T *restrict xq2,
                                           const T *restrict kp, const T *bias, T *restrict yq, T *restrict yq2,
                                           int64_t nb, int64_t row, int64_t O) {
-    const int64_t W = p->width, *restrict taps = p->taps, L = (int64_t)(64 / sizeof(T));
+    const int64_t L = (int64_t)(64 / sizeof(T));
     for (int64_t i0 = 0, done = 0; !done; i0 += L) {
-        if (i0 + L >= row) { /* the last vector ends at the row's end (it may overlap the previous one) */
+        if (i0 + L >= row) {
             i0 = row - L;
             done = 1;
         }
-        NAME(vec) a0[NB] = {0}, a1[NB] = {0};
-        for (int64_t j = 0; j < W; j++) {
-            NAME(vec) x0, x1;
-            memcpy(&x0, xq + taps[j] + i0, sizeof x0);
-            memcpy(&x1, xq2 + taps[j] + i0, sizeof x1);
-            for (int n = 0; n < NB; n++) {
-                const T w = kp[n * W + j];
-                a0[n] += x0 * w;
-                a1[n] += x1 * w;
-            }
-        }
-        for (int64_t n = 0; n < nb; n++) {
-            const T b = bias ? bias[n] : 0;
-            a0[n] += b;
-            a1[n] += b;
-            memcpy(yq + n * O + i0, &a0[n], sizeof a0[n]);
-            memcpy(yq2 + n * O + i0, &a1[n], sizeof a1[n]);
-        }
+        NAME(two_vectors)(p, xq + i0, xq2 + i0, kp, bias, yq + i0, yq2 + i0, nb, O);
     }
 }
 
