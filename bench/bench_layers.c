@@ -131,6 +131,7 @@ typedef struct layer {
     sbx_conv_shape shape;
     sbx_conv_plan *plan;
     sbx_array *x, *k, *g; /* images, kernels (NULL for pooling), gradient of the output */
+    sbx_array *mask;      /* pooling: the forward pass's tap masks, which its backward pass reads */
 } layer;
 
 /* The arrays one call returns. */
@@ -275,8 +276,9 @@ static void layer_close(layer *l) {
     sbx_array_free(l->x);
     sbx_array_free(l->k);
     sbx_array_free(l->g);
+    sbx_array_free(l->mask);
     l->plan = NULL;
-    l->x = l->k = l->g = NULL;
+    l->x = l->k = l->g = l->mask = NULL;
 }
 
 static sbx_status layer_plan(layer *l) {
@@ -291,6 +293,11 @@ static sbx_status layer_data(layer *l, uint64_t seed) {
     if (st == SBX_OK && !is_pool(c))
         st = random_array(l->dtype, c->nkern, c->channels * l->shape.kernel_size, seed + 1, &l->k);
     if (st == SBX_OK) st = random_array(l->dtype, c->batch, out_width(l), seed + 2, &l->g);
+    if (st == SBX_OK && is_pool(c)) { /* the training forward, untimed: torch's backward reads saved indices too */
+        sbx_array *y = NULL;
+        st = sbx_pool_forward_mask(l->plan, l->x, &y, &l->mask);
+        sbx_array_free(y);
+    }
     return st;
 }
 
@@ -313,7 +320,7 @@ static int layer_open(const bench_case *c, sbx_dtype dtype, uint64_t seed, layer
 static sbx_status layer_run(const layer *l, enum op op, outputs *o) {
     o->a = o->b = NULL;
     if (is_pool(l->c) && op == OP_FORWARD) return sbx_pool_forward(l->plan, l->x, &o->a);
-    if (is_pool(l->c)) return sbx_pool_backward(l->plan, l->x, l->g, &o->a);
+    if (is_pool(l->c)) return sbx_pool_backward_mask(l->plan, l->mask, l->g, &o->a);
     if (op == OP_FORWARD) return sbx_conv_forward(l->plan, l->x, l->k, NULL, &o->a);
     return sbx_conv_backward(l->plan, l->x, l->k, l->g, &o->a, &o->b, NULL);
 }
@@ -668,6 +675,8 @@ static void print_peer_info(const results *r) {
            "column bl = torch's OpenBLAS threads\n");
     printf("torch backward: one forward with requires_grad, then torch.autograd.grad(y, (x, w), g, "
            "retain_graph=True) timed alone (one convolution_backward computing both gradients, as our one call)\n");
+    printf("pool backward: ours from the tap masks of an untimed sbx_pool_forward_mask (sbx_pool_backward_mask), "
+           "torch's from the indices its forward saved\n");
 }
 
 static double conv_flops(const bench_case *c, const sbx_conv_shape *s, enum op op) {

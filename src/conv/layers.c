@@ -254,3 +254,56 @@ sbx_status sbx_pool_backward(const sbx_conv_plan *p, const sbx_array *images, co
     *grad_images = gx;
     return SBX_OK;
 }
+
+sbx_status sbx_pool_forward_mask(const sbx_conv_plan *p, const sbx_array *images, sbx_array **out, sbx_array **mask) {
+    int64_t batch;
+    sbx_array *y = NULL, *m = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
+    if (!out || !mask) return sbx__error(SBX_ERR_ARG, "out or mask is NULL");
+    if (p->shape.kernel_size > 64)
+        return sbx__error(SBX_ERR_UNSUPPORTED, "pool windows of %lld taps: a mask holds at most 64 (use sbx_pool_backward)",
+                          (long long)p->shape.kernel_size);
+    const int64_t shape[2] = {batch, p->shape.channels * p->shape.out_size};
+    sbx_status st = new_output(p, batch, shape[1], &y);
+    if (st == SBX_OK) st = sbx__array_new(SBX_UINT64, 2, shape, 0, &m);
+    if (st != SBX_OK) {
+        sbx_array_free(y);
+        return st;
+    }
+    int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size);
+    if (p->dtype == SBX_FLOAT32)
+        pool_forward_mask_f32(p, batch, images->data, y->data, m->data, nt);
+    else
+        pool_forward_mask_f64(p, batch, images->data, y->data, m->data, nt);
+    *out = y;
+    *mask = m;
+    return SBX_OK;
+}
+
+sbx_status sbx_pool_backward_mask(const sbx_conv_plan *p, const sbx_array *mask, const sbx_array *grad_out,
+                                  sbx_array **grad_images) {
+    int64_t batch;
+    sbx_array *gx = NULL;
+    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
+    const int64_t width = p->shape.channels * p->shape.out_size, K = p->shape.kernel_size;
+    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", -1, width, &batch));
+    if (!mask || mask->dtype != SBX_UINT64 || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
+        (batch * width > 0 && !mask->data))
+        return sbx__error(SBX_ERR_ARG, "mask must be a uint64 array of %lld x %lld (from sbx_pool_forward_mask)",
+                          (long long)batch, (long long)width);
+    if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
+    const uint64_t *bits = mask->data;
+    for (int64_t i = 0; K < 64 && i < batch * width; i++) /* a bit past the window would index past it */
+        if (bits[i] >> K)
+            return sbx__error(SBX_ERR_ARG, "mask element %lld = %llu names a tap past the window's %lld", (long long)i,
+                              (unsigned long long)bits[i], (long long)K);
+    SBX_CHECK(new_output(p, batch, p->shape.in_size, &gx)); /* zeroed map by map by the kernel */
+    int nt = threads_for(batch * p->shape.channels, p->shape.out_size);
+    if (p->dtype == SBX_FLOAT32)
+        pool_backward_mask_f32(p, batch, mask->data, grad_out->data, gx->data, nt);
+    else
+        pool_backward_mask_f64(p, batch, mask->data, grad_out->data, gx->data, nt);
+    *grad_images = gx;
+    return SBX_OK;
+}

@@ -364,3 +364,59 @@ static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *
         }
     }
 }
+
+/* The forward pass, also writing each window's tap mask. */
+static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, uint64_t *mask, int nt) {
+    const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
+    const int64_t spatial = in / C, maps = batch * C;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t map = 0; map < maps; map++) {
+        const int64_t b = map / C, c = map % C;
+        T *ym = y + map * O;
+        uint64_t *mm = mask + map * O;
+        if (p->base) {
+            const T *xm = x + b * in + c * spatial;
+            const int64_t row = p->shape.out[p->shape.ndim - 1], *restrict delta = p->delta;
+            for (int64_t q = 0; q < O; q += row) {
+                NAME(pool_row)(p, xm, q, ym + q);
+                for (int64_t o = q; o < q + row; o++) {
+                    const T *w = xm + p->base[o], m = ym[o];
+                    uint64_t bits = 0;
+                    for (int64_t l = 0; l < K; l++) bits |= (uint64_t)(w[delta[l]] == m) << l;
+                    mm[o] = bits;
+                }
+            }
+        } else {
+            const T *xb = x + b * in;
+            for (int64_t o = 0; o < O; o++) {
+                const T m = NAME(window_max)(p, xb, c, o);
+                const int64_t *go = p->gather + o * p->width + c * K;
+                uint64_t bits = 0;
+                for (int64_t l = 0; l < K; l++) bits |= (uint64_t)(go[l] >= 0 && xb[go[l]] == m) << l;
+                ym[o] = m;
+                mm[o] = bits;
+            }
+        }
+    }
+}
+
+/* The backward pass from masks: each window's gradient goes to the taps its mask names. Every map's
+ * block of gx is zeroed by the thread that fills it (gx arrives unfilled). */
+static void NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const uint64_t *mask, const T *g, T *gx,
+                                     int nt) {
+    const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
+    const int64_t spatial = in / C, maps = batch * C;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t map = 0; map < maps; map++) {
+        const int64_t b = map / C, c = map % C;
+        const uint64_t *mm = mask + map * O;
+        const T *gm = g + map * O;
+        T *gxb = gx + b * in;
+        memset(gxb + c * spatial, 0, (size_t)spatial * sizeof(T));
+        for (int64_t o = 0; o < O; o++)
+            for (uint64_t bits = mm[o]; bits; bits &= bits - 1) {
+                const int l = __builtin_ctzll(bits);
+                gxb[p->base ? c * spatial + p->base[o] + p->delta[l] : p->gather[o * p->width + c * K + l]] += gm[o];
+            }
+    }
+}

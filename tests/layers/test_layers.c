@@ -503,6 +503,54 @@ static void test_pool_gradient_ties(void **state) {
     sbx_conv_plan_free(p);
 }
 
+/* The training pair: forward with masks gives the same maxima, and the backward pass from the masks
+ * the same gradient as sbx_pool_backward, ties and full mode included. */
+static void test_pool_masks(void **state) {
+    (void)state;
+    for (int trial = 0; trial < 60; trial++) {
+        sbx_conv_shape s = random_shape(1 + trial % 3);
+        const int64_t batch = 2, n = batch * s.in_size;
+        sbx_conv_plan *p;
+        assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
+        sbx_array *x = matrix(SBX_FLOAT64, batch, s.in_size), *g = random_matrix(batch, s.channels * s.out_size);
+        for (int64_t i = 0; i < n; i++) ((double *)x->data)[i] = (double)pick(0, 3); /* many ties */
+        sbx_array *y, *y2, *mask, *gx, *gx2;
+        assert_int_equal(sbx_pool_forward(p, x, &y), SBX_OK);
+        assert_int_equal(sbx_pool_forward_mask(p, x, &y2, &mask), SBX_OK);
+        assert_memory_equal(y->data, y2->data, (size_t)sbx_array_numel(y) * sizeof(double));
+        assert_int_equal(sbx_pool_backward(p, x, g, &gx), SBX_OK);
+        assert_int_equal(sbx_pool_backward_mask(p, mask, g, &gx2), SBX_OK);
+        for (int64_t i = 0; i < n; i++) /* sums of the same terms in the same order */
+            assert_true(((double *)gx->data)[i] == ((double *)gx2->data)[i]);
+        sbx_array *all[] = {x, g, y, y2, mask, gx, gx2};
+        for (size_t i = 0; i < 7; i++) sbx_array_free(all[i]);
+        sbx_conv_plan_free(p);
+    }
+    /* Bad masks. */
+    int64_t in[2] = {4, 4}, k[2] = {2, 2}, big[2] = {9, 9};
+    sbx_conv_shape s;
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_conv_shape_make(2, 1, in, k, k, SBX_CONV_VALID, &s), SBX_OK);
+    assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
+    sbx_array *x = random_matrix(1, 16), *g = random_matrix(1, 4), *y, *mask, *gx = NULL;
+    assert_int_equal(sbx_pool_forward_mask(p, x, &y, &mask), SBX_OK);
+    ((uint64_t *)mask->data)[2] = 1u << 4; /* tap 4 of a 4-tap window */
+    expect_error(sbx_pool_backward_mask(p, mask, g, &gx), SBX_ERR_ARG, "mask element 2 = 16 names a tap past");
+    expect_error(sbx_pool_backward_mask(p, x, g, &gx), SBX_ERR_ARG, "mask must be a uint64 array of 1 x 4");
+    assert_null(gx);
+    sbx_array_free(y);
+    sbx_array_free(mask);
+    sbx_conv_plan_free(p);
+    assert_int_equal(sbx_conv_shape_make(2, 1, big, big, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
+    sbx_array *xb = random_matrix(1, 81);
+    expect_error(sbx_pool_forward_mask(p, xb, &y, &mask), SBX_ERR_UNSUPPORTED, "81 taps");
+    sbx_array_free(xb);
+    sbx_array_free(x);
+    sbx_array_free(g);
+    sbx_conv_plan_free(p);
+}
+
 static void test_thread_counts_agree(void **state) {
     (void)state;
     int64_t in[2] = {20, 24}, k[2] = {5, 3}, st[2] = {1, 2};
@@ -701,6 +749,7 @@ int main(void) {
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_direct_rows),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
+        cmocka_unit_test(test_pool_masks),
         cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
         cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_allocation_failures),
