@@ -34,6 +34,11 @@ struct sbx_conv_plan {
      * row q reads, through tap j (feature map c, kernel tap l), the contiguous run that starts at
      * base[q] + taps[j], with taps[j] = c * (pixels per map) + delta[l] (width entries). */
     int64_t *taps;
+    /* Convolutions with stride 1 everywhere and at least 4 feature maps: the image gradient is itself
+     * a valid-mode convolution (of the output gradient, padded by kernel - 1 in valid mode, with the
+     * kernels flipped and their roles swapped), run by the direct kernel from this plan (no gather
+     * table). NULL otherwise. */
+    struct sbx_conv_plan *adjoint;
 };
 
 #endif

@@ -121,6 +121,39 @@ sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, con
     return SBX_OK;
 }
 
+/* The image gradient of a stride-1 convolution through its adjoint plan: the direct kernel over the
+ * padded output gradient (valid mode; full mode needs no padding) with the flipped kernels. */
+static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const void *k, const void *g, void *gx) {
+    const sbx_conv_plan *a = p->adjoint;
+    const int64_t es = (int64_t)sbx_dtype_size(p->dtype), rows = (a->nkern + NB - 1) / NB * NB;
+    void *gpad = NULL, *kflip = NULL;
+    int64_t n;
+    sbx_status st = SBX_OK;
+    if (p->shape.mode == SBX_CONV_VALID) {
+        if (sbx_mul_i64(batch, a->shape.in_size, &n) != SBX_OK)
+            return sbx__error(SBX_ERR_OVERFLOW, "the padded output gradient's size overflows int64");
+        st = sbx__alloc(n, (size_t)es, &gpad, "padded output gradient");
+    }
+    if (st == SBX_OK) st = sbx__alloc(rows * a->width, (size_t)es, &kflip, "flipped kernels");
+    if (st == SBX_OK) {
+        const void *src = gpad ? gpad : g;
+        int nt = threads_for(batch * (a->shape.out_size / a->shape.out[a->shape.ndim - 1]),
+                             a->nkern * a->shape.out[a->shape.ndim - 1] * a->width);
+        if (p->dtype == SBX_FLOAT32) {
+            if (gpad) pad_grad_f32(p, batch, g, gpad);
+            flip_kernels_f32(p, k, kflip);
+            conv_direct_f32(a, batch, src, kflip, NULL, gx, nt);
+        } else {
+            if (gpad) pad_grad_f64(p, batch, g, gpad);
+            flip_kernels_f64(p, k, kflip);
+            conv_direct_f64(a, batch, src, kflip, NULL, gx, nt);
+        }
+    }
+    sbx__free(gpad);
+    sbx__free(kflip);
+    return st;
+}
+
 sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                              const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
                              sbx_array **grad_bias) {
@@ -134,6 +167,7 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     const int64_t N = p->nkern, W = p->width, nblocks = (batch * p->tiles + BLOCK - 1) / BLOCK;
     int nt = threads_for(batch * p->tiles, N * p->tile * W);
     int64_t ws = 0, ps = 0;
+    int done_images = 0;
     sbx_status st = SBX_OK;
     if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
     if (st == SBX_OK && grad_kerns) st = new_matrix(p, N, W, &res[1]);
@@ -142,8 +176,13 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
     if (st == SBX_OK && grad_kerns) st = sbx__alloc(ps, sbx_dtype_size(p->dtype), &partial, "kernel gradient partials");
+    if (st == SBX_OK && res[0] && p->adjoint && batch > 0) { /* the image gradient as a direct convolution */
+        st = adjoint_gradient(p, batch, kerns->data, grad_out->data, res[0]->data);
+        if (st == SBX_OK) done_images = 1;
+    }
     if (st == SBX_OK) {
-        void *gx = res[0] ? res[0]->data : NULL, *gk = res[1] ? res[1]->data : NULL, *gb = res[2] ? res[2]->data : NULL;
+        void *gx = res[0] && !done_images ? res[0]->data : NULL, *gk = res[1] ? res[1]->data : NULL;
+        void *gb = res[2] ? res[2]->data : NULL;
         if (p->dtype == SBX_FLOAT32)
             conv_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, partial, nt);
         else

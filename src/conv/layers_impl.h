@@ -171,6 +171,32 @@ static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x,
     }
 }
 
+/* For the image gradient through p->adjoint: the output gradient g with every map padded by
+ * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles
+ * swapped, kflip[c][n * K + l] = k[n][c * K + K - 1 - l] (rows past C left zero). */
+static void NAME(pad_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gpad) {
+    const sbx_conv_shape *s = &p->shape, *a = &p->adjoint->shape;
+    const int64_t O = s->out_size, row = s->out[s->ndim - 1], padded = a->in_size / a->channels;
+    int64_t pstride[SBX_MAX_NDIM];
+    for (int d = s->ndim - 1; d >= 0; d--) pstride[d] = d == s->ndim - 1 ? 1 : pstride[d + 1] * a->in[d + 1];
+    for (int64_t m = 0; m < batch * p->nkern; m++)
+        for (int64_t q = 0; q < O; q += row) {
+            int64_t rest = q, at = 0;
+            for (int d = s->ndim - 1; d >= 0; d--) {
+                at += (rest % s->out[d] + s->kernel[d] - 1) * pstride[d];
+                rest /= s->out[d];
+            }
+            memcpy(gpad + m * padded + at, g + m * O + q, (size_t)row * sizeof(T));
+        }
+}
+
+static void NAME(flip_kernels)(const sbx_conv_plan *p, const T *k, T *kflip) {
+    const int64_t C = p->shape.channels, N = p->nkern, K = p->shape.kernel_size;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t l = 0; l < K; l++) kflip[(c * N + n) * K + l] = k[(n * C + c) * K + K - 1 - l];
+}
+
 /* Gradients of the convolution.
  * Kernels: the (image, tile) steps are taken in fixed blocks of BLOCK; each block sums into its own
  * slice of `partial` (nblocks x nkern x W, zeroed), and the slices are added in block order.

@@ -5,6 +5,62 @@
 #include "conv/internal.h"
 #include "conv/layers.h"
 
+/* base, delta (valid mode) and, with taps set, taps of p, from p->shape (see internal.h). */
+static sbx_status direct_tables(sbx_conv_plan *p, int taps) {
+    const sbx_conv_shape *s = &p->shape;
+    const int64_t spatial = s->in_size / s->channels;
+    int64_t istride[SBX_MAX_NDIM];
+    for (int d = s->ndim - 1; d >= 0; d--) istride[d] = d == s->ndim - 1 ? 1 : istride[d + 1] * s->in[d + 1];
+    sbx_status st = sbx__alloc_raw(s->out_size, sizeof(int64_t), &p->base, "convolution plan");
+    if (st == SBX_OK) st = sbx__alloc_raw(s->kernel_size, sizeof(int64_t), &p->delta, "convolution plan");
+    if (st == SBX_OK && taps) st = sbx__alloc_raw(p->width, sizeof(int64_t), &p->taps, "convolution plan");
+    if (st != SBX_OK) return st;
+    for (int64_t o = 0; o < s->out_size; o++) { /* window o starts at o_d * stride_d along each axis */
+        int64_t rest = o, at = 0;
+        for (int d = s->ndim - 1; d >= 0; d--) {
+            at += rest % s->out[d] * s->stride[d] * istride[d];
+            rest /= s->out[d];
+        }
+        p->base[o] = at;
+    }
+    for (int64_t l = 0; l < s->kernel_size; l++) {
+        int64_t rest = l, at = 0;
+        for (int d = s->ndim - 1; d >= 0; d--) {
+            at += rest % s->kernel[d] * istride[d];
+            rest /= s->kernel[d];
+        }
+        p->delta[l] = at;
+    }
+    for (int64_t j = 0; taps && j < p->width; j++) p->taps[j] = j / s->kernel_size * spatial + p->delta[j % s->kernel_size];
+    return SBX_OK;
+}
+
+/* The plan of the image gradient of a stride-1 convolution p (see internal.h), into p->adjoint. */
+static sbx_status adjoint_create(sbx_conv_plan *p) {
+    const sbx_conv_shape *s = &p->shape;
+    int64_t in[SBX_MAX_NDIM];
+    sbx_conv_plan *a;
+    for (int d = 0; d < s->ndim; d++)
+        if (s->mode == SBX_CONV_FULL)
+            in[d] = s->out[d];
+        else if (__builtin_add_overflow(s->out[d], 2 * (s->kernel[d] - 1), &in[d]))
+            return sbx__error(SBX_ERR_OVERFLOW, "the padded output gradient's extent overflows int64");
+    SBX_CHECK(sbx__alloc(1, sizeof *a, &a, "convolution plan"));
+    sbx_status st = sbx_conv_shape_make(s->ndim, p->nkern, in, s->kernel, NULL, SBX_CONV_VALID, &a->shape);
+    if (st == SBX_OK && sbx_mul_i64(p->nkern, s->kernel_size, &a->width) != SBX_OK)
+        st = sbx__error(SBX_ERR_OVERFLOW, "the image gradient's patch width overflows int64");
+    a->kind = PLAN_CONV;
+    a->nkern = s->channels;
+    a->dtype = p->dtype;
+    if (st == SBX_OK) st = direct_tables(a, 1);
+    if (st != SBX_OK) {
+        sbx_conv_plan_free(a);
+        return st;
+    }
+    p->adjoint = a;
+    return SBX_OK;
+}
+
 static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype,
                               sbx_conv_plan **out) {
     static const char *const names[] = {"sbx_conv_plan_create", "sbx_local_plan_create", "sbx_pool_plan_create"};
@@ -44,28 +100,20 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     p->gather = table->data; /* keep the table's data, drop its header */
     table->data = NULL;
     sbx_array_free(table);
+    /* Valid mode: every tap is inside the image, so windows are base + delta (and, for the direct
+     * convolution with stride 1 on the last axis, taps). */
     if (shape->mode == SBX_CONV_VALID) {
-        st = sbx__alloc_raw(shape->out_size, sizeof(int64_t), &p->base, "pooling plan");
-        if (st == SBX_OK) st = sbx__alloc_raw(shape->kernel_size, sizeof(int64_t), &p->delta, "pooling plan");
-        if (st != SBX_OK) {
-            sbx_conv_plan_free(p);
-            return st;
-        }
-        /* Every tap of a valid window is inside the image: the gather table of map 0 is base + delta,
-         * and delta runs in steps of one along each row of the kernel's last axis. */
-        for (int64_t o = 0; o < shape->out_size; o++) p->base[o] = p->gather[o * width];
-        for (int64_t l = 0; l < shape->kernel_size; l++) p->delta[l] = p->gather[l] - p->gather[0];
+        st = direct_tables(p, kind == PLAN_CONV && shape->stride[shape->ndim - 1] == 1);
         p->copy_runs = shape->out_size * width > (16 << 20) / (int64_t)sizeof(int64_t);
-        if (kind == PLAN_CONV && shape->stride[shape->ndim - 1] == 1) {
-            st = sbx__alloc_raw(width, sizeof(int64_t), &p->taps, "convolution plan");
-            if (st != SBX_OK) {
-                sbx_conv_plan_free(p);
-                return st;
-            }
-            const int64_t spatial = shape->in_size / shape->channels;
-            for (int64_t j = 0; j < width; j++)
-                p->taps[j] = j / shape->kernel_size * spatial + p->delta[j % shape->kernel_size];
-        }
+    }
+    int unit = 1;
+    for (int d = 0; d < shape->ndim; d++) unit &= shape->stride[d] == 1;
+    /* The adjoint computes `channels` maps in blocks of 8 kernels: with fewer than 4 maps most of its
+     * work would be padding, and the gather + GEMM path measured faster. */
+    if (st == SBX_OK && kind == PLAN_CONV && unit && shape->channels >= 4) st = adjoint_create(p);
+    if (st != SBX_OK) {
+        sbx_conv_plan_free(p);
+        return st;
     }
     *out = p;
     return SBX_OK;
@@ -94,6 +142,7 @@ void sbx_conv_plan_free(sbx_conv_plan *p) {
     sbx__free(p->base);
     sbx__free(p->delta);
     sbx__free(p->taps);
+    sbx_conv_plan_free(p->adjoint);
     sbx__free(p);
 }
 

@@ -632,6 +632,48 @@ static void test_tiled_backward(void **state) {
     sbx_conv_plan_free(p);
 }
 
+/* The image gradient of stride-1 convolutions with 4 or more maps runs as a direct convolution of the
+ * padded output gradient with flipped kernels: against sums written with coordinates. */
+static void test_adjoint_gradient(void **state) {
+    (void)state;
+    const int64_t maps[] = {4, 9}, kernels[] = {1, 3, 8, 9};
+    for (int ndim = 1; ndim <= 3; ndim++)
+        for (int mode = 0; mode < 2; mode++)
+            for (int mi = 0; mi < 2; mi++)
+                for (int ki = 0; ki < 4; ki++) {
+                    int64_t in[3] = {ndim == 1 ? 40 : 9, 7, 6}, k[3] = {3, 2, 3};
+                    sbx_conv_shape s;
+                    assert_int_equal(sbx_conv_shape_make(ndim, maps[mi], in, k, NULL, (sbx_conv_mode)mode, &s), SBX_OK);
+                    const int64_t batch = 2, nkern = kernels[ki], O = s.out_size, W = s.channels * s.kernel_size;
+                    sbx_conv_plan *p;
+                    assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
+                    sbx_array *x = random_matrix(batch, s.in_size), *kk = random_matrix(nkern, W);
+                    sbx_array *g = random_matrix(batch, nkern * O), *gx;
+                    assert_int_equal(sbx_conv_backward(p, x, kk, g, &gx, NULL, NULL), SBX_OK);
+                    double *rx = calloc((size_t)(batch * s.in_size), sizeof(double));
+                    const double *kv = kk->data, *gv = g->data;
+                    for (int64_t b = 0; b < batch; b++)
+                        for (int64_t n = 0; n < nkern; n++)
+                            for (int64_t o = 0; o < O; o++)
+                                for (int64_t c = 0; c < s.channels; c++)
+                                    for (int64_t l = 0; l < s.kernel_size; l++) {
+                                        int64_t i = tap_input(&s, c, o, l);
+                                        if (i >= 0)
+                                            rx[b * s.in_size + i] +=
+                                                gv[(b * nkern + n) * O + o] * kv[n * W + c * s.kernel_size + l];
+                                    }
+                    for (int64_t i = 0; i < batch * s.in_size; i++)
+                        if (fabs(((double *)gx->data)[i] - rx[i]) > 1e-12 * (1 + (double)(nkern * s.kernel_size)))
+                            fail_msg("ndim %d mode %d maps %lld kernels %lld: grad[%lld] = %.17g, expected %.17g", ndim,
+                                     mode, (long long)maps[mi], (long long)nkern, (long long)i,
+                                     ((double *)gx->data)[i], rx[i]);
+                    free(rx);
+                    sbx_array *all[] = {x, kk, g, gx};
+                    for (size_t i = 0; i < 4; i++) sbx_array_free(all[i]);
+                    sbx_conv_plan_free(p);
+                }
+}
+
 /* A valid-mode geometry whose gather table (> 16 MB) makes the layers copy contiguous runs instead. */
 static void test_copy_runs(void **state) {
     (void)state;
@@ -715,32 +757,34 @@ static void test_bad_input(void **state) {
 
 static void test_allocation_failures(void **state) {
     (void)state;
-    int64_t in[2] = {5, 5}, k[2] = {2, 2};
-    sbx_conv_shape s;
-    assert_int_equal(sbx_conv_shape_make(2, 1, in, k, NULL, SBX_CONV_FULL, &s), SBX_OK);
-    sbx_array *x = random_matrix(9, 25), *kk = random_matrix(2, 4), *r = random_matrix(9, 72);
-    int64_t i;
-    for (i = 1;; i++) {
-        sbx_conv_plan *p = NULL;
-        sbx_array *gx = NULL, *gk = NULL, *gb = NULL;
-        sbx__alloc_fail_at(i);
-        sbx_status st = sbx_conv_plan_create(&s, 2, SBX_FLOAT64, &p);
-        if (st == SBX_OK) st = sbx_conv_backward(p, x, kk, r, &gx, &gk, &gb);
-        sbx__alloc_fail_at(0);
-        sbx_conv_plan_free(p);
-        if (st == SBX_OK) {
-            sbx_array_free(gx);
-            sbx_array_free(gk);
-            sbx_array_free(gb);
-            break;
+    for (int64_t maps = 1; maps <= 4; maps += 3) { /* 4 maps: the image gradient's adjoint plan too */
+        int64_t in[2] = {5, 5}, k[2] = {2, 2};
+        sbx_conv_shape s;
+        assert_int_equal(sbx_conv_shape_make(2, maps, in, k, NULL, SBX_CONV_FULL, &s), SBX_OK);
+        sbx_array *x = random_matrix(9, s.in_size), *kk = random_matrix(2, maps * 4), *r = random_matrix(9, 72);
+        int64_t i;
+        for (i = 1;; i++) {
+            sbx_conv_plan *p = NULL;
+            sbx_array *gx = NULL, *gk = NULL, *gb = NULL;
+            sbx__alloc_fail_at(i);
+            sbx_status st = sbx_conv_plan_create(&s, 2, SBX_FLOAT64, &p);
+            if (st == SBX_OK) st = sbx_conv_backward(p, x, kk, r, &gx, &gk, &gb);
+            sbx__alloc_fail_at(0);
+            sbx_conv_plan_free(p);
+            if (st == SBX_OK) {
+                sbx_array_free(gx);
+                sbx_array_free(gk);
+                sbx_array_free(gb);
+                break;
+            }
+            assert_int_equal(st, SBX_ERR_NOMEM);
+            assert_null(gx);
         }
-        assert_int_equal(st, SBX_ERR_NOMEM);
-        assert_null(gx);
+        assert_true(i > (maps == 1 ? 5 : 10));
+        sbx_array_free(x);
+        sbx_array_free(kk);
+        sbx_array_free(r);
     }
-    assert_true(i > 5);
-    sbx_array_free(x);
-    sbx_array_free(kk);
-    sbx_array_free(r);
 }
 
 int main(void) {
@@ -751,7 +795,8 @@ int main(void) {
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_pool_masks),
         cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
-        cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_adjoint_gradient),
+        cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
