@@ -35,17 +35,21 @@ static int blas_thread(void) {
 }
 
 #define T float
+#define TI int32_t /* the integer of T's width, for lane masks */
 #define NAME(x) x##_f32
 #define GEMM cblas_sgemm
 #include "conv/layers_impl.h"
 #undef T
+#undef TI
 #undef NAME
 #undef GEMM
 #define T double
+#define TI int64_t
 #define NAME(x) x##_f64
 #define GEMM cblas_dgemm
 #include "conv/layers_impl.h"
 #undef T
+#undef TI
 #undef NAME
 #undef GEMM
 
@@ -167,7 +171,7 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     const int64_t N = p->nkern, W = p->width, nblocks = (batch * p->tiles + BLOCK - 1) / BLOCK;
     int nt = threads_for(batch * p->tiles, N * p->tile * W);
     int64_t ws = 0, ps = 0;
-    int done_images = 0;
+    int done_images = 0, done_kerns = 0;
     sbx_status st = SBX_OK;
     if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
     if (st == SBX_OK && grad_kerns) st = new_matrix(p, N, W, &res[1]);
@@ -180,8 +184,16 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         st = adjoint_gradient(p, batch, kerns->data, grad_out->data, res[0]->data);
         if (st == SBX_OK) done_images = 1;
     }
+    if (st == SBX_OK && res[1] && p->taps && batch > 0) { /* the kernel gradient by the direct kernel */
+        int nk = threads_for((N + 3) / 4 * ((W + 3) / 4), 16 * batch * p->shape.out_size);
+        if (p->dtype == SBX_FLOAT32)
+            kgrad_direct_f32(p, batch, images->data, grad_out->data, res[1]->data, nk);
+        else
+            kgrad_direct_f64(p, batch, images->data, grad_out->data, res[1]->data, nk);
+        done_kerns = 1;
+    }
     if (st == SBX_OK) {
-        void *gx = res[0] && !done_images ? res[0]->data : NULL, *gk = res[1] ? res[1]->data : NULL;
+        void *gx = res[0] && !done_images ? res[0]->data : NULL, *gk = res[1] && !done_kerns ? res[1]->data : NULL;
         void *gb = res[2] ? res[2]->data : NULL;
         if (p->dtype == SBX_FLOAT32)
             conv_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, partial, nt);

@@ -71,6 +71,7 @@ static void NAME(conv_forward)(const sbx_conv_plan *p, int64_t batch, const T *x
  * adds a contiguous run of the image times a kernel weight into 2 x NB vector accumulators, which
  * stay in registers. kp: the kernels padded with zero rows to a multiple of NB. */
 typedef T NAME(vec) __attribute__((vector_size(64)));
+typedef TI NAME(ivec) __attribute__((vector_size(64)));
 #define LANES ((int64_t)(64 / sizeof(T)))
 
 /* Two vectors of outputs for nb kernels: those at y0 read the runs at x0 + taps[j], those at y1 the
@@ -170,6 +171,63 @@ static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x,
         }
     }
 }
+
+/* The kernel gradient by the direct kernel (valid mode, stride 1 on the last axis):
+ * gk[n][j] = sum over images, rows q and positions i of g[b][n][q + i] * x[b][base[q] + taps[j] + i].
+ * Each call owns a block of KB kernels x JB taps, kept in KB x JB vector accumulators over every
+ * image and row (so the sums do not depend on how blocks are spread over threads), then reduced. */
+#define KB 4
+#define JB 4
+SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, int64_t n0,
+                                         int64_t j0, T *gk) {
+    const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
+    const int64_t row = p->shape.out[p->shape.ndim - 1], L = (int64_t)(64 / sizeof(T)), vend = row / L * L;
+    int64_t nn[KB], jj[KB];
+    for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
+    for (int c = 0; c < JB; c++) jj[c] = j0 + c < W ? p->taps[j0 + c] : p->taps[W - 1];
+    /* A partial last vector is read as the vector ending at the row's end, with the lanes already
+     * counted zeroed in both factors (so 0 * 0, never 0 * inf). */
+    const int64_t tail = row - vend;
+    NAME(ivec) keep;
+    for (int64_t l = 0; l < L; l++) keep[l] = l >= L - tail ? (TI)-1 : 0;
+    NAME(vec) acc[KB][JB];
+    T rest[KB][JB];
+    memset(acc, 0, sizeof acc);
+    memset(rest, 0, sizeof rest);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t q = 0; q < O; q += row) {
+            const T *xq = x + b * in + p->base[q], *gq = g + b * N * O + q;
+            for (int64_t i = 0; i < vend + (tail && row >= L ? L : 0); i += L) {
+                const int64_t at = i < vend ? i : row - L;
+                NAME(vec) gv[KB], xv[JB];
+                for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
+                for (int c = 0; c < JB; c++) memcpy(&xv[c], xq + jj[c] + at, sizeof xv[c]);
+                if (i >= vend) {
+                    for (int a = 0; a < KB; a++) gv[a] = (NAME(vec))((NAME(ivec))gv[a] & keep);
+                    for (int c = 0; c < JB; c++) xv[c] = (NAME(vec))((NAME(ivec))xv[c] & keep);
+                }
+                for (int a = 0; a < KB; a++)
+                    for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
+            }
+            for (int64_t i = row < L ? 0 : row; i < row; i++) /* rows shorter than a vector */
+                for (int a = 0; a < KB; a++)
+                    for (int c = 0; c < JB; c++) rest[a][c] += gq[nn[a] * O + i] * xq[jj[c] + i];
+        }
+    for (int a = 0; a < KB && n0 + a < N; a++)
+        for (int c = 0; c < JB && j0 + c < W; c++) {
+            T sum = rest[a][c];
+            for (int64_t l = 0; l < L; l++) sum += acc[a][c][l];
+            gk[(n0 + a) * W + j0 + c] = sum;
+        }
+}
+
+static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gk, int nt) {
+    const int64_t nb = (p->nkern + KB - 1) / KB, jb = (p->width + JB - 1) / JB;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+    for (int64_t blk = 0; blk < nb * jb; blk++) NAME(kgrad_block)(p, batch, x, g, blk / jb * KB, blk % jb * JB, gk);
+}
+#undef KB
+#undef JB
 
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by
  * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles

@@ -358,7 +358,7 @@ static void test_against_reference(void **state) {
     }
 }
 
-/* The direct convolution's row lengths: shorter than a vector, one to two vectors (rows in pairs,
+/* The direct convolution's (and its kernel gradient's) row lengths: shorter than a vector, one to two vectors (rows in pairs,
  * with an odd count), and longer (two-vector blocks, then an overlapping last vector); float32 and
  * float64 (16 and 8 lanes). */
 static void test_direct_rows(void **state) {
@@ -387,7 +387,26 @@ static void test_direct_rows(void **state) {
                             fail_msg("row %lld %s: output (%lld, %lld, %lld) = %.9g, expected %.9g", (long long)s.out[1],
                                      sbx_dtype_name(dt), (long long)b, (long long)n, (long long)o, got, want);
                     }
-            sbx_array *all[] = {x, kk, bias, xt, kt, bt, y, xr, kr, br};
+            /* The kernel gradient's direct kernel over the same rows (vectors, a masked last
+             * vector, rows shorter than a vector). */
+            sbx_array *g = random_matrix(2, nkern * O), *gt = as(g, dt), *gr = as(gt, SBX_FLOAT64), *gk;
+            assert_int_equal(sbx_conv_backward(p, xt, kt, gt, NULL, &gk, NULL), SBX_OK);
+            for (int64_t n = 0; n < nkern; n++)
+                for (int64_t j = 0; j < W; j++) {
+                    double want = 0, scale = 0;
+                    for (int64_t b = 0; b < 2; b++)
+                        for (int64_t o = 0; o < O; o++) {
+                            double term = ((double *)gr->data)[(b * nkern + n) * O + o] *
+                                          ((double *)xr->data)[b * s.in_size + tap_input(&s, j / s.kernel_size, o, j % s.kernel_size)];
+                            want += term;
+                            scale += fabs(term);
+                        }
+                    double got = sbx__get_f64(gk->data, dt, n * W + j);
+                    if (fabs(got - want) > (t ? 1e-5 : 1e-13) * (1 + scale))
+                        fail_msg("row %lld %s: grad kern (%lld, %lld) = %.9g, expected %.9g", (long long)s.out[1],
+                                 sbx_dtype_name(dt), (long long)n, (long long)j, got, want);
+                }
+            sbx_array *all[] = {x, kk, bias, xt, kt, bt, y, xr, kr, br, g, gt, gr, gk};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
             sbx_conv_plan_free(p);
         }
