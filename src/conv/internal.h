@@ -10,8 +10,9 @@
 /* A shape as sbx_conv_shape_make leaves it: every field in range and consistent. */
 sbx_status sbx__conv_shape_check(const sbx_conv_shape *s);
 
-/* A layer plan: its geometry, its gather table (out_size x width, width = channels * kernel_size) and
- * what it computes. Never written after creation, so executing it is thread-safe. */
+/* A layer plan: its geometry, its gather table (out_size x width, width = channels * kernel_size; NULL
+ * when copy_runs makes it unnecessary, see plan.c) and what it computes. Never written after
+ * creation, so executing it is thread-safe. */
 typedef enum { PLAN_CONV, PLAN_LOCAL, PLAN_POOL } sbx__plan_kind;
 struct sbx_conv_plan {
     sbx__plan_kind kind;

@@ -78,7 +78,14 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
         return sbx__error(SBX_ERR_OVERFLOW, "a layer of %lld kernels over %lld positions of %lld taps is too large "
                           "(dimensions must fit a C int for CBLAS)", (long long)nkern, (long long)shape->out_size,
                           (long long)width);
-    SBX_CHECK(sbx_conv_gather(shape, &table));
+    /* Valid mode reads every tap inside the image: windows are base + delta, and once the gather
+     * table would outgrow the caches (copy_runs) the convolution and pooling paths copy contiguous
+     * runs instead, so the table is not built at all (100 MB for a 512 x 512 image, 7 x 7 kernel).
+     * Local connections always index through it. */
+    const int valid = shape->mode == SBX_CONV_VALID;
+    const int copy_runs = valid && shape->out_size * width > (16 << 20) / (int64_t)sizeof(int64_t);
+    table = NULL;
+    if (!copy_runs || kind == PLAN_LOCAL) SBX_CHECK(sbx_conv_gather(shape, &table));
     sbx_status st = sbx__alloc(1, sizeof *p, &p, "layer plan");
     if (st != SBX_OK) {
         sbx_array_free(table);
@@ -89,6 +96,7 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     p->nkern = nkern;
     p->dtype = dtype;
     p->width = width;
+    p->copy_runs = copy_runs;
     /* Tiles of about TILE_BYTES of gathered patches: they stay in the cache between the gather and
      * the product. */
     const int64_t TILE_BYTES = 256 << 10, slice = shape->out_size / shape->out[0];
@@ -97,15 +105,13 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     if (rows > shape->out[0]) rows = shape->out[0];
     p->tile = rows * slice;
     p->tiles = (shape->out[0] + rows - 1) / rows;
-    p->gather = table->data; /* keep the table's data, drop its header */
-    table->data = NULL;
-    sbx_array_free(table);
-    /* Valid mode: every tap is inside the image, so windows are base + delta (and, for the direct
-     * convolution with stride 1 on the last axis, taps). */
-    if (shape->mode == SBX_CONV_VALID) {
-        st = direct_tables(p, kind == PLAN_CONV && shape->stride[shape->ndim - 1] == 1);
-        p->copy_runs = shape->out_size * width > (16 << 20) / (int64_t)sizeof(int64_t);
+    if (table) {
+        p->gather = table->data; /* keep the table's data, drop its header */
+        table->data = NULL;
+        sbx_array_free(table);
     }
+    /* The direct convolution (stride 1 on the last axis) also reads runs at base + taps. */
+    if (valid) st = direct_tables(p, kind == PLAN_CONV && shape->stride[shape->ndim - 1] == 1);
     int unit = 1;
     for (int d = 0; d < shape->ndim; d++) unit &= shape->stride[d] == 1;
     /* The adjoint computes `channels` maps in blocks of 8 kernels: with fewer than 4 maps most of its
