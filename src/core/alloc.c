@@ -12,6 +12,7 @@
  * block, so that AddressSanitizer sees every access. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS, madvise */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -40,13 +41,13 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static header *cache[CACHE_SLOTS];
 static size_t cache_total;
 
-static int64_t fail_at;   /* the allocation number that fails; 0: none */
-static int64_t count;     /* allocations since the last sbx__alloc_fail_at call */
+/* The test hook's state; atomic, since callers may allocate from several threads at once. */
+static _Atomic int64_t fail_at; /* the allocation number that fails; 0: none */
+static _Atomic int64_t count;   /* allocations since the last sbx__alloc_fail_at call */
 
 int64_t sbx__alloc_fail_at(int64_t k) {
-    int64_t n = count;
-    count = 0;
-    fail_at = k > 0 ? k : 0;
+    int64_t n = atomic_exchange(&count, 0);
+    atomic_store(&fail_at, k > 0 ? k : 0);
     return n;
 }
 
@@ -91,8 +92,9 @@ static size_t physical_memory(void) {
 
 /* A block of `bytes` usable bytes, zeroed when `zero` is set, or NULL. */
 static void *obtain(size_t bytes, int zero) {
-    count++;
-    if (fail_at > 0 && count == fail_at) return NULL;
+    const int64_t number = atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) + 1;
+    const int64_t failing = atomic_load_explicit(&fail_at, memory_order_relaxed);
+    if (failing > 0 && number == failing) return NULL;
     size_t ram = physical_memory();
     if (ram && bytes > ram) return NULL;
     header *h;
