@@ -7,5 +7,6 @@
 #include "sparsebox/sparse.h"
 #include "sparsebox/io.h"
 #include "sparsebox/conv.h"
+#include "sparsebox/random.h"
 
 #endif

@@ -1,0 +1,48 @@
+/* sparsebox random numbers: a counter-based generator whose every value depends only on (seed,
+ * stream, position), never on thread count or blocking. (The distributions and the sparse random
+ * matrices of issue 5 build on this; so far the generator itself is here.) */
+#ifndef SPARSEBOX_RANDOM_H
+#define SPARSEBOX_RANDOM_H
+
+#include "sparsebox/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The layout of the counters below; any change that alters an output bumps it. */
+#define SBX_RNG_VERSION 1
+
+/* Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11):
+ * the 4 output words for counter ctr under key. */
+SBX_API void sbx_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+/* A generator: a 64-bit seed (the Philox key) and a 32-bit stream. Value number k (k = 0, 1, ...) of
+ * position p (an output element, a row: each sampler says which) is word k % 4 of the Philox block
+ * with counter (k / 4 as 32 bits, p low 32 bits, p high 32 bits, stream) under key (seed low 32 bits,
+ * seed high 32 bits). */
+typedef struct sbx_rng {
+    uint64_t seed;
+    uint32_t stream;
+} sbx_rng;
+
+/* Reads values of one position in order. */
+typedef struct sbx_rng_cursor {
+    uint32_t key[2], ctr[4], block[4];
+    int used; /* words of block already returned (4: none left) */
+} sbx_rng_cursor;
+
+SBX_API void sbx_rng_init(sbx_rng *rng, uint64_t seed, uint32_t stream);
+/* A cursor at value 0 of position p (p >= 0; SBX_ERR_ARG otherwise). */
+SBX_API sbx_status sbx_rng_cursor_init(const sbx_rng *rng, int64_t position, sbx_rng_cursor *cursor);
+/* The next 32-bit word; the next 64-bit word (two words, the first in the low half); the next double
+ * in [0, 1) with 53 random bits (from one 64-bit word: (w >> 11) * 2^-53). */
+SBX_API uint32_t sbx_rng_u32(sbx_rng_cursor *cursor);
+SBX_API uint64_t sbx_rng_u64(sbx_rng_cursor *cursor);
+SBX_API double sbx_rng_double(sbx_rng_cursor *cursor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

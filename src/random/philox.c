@@ -1,0 +1,66 @@
+/* Philox4x32-10 and the generator's cursors. The round function, multipliers and key increments are
+ * those of Salmon et al., SC'11 (Random123): each round maps (c0, c1, c2, c3) under key (k0, k1) to
+ * (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2), hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), and the key grows by (W0, W1)
+ * between rounds. */
+#include "core/internal.h"
+#include "sparsebox/random.h"
+
+#define M0 0xD2511F53u
+#define M1 0xCD9E8D57u
+#define W0 0x9E3779B9u
+#define W1 0xBB67AE85u
+
+void sbx_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
+    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3], k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += W0;
+            k1 += W1;
+        }
+        const uint64_t p0 = (uint64_t)M0 * c0, p1 = (uint64_t)M1 * c2;
+        const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c0 = n0;
+        c1 = (uint32_t)p1;
+        c2 = n2;
+        c3 = (uint32_t)p0;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+
+void sbx_rng_init(sbx_rng *rng, uint64_t seed, uint32_t stream) {
+    if (!rng) return;
+    rng->seed = seed;
+    rng->stream = stream;
+}
+
+sbx_status sbx_rng_cursor_init(const sbx_rng *rng, int64_t position, sbx_rng_cursor *cur) {
+    if (!rng || !cur) return sbx__error(SBX_ERR_ARG, "sbx_rng_cursor_init: rng or cursor is NULL");
+    if (position < 0) return sbx__error(SBX_ERR_ARG, "position %lld is negative", (long long)position);
+    cur->key[0] = (uint32_t)rng->seed;
+    cur->key[1] = (uint32_t)(rng->seed >> 32);
+    cur->ctr[0] = 0;
+    cur->ctr[1] = (uint32_t)position;
+    cur->ctr[2] = (uint32_t)((uint64_t)position >> 32);
+    cur->ctr[3] = rng->stream;
+    cur->used = 4;
+    return SBX_OK;
+}
+
+uint32_t sbx_rng_u32(sbx_rng_cursor *cur) {
+    if (cur->used == 4) {
+        sbx_philox4x32_10(cur->ctr, cur->key, cur->block);
+        cur->ctr[0]++; /* 2^32 blocks (2^34 words) per position before it wraps */
+        cur->used = 0;
+    }
+    return cur->block[cur->used++];
+}
+
+uint64_t sbx_rng_u64(sbx_rng_cursor *cur) {
+    const uint64_t lo = sbx_rng_u32(cur);
+    return lo | (uint64_t)sbx_rng_u32(cur) << 32;
+}
+
+double sbx_rng_double(sbx_rng_cursor *cur) { return (double)(sbx_rng_u64(cur) >> 11) * 0x1.0p-53; }
