@@ -41,6 +41,26 @@ SBX_API uint32_t sbx_rng_u32(sbx_rng_cursor *cursor);
 SBX_API uint64_t sbx_rng_u64(sbx_rng_cursor *cursor);
 SBX_API double sbx_rng_double(sbx_rng_cursor *cursor);
 
+/* Exact samplers, each drawing from a cursor (so a value depends only on the cursor's position and on
+ * the draws made from it before). Bad parameters give SBX_ERR_ARG naming the parameter and value;
+ * *out is set only on success.
+ * Binomial(n, p): n >= 0, 0 <= p <= 1. p > 1/2 is sampled as n - Binomial(n, 1 - p). With
+ * n * min(p, 1-p) < 10: inversion, the chain of pmf ratios from P(0) = exp(n log1p(-p)); otherwise
+ * Hormann's transformed rejection BTRS ("The generation of binomial random variates", J. Statist.
+ * Comput. Simul. 46, 1993) with its Stirling-series acceptance test. */
+SBX_API sbx_status sbx_binomial(sbx_rng_cursor *cursor, int64_t n, double p, int64_t *out);
+/* Poisson(lam): 0 <= lam <= SBX_POISSON_MAX_LAM. lam < 10: multiplication of uniforms (Knuth);
+ * otherwise Hormann's PTRS ("The transformed rejection method for generating Poisson random
+ * variables", Insurance: Mathematics and Economics 12, 1993). The bound keeps PTRS's acceptance test,
+ * a difference of terms near lam log lam, exact to about 1e-5 in the log. */
+#define SBX_POISSON_MAX_LAM 1e10
+SBX_API sbx_status sbx_poisson(sbx_rng_cursor *cursor, double lam, int64_t *out);
+/* Multinomial(n, probs[0..k-1]) by conditional binomials: counts[i] ~ Binomial(n left, probs[i] / mass
+ * left); the last category with mass takes the rest. probs >= 0, finite, summing to 1 within 1e-6
+ * (renormalize = 1 accepts any positive finite sum and divides by it). */
+SBX_API sbx_status sbx_multinomial(sbx_rng_cursor *cursor, int64_t n, const double *probs, int64_t k, int renormalize,
+                                   int64_t *counts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,8 +1,11 @@
 /* Tests of the random generator: Philox4x32-10's published known answers and the cursor layout. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -62,10 +65,230 @@ static void test_cursor_layout(void **state) {
     assert_non_null(strstr(sbx_last_error(), "position -1"));
 }
 
+/* --- goodness of fit ---------------------------------------------------------------------------- */
+
+/* The regularised upper incomplete gamma function Q(a, x) (the chi-square survival function is
+ * Q(df / 2, x / 2)): its power series below a + 1, its continued fraction (modified Lentz) above. */
+static double gamma_q(double a, double x) {
+    if (x <= 0) return 1;
+    const double lead = a * log(x) - x - lgamma(a);
+    if (x < a + 1) {
+        double term = 1 / a, sum = term;
+        for (int n = 1; n < 100000 && fabs(term) > fabs(sum) * 1e-16; n++) {
+            term *= x / (a + n);
+            sum += term;
+        }
+        return 1 - sum * exp(lead);
+    }
+    double b = x + 1 - a, c = 1e300, d = 1 / b, h = d;
+    for (int i = 1; i < 100000; i++) {
+        const double an = -i * (i - a);
+        b += 2;
+        d = an * d + b;
+        if (fabs(d) < 1e-300) d = 1e-300;
+        c = b + an / c;
+        if (fabs(c) < 1e-300) c = 1e-300;
+        d = 1 / d;
+        const double delta = d * c;
+        h *= delta;
+        if (fabs(delta - 1) < 1e-15) break;
+    }
+    return exp(lead) * h;
+}
+
+static void test_gamma_q(void **state) { /* chi-square survival values (scipy.stats.chi2.isf) */
+    (void)state;
+    assert_true(fabs(gamma_q(0.5, 3.841458820694124 / 2) - 0.05) < 1e-9); /* df 1 */
+    assert_true(fabs(gamma_q(5, 23.209251158954356 / 2) - 0.01) < 1e-9);   /* df 10 */
+    assert_true(fabs(gamma_q(50, 149.4492527790389 / 2) - 0.001) < 1e-9);  /* df 100 */
+}
+
+typedef double (*pmf_fn)(int64_t k, const double *params);
+
+static double binomial_pmf(int64_t k, const double *par) {
+    const double n = par[0], p = par[1];
+    if (k < 0 || (double)k > n) return 0;
+    if (p == 0) return k == 0;
+    if (p == 1) return (double)k == n;
+    return exp(lgamma(n + 1) - lgamma((double)k + 1) - lgamma(n - (double)k + 1) + (double)k * log(p) +
+               (n - (double)k) * log1p(-p));
+}
+
+static double poisson_pmf(int64_t k, const double *par) {
+    const double lam = par[0];
+    if (k < 0) return 0;
+    if (lam == 0) return k == 0;
+    return exp(-lam + (double)k * log(lam) - lgamma((double)k + 1));
+}
+
+typedef sbx_status (*sampler_fn)(sbx_rng_cursor *cur, const double *params, int64_t *out);
+static sbx_status draw_binomial(sbx_rng_cursor *cur, const double *par, int64_t *out) {
+    return sbx_binomial(cur, (int64_t)par[0], par[1], out);
+}
+static sbx_status draw_poisson(sbx_rng_cursor *cur, const double *par, int64_t *out) {
+    return sbx_poisson(cur, par[0], out);
+}
+
+/* Chi-square test of `draws` samples against the exact pmf around `centre`: cells of at least 20
+ * expected counts (tails merged), significance 1e-6. Returns the p-value. */
+static double chi_square(sampler_fn draw, pmf_fn pmf, const double *par, int64_t centre, int64_t draws, uint64_t seed,
+                         const char *what) {
+    /* The support with mass above 1e-14, found by walking out from the centre. */
+    int64_t lo = centre, hi = centre;
+    while (lo > 0 && pmf(lo - 1, par) > 1e-14) lo--;
+    while (pmf(hi + 1, par) > 1e-14 && hi - lo < 10000000) hi++;
+    const int64_t span = hi - lo + 1;
+    int64_t *cell_of = malloc(sizeof(int64_t) * (size_t)span), ncells = 0;
+    double *expect = malloc(sizeof(double) * (size_t)(span + 2)), acc = 0, below = 0;
+    for (int64_t k = 0; k < lo && k < 1000000; k++) below += pmf(k, par); /* the left tail joins cell 0 */
+    acc = below;
+    for (int64_t k = lo; k <= hi; k++) {
+        acc += pmf(k, par);
+        cell_of[k - lo] = ncells;
+        if (acc * (double)draws >= 20) {
+            expect[ncells++] = acc;
+            acc = 0;
+        }
+    }
+    if (ncells == 0) {
+        expect[ncells++] = acc;
+    } else {
+        expect[ncells - 1] += acc; /* the last partial cell and the right tail join the last cell */
+        for (int64_t k = hi; k >= lo && cell_of[k - lo] == ncells; k--) cell_of[k - lo] = ncells - 1;
+    }
+    double mass = 0;
+    for (int64_t c = 0; c < ncells; c++) mass += expect[c];
+    expect[ncells - 1] += 1 - mass > 0 ? 1 - mass : 0;
+    int64_t *observed = calloc((size_t)ncells, sizeof(int64_t));
+    sbx_rng rng;
+    sbx_rng_init(&rng, seed, 0);
+    sbx_rng_cursor cur;
+    assert_int_equal(sbx_rng_cursor_init(&rng, 0, &cur), SBX_OK);
+    for (int64_t i = 0; i < draws; i++) {
+        int64_t x;
+        if (i % 4096 == 0) assert_int_equal(sbx_rng_cursor_init(&rng, i / 4096, &cur), SBX_OK);
+        assert_int_equal(draw(&cur, par, &x), SBX_OK);
+        if (x < 0) fail_msg("%s: negative draw %lld", what, (long long)x);
+        observed[x < lo ? 0 : x > hi ? ncells - 1 : cell_of[x - lo]]++;
+    }
+    double chi2 = 0;
+    for (int64_t c = 0; c < ncells; c++) {
+        const double e = expect[c] * (double)draws, d = (double)observed[c] - e;
+        chi2 += e > 0 ? d * d / e : (observed[c] ? INFINITY : 0);
+    }
+    const double pvalue = ncells > 1 ? gamma_q((double)(ncells - 1) / 2, chi2 / 2) : (observed[0] == draws ? 1 : 0);
+    if (!(pvalue > 1e-6)) fail_msg("%s: chi-square %.1f over %lld cells, p-value %.3g", what, chi2, (long long)ncells, pvalue);
+    free(cell_of);
+    free(expect);
+    free(observed);
+    return pvalue;
+}
+
+static void test_binomial_fit(void **state) {
+    (void)state;
+    /* Each algorithm, both sides of the switch (n p = 10), the symmetry, the edges, huge n. */
+    const double points[][2] = {
+        {0, 0.3},     {10, 0},        {10, 1},      {1, 0.5},       {5, 0.25},      {20, 0.49},
+        {21, 0.49},   {25, 0.399},    {26, 0.39},   {100, 0.3},     {30, 0.9},      {1000, 0.5},
+        {1e6, 0.4},   {2147483648.0, 3e-9},         {2147483648.0, 0.3},            {50, 0.999},
+        {1e4, 1e-6},  {40, 0.75},     {200, 0.05},  {1e9, 1e-8},
+    };
+    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "binomial(%.0f, %g)", points[i][0], points[i][1]);
+        const int64_t centre = (int64_t)floor((points[i][0] + 1) * points[i][1]) < (int64_t)points[i][0]
+                                   ? (int64_t)floor((points[i][0] + 1) * points[i][1])
+                                   : (int64_t)points[i][0];
+        chi_square(draw_binomial, binomial_pmf, points[i], centre, 400000, 1000 + i, what);
+    }
+}
+
+static void test_poisson_fit(void **state) {
+    (void)state;
+    const double points[][1] = {{0}, {1e-8}, {0.5}, {1}, {5}, {9.99}, {10}, {10.01}, {50}, {1e4}, {1e6}, {1e10}};
+    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "poisson(%g)", points[i][0]);
+        chi_square(draw_poisson, poisson_pmf, points[i], (int64_t)floor(points[i][0]), 400000, 2000 + i, what);
+    }
+}
+
+static void test_bad_parameters(void **state) {
+    (void)state;
+    sbx_rng rng;
+    sbx_rng_cursor cur;
+    int64_t x = 7, counts[3] = {9, 9, 9};
+    sbx_rng_init(&rng, 1, 0);
+    assert_int_equal(sbx_rng_cursor_init(&rng, 0, &cur), SBX_OK);
+    assert_int_equal(sbx_binomial(&cur, -1, 0.5, &x), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "n = -1"));
+    assert_int_equal(sbx_binomial(&cur, 5, 1.5, &x), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "p = 1.5"));
+    assert_int_equal(sbx_binomial(&cur, 5, NAN, &x), SBX_ERR_ARG);
+    assert_int_equal(sbx_poisson(&cur, -1, &x), SBX_ERR_ARG);
+    assert_int_equal(sbx_poisson(&cur, INFINITY, &x), SBX_ERR_ARG);
+    assert_int_equal(sbx_poisson(&cur, 2e10, &x), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "outside [0, 1e+10]"));
+    assert_int_equal(x, 7);
+    const double bad_sum[3] = {0.5, 0.4, 0.05}, negative[3] = {0.5, -0.1, 0.6}, zeros[3] = {0, 0, 0};
+    assert_int_equal(sbx_multinomial(&cur, 4, bad_sum, 3, 0, counts), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "sum to 0.95"));
+    assert_int_equal(sbx_multinomial(&cur, 4, negative, 3, 1, counts), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "probs[1] = -0.1"));
+    assert_int_equal(sbx_multinomial(&cur, 4, zeros, 3, 1, counts), SBX_ERR_ARG);
+    assert_int_equal(counts[0], 9);
+    assert_int_equal(sbx_multinomial(&cur, 4, bad_sum, 3, 1, counts), SBX_OK); /* renormalised */
+    assert_int_equal(counts[0] + counts[1] + counts[2], 4);
+}
+
+/* Multinomial: every row sums to n exactly, and the marginals are Binomial(n, p_i). */
+static void test_multinomial(void **state) {
+    (void)state;
+    const double probs[5] = {0.1, 0.0, 0.45, 0.3, 0.15};
+    const int64_t n = 30, rows = 200000;
+    int64_t counts[5], *first = malloc(sizeof(int64_t) * (size_t)rows);
+    sbx_rng rng;
+    sbx_rng_init(&rng, 99, 3);
+    for (int64_t r = 0; r < rows; r++) {
+        sbx_rng_cursor cur;
+        assert_int_equal(sbx_rng_cursor_init(&rng, r, &cur), SBX_OK);
+        assert_int_equal(sbx_multinomial(&cur, n, probs, 5, 0, counts), SBX_OK);
+        assert_int_equal(counts[0] + counts[1] + counts[2] + counts[3] + counts[4], n);
+        assert_int_equal(counts[1], 0);
+        first[r] = counts[2];
+    }
+    /* The marginal of category 2 against Binomial(30, 0.45), binned. */
+    double e[31] = {0}, chi2 = 0;
+    int64_t o[31] = {0};
+    for (int64_t r = 0; r < rows; r++) o[first[r]]++;
+    const double par[2] = {30, 0.45};
+    for (int k = 0; k <= 30; k++) e[k] = binomial_pmf(k, par) * (double)rows;
+    double e_tail = 0, o_tail = 0;
+    int cells = 0;
+    for (int k = 0; k <= 30; k++) {
+        if (e[k] < 20) {
+            e_tail += e[k];
+            o_tail += (double)o[k];
+            continue;
+        }
+        chi2 += ((double)o[k] - e[k]) * ((double)o[k] - e[k]) / e[k];
+        cells++;
+    }
+    chi2 += (o_tail - e_tail) * (o_tail - e_tail) / e_tail;
+    cells++;
+    assert_true(gamma_q((cells - 1) / 2.0, chi2 / 2) > 1e-6);
+    free(first);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers),
         cmocka_unit_test(test_cursor_layout),
+        cmocka_unit_test(test_gamma_q),
+        cmocka_unit_test(test_binomial_fit),
+        cmocka_unit_test(test_poisson_fit),
+        cmocka_unit_test(test_multinomial),
+        cmocka_unit_test(test_bad_parameters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
