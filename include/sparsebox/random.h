@@ -1,10 +1,10 @@
 /* sparsebox random numbers: a counter-based generator whose every value depends only on (seed,
- * stream, position), never on thread count or blocking. (The distributions and the sparse random
- * matrices of issue 5 build on this; so far the generator itself is here.) */
+ * stream, position), never on thread count or blocking; exact samplers; sparse random matrices. */
 #ifndef SPARSEBOX_RANDOM_H
 #define SPARSEBOX_RANDOM_H
 
 #include "sparsebox/core.h"
+#include "sparsebox/sparse.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +60,29 @@ SBX_API sbx_status sbx_poisson(sbx_rng_cursor *cursor, double lam, int64_t *out)
  * (renormalize = 1 accepts any positive finite sum and divides by it). */
 SBX_API sbx_status sbx_multinomial(sbx_rng_cursor *cursor, int64_t n, const double *probs, int64_t k, int renormalize,
                                    int64_t *counts);
+
+/* --- Sparse random matrices (the original's Binomial, Poisson, Multinomial) -------------------------
+ * Pure functions of (rng, arguments): the same inputs give the same bytes at any thread count. */
+
+/* An nrows x ncols matrix of Binomial(n, p) draws, only the non-zero ones stored, indices sorted,
+ * in time and memory O(nrows + ncols + nnz): along each major line (row of CSR, column of CSC) the
+ * gaps between non-zeros are geometric with P(0) = (1-p)^n, and each non-zero is a zero-truncated
+ * binomial draw. Line i draws its gaps from position 2i and its values from position 2i + 1. dtype:
+ * any sbx_dtype whose values hold 0..n exactly (float32: n <= 2^24; bool: n <= 1). */
+SBX_API sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t nrows, int64_t ncols,
+                                       sbx_format format, sbx_dtype dtype, sbx_sparse **out);
+/* x's structure, format and dtype, each stored value replaced by a Poisson draw with that mean
+ * (stored entry k draws from position k), then the zeros dropped. Means must be in
+ * [0, SBX_POISSON_MAX_LAM]; draws must fit x's dtype exactly. */
+SBX_API sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_sparse **out);
+/* p's structure, format and dtype: each row's stored entries, a probability vector, replaced by the
+ * counts of one Multinomial(n_row, row) draw (row r draws from position r; zero counts stay stored,
+ * as in the original). n: a 0-d or 1-element array (every row) or nrows values, integer dtype (or
+ * float with integral values). A row with a negative, NaN or infinite probability, or whose sum is not 1
+ * within 1e-6 (unless renormalize, which divides by any positive sum), or an empty row with n > 0, is
+ * an error naming the row. */
+SBX_API sbx_status sbx_random_multinomial(const sbx_rng *rng, const sbx_array *n, const sbx_sparse *p, int renormalize,
+                                          sbx_sparse **out);
 
 #ifdef __cplusplus
 }

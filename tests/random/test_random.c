@@ -280,6 +280,182 @@ static void test_multinomial(void **state) {
     free(first);
 }
 
+/* --- sparse random matrices ------------------------------------------------------------------- */
+
+static void same_matrix(const sbx_sparse *a, const sbx_sparse *b) {
+    assert_int_equal(a->nnz, b->nnz);
+    assert_memory_equal(a->indptr, b->indptr, (size_t)(sbx_sparse_major(a) + 1) * sizeof(int64_t));
+    if (a->nnz) {
+        assert_memory_equal(a->indices, b->indices, (size_t)a->nnz * sizeof(int64_t));
+        assert_memory_equal(a->data, b->data, (size_t)a->nnz * sbx_dtype_size(a->dtype));
+    }
+}
+
+static void test_sparse_binomial(void **state) {
+    (void)state;
+    sbx_rng rng;
+    sbx_rng_init(&rng, 20261127, 1);
+    /* Same bytes at 1, 2 and 8 threads (large enough to run in parallel). */
+    sbx_sparse *m[3];
+    const int threads[3] = {1, 2, 8};
+    for (int t = 0; t < 3; t++) {
+        sbx_set_num_threads(threads[t]);
+        assert_int_equal(sbx_random_binomial(&rng, 5, 0.25, 6000, 300, SBX_CSR, SBX_FLOAT32, &m[t]), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    same_matrix(m[0], m[1]);
+    same_matrix(m[0], m[2]);
+    assert_int_equal(sbx_sparse_validate(m[0]), SBX_OK);
+    /* Density: each element is non-zero with probability 1 - 0.75^5; nnz within 6 standard deviations. */
+    const double q0 = 1 - pow(0.75, 5), cells = 6000.0 * 300, sd = sqrt(cells * q0 * (1 - q0));
+    assert_true(fabs((double)m[0]->nnz - cells * q0) < 6 * sd);
+    /* Column positions uniform: chi-square over the 300 columns. */
+    double col[300] = {0}, chi2 = 0;
+    for (int64_t k = 0; k < m[0]->nnz; k++) col[m[0]->indices[k]]++;
+    for (int c = 0; c < 300; c++) chi2 += (col[c] - (double)m[0]->nnz / 300) * (col[c] - (double)m[0]->nnz / 300) / ((double)m[0]->nnz / 300);
+    assert_true(gamma_q(299 / 2.0, chi2 / 2) > 1e-6);
+    /* Values: Binomial(5, 0.25) given >= 1. */
+    double obs[6] = {0}, chi = 0;
+    const double par[2] = {5, 0.25};
+    for (int64_t k = 0; k < m[0]->nnz; k++) obs[(int)((float *)m[0]->data)[k]]++;
+    assert_true(obs[0] == 0);
+    for (int v = 1; v <= 5; v++) {
+        const double e = binomial_pmf(v, par) / q0 * (double)m[0]->nnz;
+        chi += (obs[v] - e) * (obs[v] - e) / e;
+    }
+    assert_true(gamma_q(4 / 2.0, chi / 2) > 1e-6);
+    for (int t = 0; t < 3; t++) sbx_sparse_free(m[t]);
+    /* A 10^6 x 10^6 matrix with p = 1e-7: about 10^5 entries, never a dense matrix. */
+    sbx_sparse *big;
+    assert_int_equal(sbx_random_binomial(&rng, 1, 1e-7, 1000000, 1000000, SBX_CSC, SBX_INT8, &big), SBX_OK);
+    assert_true(fabs((double)big->nnz - 1e5) < 6 * sqrt(1e5));
+    assert_int_equal(sbx_sparse_validate(big), SBX_OK);
+    for (int64_t k = 0; k < big->nnz; k++) assert_int_equal(((int8_t *)big->data)[k], 1);
+    sbx_sparse_free(big);
+    /* Edges: p = 0, n = 0, p = 1 (dense), empty shapes. */
+    sbx_sparse *e;
+    assert_int_equal(sbx_random_binomial(&rng, 3, 0.0, 10, 10, SBX_CSR, SBX_INT32, &e), SBX_OK);
+    assert_int_equal(e->nnz, 0);
+    sbx_sparse_free(e);
+    assert_int_equal(sbx_random_binomial(&rng, 3, 1.0, 4, 5, SBX_CSR, SBX_INT32, &e), SBX_OK);
+    assert_int_equal(e->nnz, 20);
+    for (int k = 0; k < 20; k++) assert_int_equal(((int32_t *)e->data)[k], 3);
+    sbx_sparse_free(e);
+    assert_int_equal(sbx_random_binomial(&rng, 3, 0.5, 0, 5, SBX_CSC, SBX_FLOAT64, &e), SBX_OK);
+    assert_int_equal(e->nnz, 0);
+    sbx_sparse_free(e);
+    /* Bad arguments. */
+    e = NULL;
+    assert_int_equal(sbx_random_binomial(&rng, 300, 0.5, 4, 4, SBX_CSR, SBX_INT8, &e), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "do not fit int8"));
+    assert_int_equal(sbx_random_binomial(&rng, 2, 0.5, 4, 4, SBX_CSR, SBX_BOOL, &e), SBX_ERR_ARG);
+    assert_int_equal(sbx_random_binomial(&rng, 2, -0.5, 4, 4, SBX_CSR, SBX_INT32, &e), SBX_ERR_ARG);
+    assert_int_equal(sbx_random_binomial(&rng, 2, 0.5, -4, 4, SBX_CSR, SBX_INT32, &e), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "(-4, 4)"));
+    assert_null(e);
+}
+
+static void test_sparse_poisson(void **state) {
+    (void)state;
+    sbx_rng rng;
+    sbx_rng_init(&rng, 5, 2);
+    sbx_sparse *x, *y[2];
+    assert_int_equal(sbx_random_binomial(&rng, 1, 0.3, 3000, 100, SBX_CSR, SBX_FLOAT64, &x), SBX_OK);
+    for (int64_t k = 0; k < x->nnz; k++) ((double *)x->data)[k] = 2.5; /* every mean 2.5 */
+    for (int t = 0; t < 2; t++) {
+        sbx_set_num_threads(t + 1);
+        assert_int_equal(sbx_random_poisson(&rng, x, &y[t]), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    same_matrix(y[0], y[1]);
+    assert_int_equal(sbx_sparse_validate(y[0]), SBX_OK);
+    /* The zeros are gone: P(0) = exp(-2.5); the kept values follow Poisson(2.5) given >= 1. */
+    const double p0 = exp(-2.5), n = (double)x->nnz;
+    assert_true(fabs((double)y[0]->nnz - n * (1 - p0)) < 6 * sqrt(n * p0 * (1 - p0)));
+    double obs[8] = {0}, chi = 0, tail_e = 0;
+    const double par[1] = {2.5};
+    for (int64_t k = 0; k < y[0]->nnz; k++) {
+        const double v = ((double *)y[0]->data)[k];
+        assert_true(v >= 1);
+        obs[v >= 7 ? 7 : (int)v]++;
+    }
+    for (int v = 1; v <= 7; v++) {
+        double e = v < 7 ? poisson_pmf(v, par) : 0;
+        if (v == 7) {
+            for (int w = 1; w < 7; w++) tail_e += poisson_pmf(w, par);
+            e = 1 - p0 - tail_e;
+        }
+        e *= (double)y[0]->nnz / (1 - p0);
+        chi += (obs[v] - e) * (obs[v] - e) / e;
+    }
+    assert_true(gamma_q(6 / 2.0, chi / 2) > 1e-6);
+    sbx_sparse_free(y[0]);
+    sbx_sparse_free(y[1]);
+    /* A negative mean is an error naming the entry. */
+    ((double *)x->data)[3] = -1;
+    sbx_sparse *bad = NULL;
+    assert_int_equal(sbx_random_poisson(&rng, x, &bad), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "stored value 3"));
+    assert_null(bad);
+    sbx_sparse_free(x);
+}
+
+static void test_sparse_multinomial(void **state) {
+    (void)state;
+    sbx_rng rng;
+    sbx_rng_init(&rng, 77, 0);
+    /* A 4 x 5 CSR of probabilities: rows (0.2 0.8), (1), (0.1 0.2 0.3 0.4), (0.5 0.5 with a 0 stored). */
+    int64_t ip[5] = {0, 2, 3, 7, 10}, ix[10] = {0, 3, 4, 0, 1, 2, 4, 0, 2, 3};
+    double v[10] = {0.2, 0.8, 1, 0.1, 0.2, 0.3, 0.4, 0.5, 0, 0.5};
+    sbx_sparse p = {SBX_CSR, SBX_FLOAT64, 4, 5, 10, ip, ix, v};
+    int64_t nvals[4] = {3, 7, 100, 0}, one = 4;
+    sbx_array n = {SBX_INT64, 1, {4}, nvals}, scalar = {SBX_INT64, 0, {0}, &one};
+    sbx_sparse *out, *csc, *out_csc, *back;
+    assert_int_equal(sbx_random_multinomial(&rng, &n, &p, 0, &out), SBX_OK);
+    for (int r = 0; r < 4; r++) {
+        double sum = 0;
+        for (int64_t k = out->indptr[r]; k < out->indptr[r + 1]; k++) sum += ((double *)out->data)[k];
+        assert_true(sum == (double)nvals[r]);
+    }
+    assert_int_equal(out->nnz, 10); /* zero counts stay stored */
+    assert_true(((double *)out->data)[8] == 0);
+    /* CSC is accepted: the same draws (rows are read through the CSR form). */
+    assert_int_equal(sbx_sparse_convert(&p, SBX_CSC, &csc), SBX_OK);
+    assert_int_equal(sbx_random_multinomial(&rng, &n, csc, 0, &out_csc), SBX_OK);
+    assert_int_equal(out_csc->format, SBX_CSC);
+    assert_int_equal(sbx_sparse_convert(out_csc, SBX_CSR, &back), SBX_OK);
+    same_matrix(out, back);
+    sbx_sparse_free(out);
+    sbx_sparse_free(out_csc);
+    sbx_sparse_free(back);
+    /* One n for every row. */
+    assert_int_equal(sbx_random_multinomial(&rng, &scalar, &p, 0, &out), SBX_OK);
+    sbx_sparse_free(out);
+    /* Errors naming the row. */
+    out = NULL;
+    v[4] = 0.25; /* row 2 sums to 1.05 */
+    assert_int_equal(sbx_random_multinomial(&rng, &n, &p, 0, &out), SBX_ERR_ARG);
+    if (!strstr(sbx_last_error(), "row 2 sums to 1.0")) fail_msg("message: %s", sbx_last_error());
+    assert_int_equal(sbx_random_multinomial(&rng, &n, &p, 1, &out), SBX_OK); /* renormalised */
+    sbx_sparse_free(out);
+    out = NULL;
+    v[4] = NAN;
+    assert_int_equal(sbx_random_multinomial(&rng, &n, &p, 1, &out), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "row 2 has probability nan"));
+    v[4] = 0.2;
+    int64_t ip_empty[5] = {0, 2, 2, 6, 9};
+    int64_t ix_e[9] = {0, 3, 0, 1, 2, 4, 0, 2, 3};
+    double v_e[9] = {0.2, 0.8, 0.1, 0.2, 0.3, 0.4, 0.5, 0, 0.5};
+    sbx_sparse pe = {SBX_CSR, SBX_FLOAT64, 4, 5, 9, ip_empty, ix_e, v_e};
+    assert_int_equal(sbx_random_multinomial(&rng, &n, &pe, 0, &out), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "row 1 is empty but n = 7"));
+    sbx_array wrong = {SBX_INT64, 1, {3}, nvals};
+    assert_int_equal(sbx_random_multinomial(&rng, &wrong, &p, 0, &out), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "n has 3 values; it needs 1 or one per row (4)"));
+    assert_null(out);
+    sbx_sparse_free(csc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers),
@@ -289,6 +465,9 @@ int main(void) {
         cmocka_unit_test(test_poisson_fit),
         cmocka_unit_test(test_multinomial),
         cmocka_unit_test(test_bad_parameters),
+        cmocka_unit_test(test_sparse_binomial),
+        cmocka_unit_test(test_sparse_poisson),
+        cmocka_unit_test(test_sparse_multinomial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
