@@ -26,10 +26,12 @@ typedef struct sbx_rng {
     uint32_t stream;
 } sbx_rng;
 
-/* Reads values of one position in order. */
+/* Reads values of one position in order (the first Philox block alone, then 16 at a time: most
+ * positions of a sparse matrix need one or two words, some need many). */
+#define SBX_RNG_BATCH 16
 typedef struct sbx_rng_cursor {
-    uint32_t key[2], ctr[4], block[4];
-    int used; /* words of block already returned (4: none left) */
+    uint32_t key[2], ctr[4], words[4 * SBX_RNG_BATCH];
+    int used, have; /* words returned, words made */
 } sbx_rng_cursor;
 
 SBX_API void sbx_rng_init(sbx_rng *rng, uint64_t seed, uint32_t stream);

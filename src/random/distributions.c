@@ -2,7 +2,7 @@
  * (conditional binomials). References are in random.h; the constants of BTRS and PTRS are Hormann's. */
 #include <math.h>
 
-#include "core/internal.h"
+#include "random/internal.h"
 #include "sparsebox/random.h"
 
 #define LOG_SQRT_2PI 0.91893853320467274178
@@ -19,7 +19,7 @@ static double stirling_tail(double k) {
 static int64_t binomial_inversion(sbx_rng_cursor *cur, int64_t n, double p) {
     const double q = 1 - p, s = p / q, a = ((double)n + 1) * s, r0 = exp((double)n * log1p(-p));
     for (;;) {
-        double u = sbx_rng_double(cur), r = r0;
+        double u = sbx__rng_double(cur), r = r0;
         int64_t x = 0;
         while (u > r && x < n) {
             u -= r;
@@ -37,7 +37,7 @@ static int64_t binomial_btrs(sbx_rng_cursor *cur, int64_t n, double p) {
     const double alpha = (2.83 + 5.1 / b) * spq, r = p / q, m = floor((nd + 1) * p);
     const double hm = stirling_tail(m) + stirling_tail(nd - m);
     for (;;) {
-        const double u = sbx_rng_double(cur) - 0.5, v0 = sbx_rng_double(cur), us = 0.5 - fabs(u);
+        const double u = sbx__rng_double(cur) - 0.5, v0 = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + c);
         if (kd < 0 || kd > nd) continue;
         if (us >= 0.07 && v0 <= vr) return (int64_t)kd;
@@ -74,7 +74,7 @@ static int64_t poisson_multiplication(sbx_rng_cursor *cur, double lam) {
     int64_t k = -1;
     do {
         k++;
-        prod *= 1 - sbx_rng_double(cur); /* in (0, 1] */
+        prod *= 1 - sbx__rng_double(cur); /* in (0, 1] */
     } while (prod > limit);
     return k;
 }
@@ -84,7 +84,7 @@ static int64_t poisson_ptrs(sbx_rng_cursor *cur, double lam) {
     const double slam = sqrt(lam), loglam = log(lam), b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
     const double invalpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2);
     for (;;) {
-        const double u = sbx_rng_double(cur) - 0.5, v = sbx_rng_double(cur), us = 0.5 - fabs(u);
+        const double u = sbx__rng_double(cur) - 0.5, v = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + lam + 0.43);
         if (us >= 0.07 && v <= vr) return (int64_t)kd;
         if (kd < 0 || kd > 4 * lam + 1e3 || (us < 0.013 && v > us)) continue; /* far past any mass */

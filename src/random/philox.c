@@ -2,8 +2,7 @@
  * those of Salmon et al., SC'11 (Random123): each round maps (c0, c1, c2, c3) under key (k0, k1) to
  * (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2), hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), and the key grows by (W0, W1)
  * between rounds. */
-#include "core/internal.h"
-#include "sparsebox/random.h"
+#include "random/internal.h"
 
 #define M0 0xD2511F53u
 #define M1 0xCD9E8D57u
@@ -45,22 +44,63 @@ sbx_status sbx_rng_cursor_init(const sbx_rng *rng, int64_t position, sbx_rng_cur
     cur->ctr[1] = (uint32_t)position;
     cur->ctr[2] = (uint32_t)((uint64_t)position >> 32);
     cur->ctr[3] = rng->stream;
-    cur->used = 4;
+    cur->used = cur->have = 0;
     return SBX_OK;
 }
 
-uint32_t sbx_rng_u32(sbx_rng_cursor *cur) {
-    if (cur->used == 4) {
-        sbx_philox4x32_10(cur->ctr, cur->key, cur->block);
-        cur->ctr[0]++; /* 2^32 blocks (2^34 words) per position before it wraps */
-        cur->used = 0;
+/* SBX_RNG_BATCH blocks at once, counters ctr[0] + 0 .. SBX_RNG_BATCH - 1: the same rounds as
+ * sbx_philox4x32_10, eight blocks per vector of 64-bit lanes (each holding a 32-bit word, so that
+ * a lane's product is the full 32 x 32 -> 64-bit product the round needs). */
+typedef uint64_t lanes __attribute__((vector_size(64)));
+#define LANE_BLOCKS ((int)(sizeof(lanes) / sizeof(uint64_t)))
+
+SBX_CLONES static void refill_batch(sbx_rng_cursor *cur) {
+    const lanes low = (lanes){0} + 0xFFFFFFFFu, m0 = (lanes){0} + M0, m1 = (lanes){0} + M1;
+    for (int g = 0; g < SBX_RNG_BATCH; g += LANE_BLOCKS) {
+        lanes c0, c1 = (lanes){0} + cur->ctr[1], c2 = (lanes){0} + cur->ctr[2], c3 = (lanes){0} + cur->ctr[3];
+        for (int b = 0; b < LANE_BLOCKS; b++) c0[b] = (uint32_t)(cur->ctr[0] + (uint32_t)(g + b));
+        uint32_t k0 = cur->key[0], k1 = cur->key[1];
+        for (int round = 0; round < 10; round++) {
+            if (round > 0) {
+                k0 += W0;
+                k1 += W1;
+            }
+            const lanes p0 = (c0 & low) * m0, p1 = (c2 & low) * m1;
+            const lanes n0 = (p1 >> 32) ^ c1 ^ k0, n2 = (p0 >> 32) ^ c3 ^ k1;
+            c0 = n0;
+            c1 = p1 & low;
+            c2 = n2;
+            c3 = p0 & low;
+        }
+        for (int b = 0; b < LANE_BLOCKS; b++) {
+            uint32_t *w = cur->words + 4 * (g + b);
+            w[0] = (uint32_t)c0[b];
+            w[1] = (uint32_t)c1[b];
+            w[2] = (uint32_t)c2[b];
+            w[3] = (uint32_t)c3[b];
+        }
     }
-    return cur->block[cur->used++];
+    cur->ctr[0] += SBX_RNG_BATCH; /* 2^32 blocks (2^34 words) per position before it wraps */
+    cur->used = 0;
+    cur->have = 4 * SBX_RNG_BATCH;
 }
+
+void sbx__rng_refill(sbx_rng_cursor *cur) {
+    if (cur->ctr[0] == 0) { /* a fresh position: one block first */
+        sbx_philox4x32_10(cur->ctr, cur->key, cur->words);
+        cur->ctr[0] = 1;
+        cur->used = 0;
+        cur->have = 4;
+    } else {
+        refill_batch(cur);
+    }
+}
+
+uint32_t sbx_rng_u32(sbx_rng_cursor *cur) { return sbx__rng_u32(cur); }
 
 uint64_t sbx_rng_u64(sbx_rng_cursor *cur) {
-    const uint64_t lo = sbx_rng_u32(cur);
-    return lo | (uint64_t)sbx_rng_u32(cur) << 32;
+    const uint64_t lo = sbx__rng_u32(cur);
+    return lo | (uint64_t)sbx__rng_u32(cur) << 32;
 }
 
-double sbx_rng_double(sbx_rng_cursor *cur) { return (double)(sbx_rng_u64(cur) >> 11) * 0x1.0p-53; }
+double sbx_rng_double(sbx_rng_cursor *cur) { return sbx__rng_double(cur); }

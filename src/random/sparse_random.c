@@ -7,7 +7,7 @@
 #include <omp.h>
 #endif
 
-#include "core/internal.h"
+#include "random/internal.h"
 #include "sparse/internal.h"
 #include "sparsebox/random.h"
 
@@ -15,30 +15,131 @@
  * Returns a value > limit when the line ends first. */
 static double next_gap(sbx_rng_cursor *cur, double L, double limit) {
     if (L == -INFINITY) return 0; /* every draw is non-zero */
-    const double g = floor(log(1 - sbx_rng_double(cur)) / L); /* 1 - u in (0, 1] */
+    const double g = floor(log(1 - sbx__rng_double(cur)) / L); /* 1 - u in (0, 1] */
     return g > limit ? limit + 1 : g;
 }
 
-/* Binomial(n, p) conditioned on being at least 1, n >= 1, 0 < p; L = n log(1 - p). */
-static int64_t truncated_binomial(sbx_rng_cursor *cur, int64_t n, double p, double L) {
-    int64_t x = 0;
-    if (exp(L) < 0.5) { /* rejection: each try succeeds with probability above 1/2 */
-        while (x == 0) sbx_binomial(cur, n, p, &x);
+/* What a Binomial(n, p) matrix needs: L = log P(0), and for n <= TABLE_MAX the CDF, so that a value
+ * is one uniform and a search (inversion, exact up to the doubles' rounding of the pmf). */
+#define TABLE_MAX 4096
+typedef struct {
+    int64_t n;
+    double p, L, *cdf; /* cdf[k] = P(X <= k), k = 0..n, cdf[n] = 1; NULL when n > TABLE_MAX */
+} binomial_law;
+
+static sbx_status law_make(int64_t n, double p, binomial_law *law) {
+    law->n = n;
+    law->p = p;
+    law->L = n == 0 || p == 0 ? 0 : (double)n * log1p(-p);
+    law->cdf = NULL;
+    if (n > TABLE_MAX || law->L == 0 || p == 1) return SBX_OK;
+    SBX_CHECK(sbx__alloc(n + 1, sizeof(double), &law->cdf, "binomial table"));
+    /* The pmf from the mode outward would be more accurate in the tails; from P(0) it is exact
+     * enough for n <= 4096 with p <= 1/2, mirrored for p > 1/2. */
+    const double pp = p <= 0.5 ? p : 1 - p, s = pp / (1 - pp), a = ((double)n + 1) * s;
+    double r = exp((double)n * log1p(-pp)), acc = 0;
+    for (int64_t k = 0; k <= n; k++) {
+        if (k > 0) r *= a / (double)k - s;
+        law->cdf[p <= 0.5 ? k : n - k] = r; /* pmf first, summed below */
+    }
+    for (int64_t k = 0; k <= n; k++) law->cdf[k] = (acc += law->cdf[k]);
+    for (int64_t k = 0; k <= n; k++) law->cdf[k] /= acc;
+    law->cdf[n] = 1;
+    return SBX_OK;
+}
+
+/* The smallest k with u < cdf[k], searching from k0: for small n a count of the cdf values at or
+ * below u (no branch to mispredict), else a walk (short tables) or a bisection. */
+static inline int64_t law_search(const binomial_law *law, double u, int64_t k0) {
+    if (law->n <= 16) {
+        int64_t k = k0;
+        for (int64_t j = k0; j < law->n; j++) k += u >= law->cdf[j];
+        return k;
+    }
+    int64_t lo = k0, hi = law->n;
+    if (law->n * law->p < 16) { /* short: walk */
+        while (lo < hi && u >= law->cdf[lo]) lo++;
+        return lo;
+    }
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (u < law->cdf[mid])
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* A value given that it is at least 1. */
+static int64_t law_truncated(const binomial_law *law, sbx_rng_cursor *cur) {
+    if (law->cdf) { /* inversion over k >= 1: u in [P0, 1) */
+        const double p0 = law->cdf[0];
+        return law_search(law, p0 + (1 - p0) * sbx__rng_double(cur), 1);
+    }
+    int64_t x = 0; /* rejection: P0 < 1/2 here (n > TABLE_MAX: n p is large or p tiny; see below) */
+    if (exp(law->L) < 0.5) {
+        while (x == 0) sbx_binomial(cur, law->n, law->p, &x);
         return x;
     }
-    /* Inversion over k >= 1 (here p < 1/2 and n p < 1): P(1) = n p (1-p)^(n-1), mass 1 - P0. */
-    const double q = 1 - p, s = p / q, a = ((double)n + 1) * s;
-    const double r1 = exp(log((double)n) + log(p) + ((double)n - 1) * log1p(-p)), mass = -expm1(L);
+    /* Inversion over k >= 1 for a huge n with a tiny p: P(1) = n p (1-p)^(n-1), mass 1 - P0. */
+    const double p = law->p, q = 1 - p, s = p / q, a = ((double)law->n + 1) * s, mass = -expm1(law->L);
+    const double r1 = exp(log((double)law->n) + log(p) + ((double)law->n - 1) * log1p(-p));
     for (;;) {
-        double u = sbx_rng_double(cur) * mass, r = r1;
+        double u = sbx__rng_double(cur) * mass, r = r1;
         x = 1;
-        while (u > r && x < n) {
+        while (u > r && x < law->n) {
             u -= r;
             x++;
             r *= a / (double)x - s;
         }
         if (u <= r) return x;
     }
+}
+
+/* A thread's share of the lines: its entries, in line order. */
+typedef struct {
+    int64_t *index, *value;
+    int64_t used, cap;
+    sbx_status st;
+} piece;
+
+static void piece_grow(piece *pc) {
+    const int64_t cap = pc->cap < 4096 ? 4096 : 2 * pc->cap;
+    if ((pc->st = sbx__grow(cap, sizeof(int64_t), &pc->index, "binomial entries")) != SBX_OK ||
+        (pc->st = sbx__grow(cap, sizeof(int64_t), &pc->value, "binomial entries")) != SBX_OK)
+        return;
+    pc->cap = cap;
+}
+
+static inline void piece_push(piece *pc, int64_t index, int64_t value) {
+    if (pc->used == pc->cap) {
+        if (pc->st == SBX_OK) piece_grow(pc);
+        if (pc->used == pc->cap) return; /* out of memory: pc->st says so */
+    }
+    pc->index[pc->used] = index;
+    pc->value[pc->used++] = value;
+}
+
+/* Line i: with dense lines (P0 < DENSE), one draw per element from position 2i; otherwise the gaps
+ * from position 2i and the values from position 2i + 1. Returns the line's entry count. */
+#define DENSE 0.7
+static int64_t binomial_line(const sbx_rng *rng, const binomial_law *law, int64_t i, int64_t minor, piece *pc) {
+    sbx_rng_cursor a, b;
+    const int64_t before = pc->used;
+    sbx_rng_cursor_init(rng, 2 * i, &a);
+    if (law->cdf && law->cdf[0] < DENSE) {
+        for (int64_t j = 0; j < minor; j++) {
+            const int64_t k = law_search(law, sbx__rng_double(&a), 0);
+            if (k > 0) piece_push(pc, j, k);
+        }
+    } else {
+        const double limit = (double)minor;
+        sbx_rng_cursor_init(rng, 2 * i + 1, &b);
+        for (double j = next_gap(&a, law->L, limit); j < limit; j += 1 + next_gap(&a, law->L, limit))
+            piece_push(pc, (int64_t)j, law_truncated(law, &b));
+    }
+    return pc->used - before;
 }
 
 /* The largest count a dtype holds exactly, for the check of n. */
@@ -71,46 +172,50 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
         return sbx__error(SBX_ERR_ARG, "binomial n = %lld: draws up to n do not fit %s exactly", (long long)n,
                           sbx_dtype_name(dtype));
     const int64_t major = format == SBX_CSR ? nrows : ncols, minor = format == SBX_CSR ? ncols : nrows;
-    const double L = n == 0 || p == 0 ? 0 : (double)n * log1p(-p), limit = (double)minor;
+    binomial_law law;
     sbx_sparse *m = NULL;
-    int64_t *values = NULL;
-    SBX_CHECK(sbx__sparse_new(format, dtype, nrows, ncols, 0, 1, &m));
-    sbx__free(m->indices); /* sized below, once nnz is known */
-    sbx__free(m->data);
-    m->indices = NULL;
-    m->data = NULL;
-    int64_t *ip = m->indptr;
-    const int nt = major < 4096 ? 1 : sbx__threads();
-    if (L != 0) { /* pass 1: the gaps alone, to size the matrix */
+    piece *pieces = NULL;
+    SBX_CHECK(law_make(n, p, &law));
+    const int nt = major < 64 ? 1 : sbx__threads();
+    sbx_status st = sbx__sparse_new(format, dtype, nrows, ncols, 0, 1, &m);
+    if (st == SBX_OK) st = sbx__alloc(nt, sizeof(piece), &pieces, "binomial pieces");
+    if (st == SBX_OK && law.L != 0) { /* one pass: each thread a block of lines, into its own piece */
+        /* Room for the expected entries and 6 standard deviations more, so a piece rarely grows. */
+        const double q0 = -expm1(law.L), cells = (double)minor * (double)(major / nt + 1);
+        const double expect = cells * q0 + 6 * sqrt(cells * q0) + 4096;
+        const int64_t room = expect < (double)minor * (double)major ? (int64_t)expect : (int64_t)((double)minor * major) + 1;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t i = 0; i < major; i++) {
-            sbx_rng_cursor gaps;
-            sbx_rng_cursor_init(rng, 2 * i, &gaps);
-            int64_t count = 0;
-            for (double j = next_gap(&gaps, L, limit); j < limit; j += 1 + next_gap(&gaps, L, limit)) count++;
-            ip[i + 1] = count;
+        for (int t = 0; t < nt; t++) {
+            piece *pc = &pieces[t];
+            if ((pc->st = sbx__alloc_raw(room, sizeof(int64_t), &pc->index, "binomial entries")) == SBX_OK &&
+                (pc->st = sbx__alloc_raw(room, sizeof(int64_t), &pc->value, "binomial entries")) == SBX_OK)
+                pc->cap = room;
+            for (int64_t i = major / nt * t; i < (t + 1 == nt ? major : major / nt * (t + 1)); i++)
+                m->indptr[i + 1] = binomial_line(rng, &law, i, minor, pc);
+        }
+        for (int t = 0; t < nt && st == SBX_OK; t++) st = pieces[t].st;
+    }
+    if (st == SBX_OK) { /* the pieces, in order, make the matrix */
+        for (int64_t i = 0; i < major; i++) m->indptr[i + 1] += m->indptr[i];
+        m->nnz = m->indptr[major];
+        sbx__free(m->indices);
+        sbx__free(m->data);
+        m->indices = m->data = NULL;
+        st = sbx__alloc_raw(m->nnz, sizeof(int64_t), &m->indices, "binomial indices");
+        if (st == SBX_OK) st = sbx__alloc_raw(m->nnz, sbx_dtype_size(dtype), &m->data, "binomial values");
+        for (int64_t t = 0, at = 0; t < nt && st == SBX_OK; at += pieces[t].used, t++) {
+            if (pieces[t].used == 0) continue;
+            memcpy(m->indices + at, pieces[t].index, (size_t)pieces[t].used * sizeof(int64_t));
+            st = sbx__cast((char *)m->data + (size_t)at * sbx_dtype_size(dtype), dtype, pieces[t].value, SBX_INT64,
+                           pieces[t].used, "binomial values");
         }
     }
-    for (int64_t i = 0; i < major; i++) ip[i + 1] += ip[i]; /* at most nrows * ncols: no overflow */
-    m->nnz = ip[major];
-    sbx_status st = sbx__alloc_raw(m->nnz, sizeof(int64_t), &m->indices, "binomial indices");
-    if (st == SBX_OK) st = sbx__alloc_raw(m->nnz, sbx_dtype_size(dtype), &m->data, "binomial values");
-    if (st == SBX_OK) st = sbx__alloc_raw(m->nnz, sizeof(int64_t), &values, "binomial draws");
-    if (st == SBX_OK && m->nnz > 0) { /* pass 2: the same gaps, and the values */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t i = 0; i < major; i++) {
-            sbx_rng_cursor gaps, draws;
-            sbx_rng_cursor_init(rng, 2 * i, &gaps);
-            sbx_rng_cursor_init(rng, 2 * i + 1, &draws);
-            int64_t at = ip[i];
-            for (double j = next_gap(&gaps, L, limit); j < limit; j += 1 + next_gap(&gaps, L, limit)) {
-                m->indices[at] = (int64_t)j;
-                values[at++] = truncated_binomial(&draws, n, p, L);
-            }
-        }
+    for (int t = 0; pieces && t < nt; t++) {
+        sbx__free(pieces[t].index);
+        sbx__free(pieces[t].value);
     }
-    if (st == SBX_OK) st = sbx__cast(m->data, dtype, values, SBX_INT64, m->nnz, "binomial values");
-    sbx__free(values);
+    sbx__free(pieces);
+    sbx__free(law.cdf);
     if (st != SBX_OK) {
         sbx_sparse_free(m);
         return st;

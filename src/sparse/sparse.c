@@ -70,7 +70,7 @@ void sbx_sparse_free(sbx_sparse *m) {
 /* A copy of m's arrays into a new matrix of the given format, shape and dtype (data cast). */
 static sbx_status copy_as(const sbx_sparse *m, sbx_format format, int64_t nrows, int64_t ncols, sbx_dtype dtype,
                           sbx_sparse **out) {
-    sbx_sparse *c;
+    sbx_sparse *c = NULL;
     SBX_CHECK(sbx__sparse_check_indptr(m, "matrix"));
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
     SBX_CHECK(sbx_sparse_create(format, dtype, nrows, ncols, m->nnz, &c));

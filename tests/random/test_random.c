@@ -48,6 +48,14 @@ static void test_cursor_layout(void **state) {
     sbx_philox4x32_10(c1, key, want + 4);
     for (int k = 0; k < 6; k++) assert_int_equal(sbx_rng_u32(&cur), want[k]);
     assert_true(sbx_rng_u64(&cur) == ((uint64_t)want[6] | (uint64_t)want[7] << 32));
+    /* Every word of the batched blocks equals the single-block function's (3 batches). */
+    assert_int_equal(sbx_rng_cursor_init(&rng, position, &cur), SBX_OK);
+    for (uint32_t block = 0; block < 1 + 3 * SBX_RNG_BATCH; block++) {
+        uint32_t ctr[4] = {block, 2, 1, 7}, out[4];
+        sbx_philox4x32_10(ctr, key, out);
+        for (int w = 0; w < 4; w++)
+            if (sbx_rng_u32(&cur) != out[w]) fail_msg("block %u word %d differs", block, w);
+    }
     /* Doubles: 53 bits from one 64-bit word, in [0, 1). */
     assert_int_equal(sbx_rng_cursor_init(&rng, 0, &cur), SBX_OK);
     for (int i = 0; i < 1000; i++) {
