@@ -176,5 +176,27 @@ expect 2 "takes --stride (shape order), not --step" -- "$SBX" maxpool --images "
 expect 2 "--grad-out and --grad-images go together" -- "$SBX" maxpool --images "$T/ones.npy" --imgshp 2,2 --poolshp 2,2 --grad-out g.npy -o "$T/bad.npy"
 expect 2 "without --stride" -- "$SBX" maxpool --images "$T/ones.npy" --imgshp 1,1,2,2 --poolshp 2,2,2 -o "$T/bad.npy"
 
+# sbx sample: reproducible from the seed, whatever the thread count.
+expect 0 "shape: 300 200" -- env SBX_NUM_THREADS=1 "$SBX" sample binomial --n 5 --p 0.25 --shape 300,200 --seed 11 -o "$T/b1.mtx"
+expect 0 "nnz: " -- env SBX_NUM_THREADS=2 "$SBX" sample binomial --n 5 --p 0.25 --shape 300,200 --seed 11 -o "$T/b2.mtx"
+if cmp -s "$T/b1.mtx" "$T/b2.mtx"; then ok; else bad "sample binomial differs between 1 and 2 threads"; fi
+expect 0 "nnz: " -- "$SBX" sample binomial --n 5 --p 0.25 --shape 300,200 --seed 12 -o "$T/b3.mtx"
+if cmp -s "$T/b1.mtx" "$T/b3.mtx"; then bad "seeds 11 and 12 gave the same matrix"; else ok; fi
+expect 0 "shape: 300 200" -- "$SBX" sample poisson --x "$T/b1.mtx" --format csc --seed 3 -o "$T/p.mtx"
+expect 0 "format: mtx coordinate real general" -- "$SBX" info "$T/p.mtx"
+expect 0 "nnz: " -- "$SBX" sample multinomial --n 4 --p "$T/b1.mtx" --renormalize -o "$T/m.mtx"
+expect 0 "dtype: int64" -- sh -c "\"$SBX\" sample binomial --n 3 --p 0.5 --shape 5,5 --dtype int32 -o \"$T/bi.mtx\" >/dev/null && \"$SBX\" info \"$T/bi.mtx\""
+expect 1 "row 0 sums to" -- "$SBX" sample multinomial --n 4 --p "$T/b1.mtx" -o "$T/bad.mtx"
+absent "$T/bad.mtx"
+printf '%s\n' '%%MatrixMarket matrix coordinate real general' '2 2 1' '2 1 -5' >"$T/negative.mtx"
+expect 1 "stored value 0 (row 1) = -5 is not a mean" -- "$SBX" sample poisson --x "$T/negative.mtx" -o "$T/bad.mtx"
+expect 2 "binomial p = 1.5 is outside [0, 1]" -- "$SBX" sample binomial --n 5 --p 1.5 --shape 3,3 -o "$T/bad.mtx"
+expect 2 "draws up to n do not fit int8" -- "$SBX" sample binomial --n 500 --p 0.5 --shape 3,3 --dtype int8 -o "$T/bad.mtx"
+expect 2 "binomial needs --n, --p and --shape" -- "$SBX" sample binomial --n 5 -o "$T/bad.mtx"
+expect 2 "unknown distribution 'gauss'" -- "$SBX" sample gauss -o "$T/bad.mtx"
+expect 2 "one of --n, --n-file" -- "$SBX" sample multinomial --p "$T/b1.mtx" -o "$T/bad.mtx"
+expect 2 "--seed '-3' must be a non-negative integer" -- "$SBX" sample binomial --n 1 --p 0.5 --shape 2,2 --seed -3 -o "$T/bad.mtx"
+absent "$T/bad.mtx"
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

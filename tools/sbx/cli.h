@@ -15,7 +15,7 @@ typedef struct {
     int (*run)(int argc, char **argv);
 } cli_command;
 
-extern const cli_command cli_convert, cli_info, cli_indices, cli_convolve, cli_local, cli_maxpool;
+extern const cli_command cli_convert, cli_info, cli_indices, cli_convolve, cli_local, cli_maxpool, cli_sample;
 
 /* "sbx: <sub>: <message>" on stderr; return CLI_USAGE / CLI_FAIL. */
 int cli_usage_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -4,8 +4,8 @@
 
 #include "cli.h"
 
-static const cli_command *const commands[] = {&cli_convert,  &cli_info,  &cli_indices,
-                                              &cli_convolve, &cli_local, &cli_maxpool};
+static const cli_command *const commands[] = {&cli_convert,  &cli_info,  &cli_indices, &cli_convolve,
+                                              &cli_local,    &cli_maxpool, &cli_sample};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f) {
