@@ -207,7 +207,7 @@ static void test_binomial_fit(void **state) {
         const int64_t centre = (int64_t)floor((points[i][0] + 1) * points[i][1]) < (int64_t)points[i][0]
                                    ? (int64_t)floor((points[i][0] + 1) * points[i][1])
                                    : (int64_t)points[i][0];
-        chi_square(draw_binomial, binomial_pmf, points[i], centre, 400000, 1000 + i, what);
+        chi_square(draw_binomial, binomial_pmf, points[i], centre, 2000000, 1000 + i, what);
     }
 }
 
@@ -217,7 +217,7 @@ static void test_poisson_fit(void **state) {
     for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
         char what[64];
         snprintf(what, sizeof what, "poisson(%g)", points[i][0]);
-        chi_square(draw_poisson, poisson_pmf, points[i], (int64_t)floor(points[i][0]), 400000, 2000 + i, what);
+        chi_square(draw_poisson, poisson_pmf, points[i], (int64_t)floor(points[i][0]), 2000000, 2000 + i, what);
     }
 }
 
