@@ -54,10 +54,11 @@ test:
 bench:
 	$(call ensure,$(TEST_PACKAGES) python3-torch)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse bench_indices bench_layers
+	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse bench_indices bench_layers bench_random
 	./$(BUILD)/bench_sparse
 	./$(BUILD)/bench_indices
 	./$(BUILD)/bench_layers
+	./$(BUILD)/bench_random
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
