@@ -26,8 +26,8 @@ typedef struct sbx_rng {
     uint32_t stream;
 } sbx_rng;
 
-/* Reads values of one position in order (the first Philox block alone, then 16 at a time: most
- * positions of a sparse matrix need one or two words, some need many). */
+/* Reads values of one position in order (the first three Philox blocks one by one, then 16 at a
+ * time: most positions of a sparse matrix need a few words, some need many). */
 #define SBX_RNG_BATCH 16
 typedef struct sbx_rng_cursor {
     uint32_t key[2], ctr[4], words[4 * SBX_RNG_BATCH];

@@ -15,9 +15,24 @@ static double stirling_tail(double k) {
     return (1.0 / 12 - (1.0 / 360 - 1.0 / (1260 * z2)) / z2) / z;
 }
 
+/* Each thread keeps the set-up of its last inversion and multiplication: loops of draws with the
+ * same parameters then skip the exp and log1p. */
+static _Thread_local struct {
+    int64_t n;
+    double p, r0;
+} last_binomial = {-1, 0, 0};
+static _Thread_local struct {
+    double lam, limit;
+} last_poisson = {-1, 0};
+
 /* Binomial(n, p), p <= 1/2, n p < 10: inversion along the chain P(x) = P(x-1) ((n+1)/x - 1) p/q. */
 static int64_t binomial_inversion(sbx_rng_cursor *cur, int64_t n, double p) {
-    const double q = 1 - p, s = p / q, a = ((double)n + 1) * s, r0 = exp((double)n * log1p(-p));
+    if (last_binomial.n != n || last_binomial.p != p) {
+        last_binomial.n = n;
+        last_binomial.p = p;
+        last_binomial.r0 = exp((double)n * log1p(-p));
+    }
+    const double q = 1 - p, s = p / q, a = ((double)n + 1) * s, r0 = last_binomial.r0;
     for (;;) {
         double u = sbx__rng_double(cur), r = r0;
         int64_t x = 0;
@@ -35,13 +50,14 @@ static int64_t binomial_btrs(sbx_rng_cursor *cur, int64_t n, double p) {
     const double nd = (double)n, q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
     const double a = -0.0873 + 0.0248 * b + 0.01 * p, c = nd * p + 0.5, vr = 0.92 - 4.2 / b;
     const double alpha = (2.83 + 5.1 / b) * spq, r = p / q, m = floor((nd + 1) * p);
-    const double hm = stirling_tail(m) + stirling_tail(nd - m);
+    double hm = NAN; /* the mode's Stirling terms, made when the rejection test first needs them */
     for (;;) {
         const double u = sbx__rng_double(cur) - 0.5, v0 = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + c);
         if (kd < 0 || kd > nd) continue;
         if (us >= 0.07 && v0 <= vr) return (int64_t)kd;
         const double v = log(v0 * alpha / (a / (us * us) + b));
+        if (hm != hm) hm = stirling_tail(m) + stirling_tail(nd - m);
         const double bound = (m + 0.5) * log((m + 1) / (r * (nd - m + 1))) + (nd + 1) * log((nd - m + 1) / (nd - kd + 1)) +
                              (kd + 0.5) * log(r * (nd - kd + 1) / (kd + 1)) + hm - stirling_tail(kd) -
                              stirling_tail(nd - kd);
@@ -69,7 +85,11 @@ sbx_status sbx_binomial(sbx_rng_cursor *cur, int64_t n, double p, int64_t *out) 
 
 /* Poisson(lam), lam < 10: the number of uniforms whose running product stays above exp(-lam). */
 static int64_t poisson_multiplication(sbx_rng_cursor *cur, double lam) {
-    const double limit = exp(-lam);
+    if (last_poisson.lam != lam) {
+        last_poisson.lam = lam;
+        last_poisson.limit = exp(-lam);
+    }
+    const double limit = last_poisson.limit;
     double prod = 1;
     int64_t k = -1;
     do {
