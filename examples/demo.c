@@ -7,6 +7,9 @@
  *    (the original's way: sparse product, then the kernels) and through a convolution plan, checks the
  *    two agree, max-pools the edge strength and prints it as a picture, and checks the kernel gradient
  *    against a finite difference.
+ * 3. Sparse random matrices: draws a 100000 x 100000 Binomial matrix of about a million entries with
+ *    1 and with 2 threads and checks the bytes are the same, replaces its entries by Poisson draws,
+ *    and turns the rows of a probability matrix into Multinomial counts that sum to n.
  * Usage: demo [GRID_SIDE] [OUTPUT_DIR]   (defaults: 64 and the current folder) */
 #include <math.h>
 
@@ -152,6 +155,68 @@ done:
     return rc;
 }
 
+/* Part 3; returns 0 when every check holds. */
+static int random_demo(void) {
+    sbx_rng rng;
+    sbx_sparse *a = NULL, *b = NULL, *pois = NULL, *probs = NULL, *counts = NULL;
+    sbx_status st;
+    int rc = 1;
+    sbx_rng_init(&rng, 2026, 0);
+    sbx_set_num_threads(1);
+    st = sbx_random_binomial(&rng, 3, 4e-5, 100000, 100000, SBX_CSR, SBX_INT32, &a);
+    sbx_set_num_threads(2);
+    if (st == SBX_OK) st = sbx_random_binomial(&rng, 3, 4e-5, 100000, 100000, SBX_CSR, SBX_INT32, &b);
+    sbx_set_num_threads(0);
+    if (st != SBX_OK) return fail("random binomial", st);
+    int same = a->nnz == b->nnz && memcmp(a->indices, b->indices, (size_t)a->nnz * sizeof(int64_t)) == 0 &&
+               memcmp(a->data, b->data, (size_t)a->nnz * sizeof(int32_t)) == 0;
+    printf("Binomial(3, 4e-5) over a 100000 x 100000 matrix: %lld entries (expected %.0f), same bytes with 1 and 2 "
+           "threads: %s\n", (long long)a->nnz, 1e10 * (1 - pow(1 - 4e-5, 3)), same ? "yes" : "NO");
+    if ((st = sbx_sparse_cast(a, SBX_FLOAT64, &probs)) != SBX_OK || (st = sbx_random_poisson(&rng, probs, &pois)) != SBX_OK) {
+        rc = fail("random poisson", st);
+        goto done;
+    }
+    printf("each entry replaced by a Poisson draw with that mean, zeros dropped: %lld entries left\n", (long long)pois->nnz);
+    /* Rows as probability vectors: each row's entries divided by the row's sum. */
+    double *pv = probs->data;
+    for (int64_t r = 0; r < probs->nrows; r++) {
+        double sum = 0;
+        for (int64_t k = probs->indptr[r]; k < probs->indptr[r + 1]; k++) sum += pv[k];
+        for (int64_t k = probs->indptr[r]; k < probs->indptr[r + 1]; k++) pv[k] /= sum;
+    }
+    /* n = 10 for every row with entries; a row with none cannot hold draws. */
+    sbx_array *per_row = NULL;
+    int64_t rows = probs->nrows;
+    if ((st = sbx_array_create(SBX_INT64, 1, &rows, &per_row)) != SBX_OK) {
+        rc = fail("n per row", st);
+        goto done;
+    }
+    for (int64_t r = 0; r < rows; r++) ((int64_t *)per_row->data)[r] = probs->indptr[r + 1] > probs->indptr[r] ? 10 : 0;
+    st = sbx_random_multinomial(&rng, per_row, probs, 0, &counts);
+    sbx_array_free(per_row);
+    if (st != SBX_OK) {
+        rc = fail("random multinomial", st);
+        goto done;
+    }
+    int64_t bad_rows = 0, full_rows = 0;
+    for (int64_t r = 0; r < counts->nrows; r++) {
+        double sum = 0;
+        for (int64_t k = counts->indptr[r]; k < counts->indptr[r + 1]; k++) sum += ((double *)counts->data)[k];
+        full_rows += counts->indptr[r + 1] > counts->indptr[r];
+        bad_rows += counts->indptr[r + 1] > counts->indptr[r] && sum != 10;
+    }
+    printf("Multinomial(10) over the %lld non-empty rows of its row-normalised form: rows not summing to 10: %lld\n",
+           (long long)full_rows, (long long)bad_rows);
+    rc = same && bad_rows == 0 ? 0 : 1;
+done:
+    sbx_sparse_free(a);
+    sbx_sparse_free(b);
+    sbx_sparse_free(pois);
+    sbx_sparse_free(probs);
+    sbx_sparse_free(counts);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     int64_t n = argc > 1 ? atoll(argv[1]) : 64;
     const char *dir = argc > 2 ? argv[2] : ".";
@@ -222,6 +287,8 @@ int main(int argc, char **argv) {
     rc = same && same_npy && side < 1e-12 && worst < 1e-9 ? 0 : 1;
     printf("\n");
     if (convolution_demo(n, dir) != 0) rc = 1;
+    printf("\n");
+    if (random_demo() != 0) rc = 1;
 done:
     sbx_sparse_free(csr);
     sbx_sparse_free(csc);
