@@ -5,6 +5,10 @@
 #include "core/internal.h"
 #include "sparsebox/random.h"
 
+/* count (<= SBX_RNG_BATCH) cursors at positions position .. position + count - 1, their first blocks
+ * made together in vector lanes: the same values as sbx_rng_cursor_init's cursors. */
+void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, sbx_rng_cursor *cur);
+
 /* Makes the next words of a cursor (philox.c). */
 void sbx__rng_refill(sbx_rng_cursor *cur);
 

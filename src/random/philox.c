@@ -2,6 +2,8 @@
  * those of Salmon et al., SC'11 (Random123): each round maps (c0, c1, c2, c3) under key (k0, k1) to
  * (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2), hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), and the key grows by (W0, W1)
  * between rounds. */
+#include <string.h>
+
 #include "random/internal.h"
 
 #if defined(__x86_64__) && !defined(SBX_SANITIZE)
@@ -53,22 +55,26 @@ sbx_status sbx_rng_cursor_init(const sbx_rng *rng, int64_t position, sbx_rng_cur
     return SBX_OK;
 }
 
-/* SBX_RNG_BATCH blocks at once, counters ctr[0] + 0 .. SBX_RNG_BATCH - 1: the same rounds as
- * sbx_philox4x32_10, eight blocks per vector of 64-bit lanes (each holding a 32-bit word, so that
- * a lane's product is the full 32 x 32 -> 64-bit product the round needs). */
+/* SBX_RNG_BATCH blocks at once from counters c[0..3][b] (b = 0 .. SBX_RNG_BATCH - 1; not modified)
+ * under key: the
+ * same rounds as sbx_philox4x32_10, block b's words going to out[4b .. 4b+3]. Eight blocks per vector
+ * of 64-bit lanes, each lane holding a 32-bit word, so that a lane's product is the full
+ * 32 x 32 -> 64-bit product a round needs. */
 typedef uint64_t lanes __attribute__((vector_size(64)));
 #define LANE_BLOCKS ((int)(sizeof(lanes) / sizeof(uint64_t)))
+typedef uint32_t counters[4][SBX_RNG_BATCH];
 
 #ifdef HAVE_AVX512_PATH
-/* The same with AVX-512 intrinsics: each round's two products are one vpmuludq each (the portable
- * version compiles to a full 64 x 64-bit multiply). */
-__attribute__((target("avx512f"))) static void refill_avx512(sbx_rng_cursor *cur) {
+/* With AVX-512 intrinsics: each product is one vpmuludq (the portable version compiles to a full
+ * 64 x 64-bit multiply). */
+__attribute__((target("avx512f"))) static void blocks_avx512(counters c, const uint32_t key[2], uint32_t *out) {
     const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
-    const __m512i step = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
     for (int g = 0; g < SBX_RNG_BATCH; g += 8) {
-        __m512i c0 = _mm512_and_si512(_mm512_add_epi64(_mm512_set1_epi64((int64_t)cur->ctr[0] + g), step), low);
-        __m512i c1 = _mm512_set1_epi64(cur->ctr[1]), c2 = _mm512_set1_epi64(cur->ctr[2]), c3 = _mm512_set1_epi64(cur->ctr[3]);
-        uint32_t k0 = cur->key[0], k1 = cur->key[1];
+        __m512i c0 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[0] + g)));
+        __m512i c1 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[1] + g)));
+        __m512i c2 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[2] + g)));
+        __m512i c3 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[3] + g)));
+        uint32_t k0 = key[0], k1 = key[1];
         for (int round = 0; round < 10; round++) {
             if (round > 0) {
                 k0 += W0;
@@ -88,7 +94,7 @@ __attribute__((target("avx512f"))) static void refill_avx512(sbx_rng_cursor *cur
         _mm512_storeu_si512(w2, c2);
         _mm512_storeu_si512(w3, c3);
         for (int b = 0; b < 8; b++) {
-            uint32_t *w = cur->words + 4 * (g + b);
+            uint32_t *w = out + 4 * (g + b);
             w[0] = (uint32_t)w0[b];
             w[1] = (uint32_t)w1[b];
             w[2] = (uint32_t)w2[b];
@@ -98,12 +104,17 @@ __attribute__((target("avx512f"))) static void refill_avx512(sbx_rng_cursor *cur
 }
 #endif
 
-SBX_CLONES static void refill_portable(sbx_rng_cursor *cur) {
+SBX_CLONES static void blocks_portable(counters c, const uint32_t key[2], uint32_t *out) {
     const lanes low = (lanes){0} + 0xFFFFFFFFu, m0 = (lanes){0} + M0, m1 = (lanes){0} + M1;
     for (int g = 0; g < SBX_RNG_BATCH; g += LANE_BLOCKS) {
-        lanes c0, c1 = (lanes){0} + cur->ctr[1], c2 = (lanes){0} + cur->ctr[2], c3 = (lanes){0} + cur->ctr[3];
-        for (int b = 0; b < LANE_BLOCKS; b++) c0[b] = (uint32_t)(cur->ctr[0] + (uint32_t)(g + b));
-        uint32_t k0 = cur->key[0], k1 = cur->key[1];
+        lanes c0, c1, c2, c3;
+        for (int b = 0; b < LANE_BLOCKS; b++) {
+            c0[b] = c[0][g + b];
+            c1[b] = c[1][g + b];
+            c2[b] = c[2][g + b];
+            c3[b] = c[3][g + b];
+        }
+        uint32_t k0 = key[0], k1 = key[1];
         for (int round = 0; round < 10; round++) {
             if (round > 0) {
                 k0 += W0;
@@ -117,7 +128,7 @@ SBX_CLONES static void refill_portable(sbx_rng_cursor *cur) {
             c3 = p0 & low;
         }
         for (int b = 0; b < LANE_BLOCKS; b++) {
-            uint32_t *w = cur->words + 4 * (g + b);
+            uint32_t *w = out + 4 * (g + b);
             w[0] = (uint32_t)c0[b];
             w[1] = (uint32_t)c1[b];
             w[2] = (uint32_t)c2[b];
@@ -126,17 +137,48 @@ SBX_CLONES static void refill_portable(sbx_rng_cursor *cur) {
     }
 }
 
+static void blocks(counters c, const uint32_t key[2], uint32_t *out) {
+#ifdef HAVE_AVX512_PATH
+    if (__builtin_cpu_supports("avx512f")) {
+        blocks_avx512(c, key, out);
+        return;
+    }
+#endif
+    blocks_portable(c, key, out);
+}
+
 /* The next SBX_RNG_BATCH blocks of a cursor. */
 static void refill_batch(sbx_rng_cursor *cur) {
-#ifdef HAVE_AVX512_PATH
-    if (__builtin_cpu_supports("avx512f"))
-        refill_avx512(cur);
-    else
-#endif
-        refill_portable(cur);
+    counters c;
+    for (int b = 0; b < SBX_RNG_BATCH; b++) {
+        c[0][b] = cur->ctr[0] + (uint32_t)b;
+        c[1][b] = cur->ctr[1];
+        c[2][b] = cur->ctr[2];
+        c[3][b] = cur->ctr[3];
+    }
+    blocks(c, cur->key, cur->words);
     cur->ctr[0] += SBX_RNG_BATCH; /* 2^32 blocks (2^34 words) per position before it wraps */
     cur->used = 0;
     cur->have = 4 * SBX_RNG_BATCH;
+}
+
+void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, sbx_rng_cursor *cur) {
+    counters c;
+    uint32_t words[4 * SBX_RNG_BATCH];
+    for (int b = 0; b < SBX_RNG_BATCH; b++) {
+        const uint64_t p = (uint64_t)position + (uint64_t)(b < count ? b : 0);
+        c[0][b] = 0;
+        c[1][b] = (uint32_t)p;
+        c[2][b] = (uint32_t)(p >> 32);
+        c[3][b] = rng->stream;
+    }
+    blocks(c, (const uint32_t[2]){(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)}, words);
+    for (int b = 0; b < count; b++) {
+        sbx_rng_cursor_init(rng, position + b, &cur[b]);
+        memcpy(cur[b].words, words + 4 * b, 4 * sizeof(uint32_t));
+        cur[b].ctr[0] = 1;
+        cur[b].have = 4;
+    }
 }
 
 /* Blocks are made as a position consumes them: the first alone, the next two one by one (most

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "random/internal.h"
 #include "sparsebox.h"
 
 /* The known-answer vectors for philox4x32 with 10 rounds published with Random123 (kat_vectors):
@@ -55,6 +56,15 @@ static void test_cursor_layout(void **state) {
         sbx_philox4x32_10(ctr, key, out);
         for (int w = 0; w < 4; w++)
             if (sbx_rng_u32(&cur) != out[w]) fail_msg("block %u word %d differs", block, w);
+    }
+    /* Cursors made 16 at a time give the same words as one by one (full and partial groups). */
+    for (int count = 16; count >= 5; count -= 11) {
+        sbx_rng_cursor group[SBX_RNG_BATCH], single;
+        sbx__rng_cursors(&rng, position, count, group);
+        for (int b = 0; b < count; b++) {
+            assert_int_equal(sbx_rng_cursor_init(&rng, position + b, &single), SBX_OK);
+            for (int w = 0; w < 4 * 20; w++) assert_int_equal(sbx_rng_u32(&group[b]), sbx_rng_u32(&single));
+        }
     }
     /* Doubles: 53 bits from one 64-bit word, in [0, 1). */
     assert_int_equal(sbx_rng_cursor_init(&rng, 0, &cur), SBX_OK);
