@@ -57,8 +57,9 @@ SBX_API sbx_status sbx_binomial(sbx_rng_cursor *cursor, int64_t n, double p, int
  * a difference of terms near lam log lam, exact to about 1e-5 in the log. */
 #define SBX_POISSON_MAX_LAM 1e10
 SBX_API sbx_status sbx_poisson(sbx_rng_cursor *cursor, double lam, int64_t *out);
-/* Multinomial(n, probs[0..k-1]) by conditional binomials: counts[i] ~ Binomial(n left, probs[i] / mass
- * left); the last category with mass takes the rest. probs >= 0, finite, summing to 1 within 1e-6
+/* Multinomial(n, probs[0..k-1]): for n <= 16, n categorical trials, each one uniform inverted over the
+ * cumulative masses; otherwise conditional binomials, counts[i] ~ Binomial(n left, probs[i] / mass
+ * left), the last category with mass taking the rest. probs >= 0, finite, summing to 1 within 1e-6
  * (renormalize = 1 accepts any positive finite sum and divides by it). */
 SBX_API sbx_status sbx_multinomial(sbx_rng_cursor *cursor, int64_t n, const double *probs, int64_t k, int renormalize,
                                    int64_t *counts);

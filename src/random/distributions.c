@@ -137,6 +137,23 @@ sbx_status sbx_multinomial(sbx_rng_cursor *cur, int64_t n, const double *probs, 
     if (!renormalize && k > 0 && fabs(total - 1) > 1e-6)
         return sbx__error(SBX_ERR_ARG, "multinomial probabilities sum to %.17g, not 1 within 1e-6 (renormalize to accept)",
                           total);
+    if (n <= 16) { /* few trials: each picks its category by inversion of the cumulative masses */
+        for (int64_t i = 0; i < k; i++) counts[i] = 0;
+        for (int64_t t = 0; t < n; t++) {
+            const double u = sbx__rng_double(cur) * total;
+            double acc = 0;
+            int64_t pick = last; /* rounding past the end lands on the last category with mass */
+            for (int64_t i = 0; i < last; i++) {
+                acc += probs[i];
+                if (u < acc) {
+                    pick = i;
+                    break;
+                }
+            }
+            counts[pick]++;
+        }
+        return SBX_OK;
+    }
     double left = total;
     int64_t nleft = n;
     for (int64_t i = 0; i < k; i++) {

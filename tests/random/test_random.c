@@ -259,43 +259,55 @@ static void test_bad_parameters(void **state) {
     assert_int_equal(counts[0] + counts[1] + counts[2], 4);
 }
 
-/* Multinomial: every row sums to n exactly, and the marginals are Binomial(n, p_i). */
+/* Multinomial: every row sums to n exactly, and the marginals are Binomial(n, p_i) — for n = 12 (the
+ * categorical trials) and n = 30 (the conditional binomials). */
 static void test_multinomial(void **state) {
     (void)state;
     const double probs[5] = {0.1, 0.0, 0.45, 0.3, 0.15};
-    const int64_t n = 30, rows = 200000;
-    int64_t counts[5], *first = malloc(sizeof(int64_t) * (size_t)rows);
-    sbx_rng rng;
-    sbx_rng_init(&rng, 99, 3);
-    for (int64_t r = 0; r < rows; r++) {
-        sbx_rng_cursor cur;
-        assert_int_equal(sbx_rng_cursor_init(&rng, r, &cur), SBX_OK);
-        assert_int_equal(sbx_multinomial(&cur, n, probs, 5, 0, counts), SBX_OK);
-        assert_int_equal(counts[0] + counts[1] + counts[2] + counts[3] + counts[4], n);
-        assert_int_equal(counts[1], 0);
-        first[r] = counts[2];
-    }
-    /* The marginal of category 2 against Binomial(30, 0.45), binned. */
-    double e[31] = {0}, chi2 = 0;
-    int64_t o[31] = {0};
-    for (int64_t r = 0; r < rows; r++) o[first[r]]++;
-    const double par[2] = {30, 0.45};
-    for (int k = 0; k <= 30; k++) e[k] = binomial_pmf(k, par) * (double)rows;
-    double e_tail = 0, o_tail = 0;
-    int cells = 0;
-    for (int k = 0; k <= 30; k++) {
-        if (e[k] < 20) {
-            e_tail += e[k];
-            o_tail += (double)o[k];
-            continue;
+    const int64_t sizes[2] = {12, 30}, rows = 200000;
+    for (int si = 0; si < 2; si++) {
+        const int64_t n = sizes[si];
+        int64_t counts[5], *first = malloc(sizeof(int64_t) * (size_t)rows), *fourth = malloc(sizeof(int64_t) * (size_t)rows);
+        sbx_rng rng;
+        sbx_rng_init(&rng, 99, 3);
+        for (int64_t r = 0; r < rows; r++) {
+            sbx_rng_cursor cur;
+            assert_int_equal(sbx_rng_cursor_init(&rng, r, &cur), SBX_OK);
+            assert_int_equal(sbx_multinomial(&cur, n, probs, 5, 0, counts), SBX_OK);
+            assert_int_equal(counts[0] + counts[1] + counts[2] + counts[3] + counts[4], n);
+            assert_int_equal(counts[1], 0);
+            first[r] = counts[2];
+            fourth[r] = counts[4];
         }
-        chi2 += ((double)o[k] - e[k]) * ((double)o[k] - e[k]) / e[k];
-        cells++;
+        /* The marginals of categories 2 and 4 against Binomial(n, 0.45) and Binomial(n, 0.15), binned. */
+        for (int which = 0; which < 2; which++) {
+            const int64_t *got = which ? fourth : first;
+            const double par[2] = {(double)n, which ? 0.15 : 0.45};
+            double e[31] = {0}, chi2 = 0, e_tail = 0, o_tail = 0;
+            int64_t o[31] = {0};
+            int cells = 0;
+            for (int64_t r = 0; r < rows; r++) o[got[r]]++;
+            for (int k = 0; k <= n; k++) e[k] = binomial_pmf(k, par) * (double)rows;
+            for (int k = 0; k <= n; k++) {
+                if (e[k] < 20) {
+                    e_tail += e[k];
+                    o_tail += (double)o[k];
+                    continue;
+                }
+                chi2 += ((double)o[k] - e[k]) * ((double)o[k] - e[k]) / e[k];
+                cells++;
+            }
+            if (e_tail > 0) {
+                chi2 += (o_tail - e_tail) * (o_tail - e_tail) / e_tail;
+                cells++;
+            }
+            if (!(gamma_q((cells - 1) / 2.0, chi2 / 2) > 1e-6))
+                fail_msg("multinomial n = %lld, category %d: chi-square %.1f over %d cells", (long long)n, which ? 4 : 2,
+                         chi2, cells);
+        }
+        free(first);
+        free(fourth);
     }
-    chi2 += (o_tail - e_tail) * (o_tail - e_tail) / e_tail;
-    cells++;
-    assert_true(gamma_q((cells - 1) / 2.0, chi2 / 2) > 1e-6);
-    free(first);
 }
 
 /* --- sparse random matrices ------------------------------------------------------------------- */
