@@ -166,6 +166,15 @@ sbx_status sbx__cast(void *dst, sbx_dtype dst_dtype, const void *src, sbx_dtype 
         if (n > 0) memcpy(dst, src, (size_t)n * sbx_dtype_size(src_dtype));
         return SBX_OK;
     }
+    if (src_dtype == SBX_INT64 && (dst_dtype == SBX_FLOAT32 || dst_dtype == SBX_FLOAT64)) {
+        /* The common case of counts to floats: always representable (rounded to nearest, as C does). */
+        const int64_t *s = src;
+        if (dst_dtype == SBX_FLOAT64)
+            for (int64_t k = 0; k < n; k++) ((double *)dst)[k] = (double)s[k];
+        else
+            for (int64_t k = 0; k < n; k++) ((float *)dst)[k] = (float)s[k];
+        return SBX_OK;
+    }
     for (int64_t k = 0; k < n; k++) {
         value v = load(src, src_dtype, k);
         if (!store(dst, dst_dtype, k, v)) {

@@ -71,6 +71,19 @@ static inline int64_t law_search(const binomial_law *law, double u, int64_t k0) 
     return lo;
 }
 
+/* A value by inversion of the table with a uniform u of 53 bits, u = (w1 2^21 + (w2 >> 11)) 2^-53, whose
+ * second word w2 is drawn only when the first leaves the answer open: u lies in [w1, w1 + 1) 2^-32, and
+ * when no CDF value falls inside that interval every u in it gives the same k (about n in 2^32 draws
+ * need the second word). The result is that of the full 53-bit inversion. */
+static inline int64_t law_draw(const binomial_law *law, sbx_rng_cursor *cur) {
+    const uint32_t w1 = sbx__rng_u32(cur);
+    const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
+    const int64_t k = law_search(law, lo, 0);
+    if (k == law->n || hi <= law->cdf[k]) return k;
+    const uint32_t w2 = sbx__rng_u32(cur);
+    return law_search(law, ((double)w1 * 0x1.0p21 + (double)(w2 >> 11)) * 0x1.0p-53, 0);
+}
+
 /* A value given that it is at least 1. */
 static int64_t law_truncated(const binomial_law *law, sbx_rng_cursor *cur) {
     if (law->cdf) { /* inversion over k >= 1: u in [P0, 1) */
@@ -121,18 +134,25 @@ static inline void piece_push(piece *pc, int64_t index, int64_t value) {
     pc->value[pc->used++] = value;
 }
 
-/* Line i: with dense lines (P0 < DENSE), one draw per element from position 2i; otherwise the gaps
- * from position 2i and the values from position 2i + 1. Returns the line's entry count. */
+/* Line i: with dense lines (P0 < DENSE), one value per element from position 2i (law_draw: one word,
+ * rarely two); otherwise the gaps from position 2i and the values from position 2i + 1. Returns the
+ * line's entry count. */
 #define DENSE 0.7
 static int64_t binomial_line(const sbx_rng *rng, const binomial_law *law, int64_t i, int64_t minor, piece *pc) {
     sbx_rng_cursor a, b;
     const int64_t before = pc->used;
     sbx_rng_cursor_init(rng, 2 * i, &a);
     if (law->cdf && law->cdf[0] < DENSE) {
-        for (int64_t j = 0; j < minor; j++) {
-            const int64_t k = law_search(law, sbx__rng_double(&a), 0);
-            if (k > 0) piece_push(pc, j, k);
+        while (pc->st == SBX_OK && pc->cap - pc->used < minor) piece_grow(pc); /* room for the whole line */
+        if (pc->st != SBX_OK) return 0;
+        int64_t *restrict idx = pc->index, *restrict val = pc->value, used = pc->used;
+        for (int64_t j = 0; j < minor; j++) { /* written always, kept when non-zero: no branch */
+            const int64_t k = law_draw(law, &a);
+            idx[used] = j;
+            val[used] = k;
+            used += k > 0;
         }
+        pc->used = used;
     } else {
         const double limit = (double)minor;
         sbx_rng_cursor_init(rng, 2 * i + 1, &b);
