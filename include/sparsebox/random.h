@@ -47,7 +47,8 @@ SBX_API double sbx_rng_double(sbx_rng_cursor *cursor);
  * the draws made from it before). Bad parameters give SBX_ERR_ARG naming the parameter and value;
  * *out is set only on success.
  * Binomial(n, p): n >= 0, 0 <= p <= 1. p > 1/2 is sampled as n - Binomial(n, 1 - p). With
- * n * min(p, 1-p) < 10: inversion, the chain of pmf ratios from P(0) = exp(n log1p(-p)); otherwise
+ * n * min(p, 1-p) < 10: inversion, the chain of pmf ratios from P(0) = exp(n log1p(-p)) (for n <= 16
+ * a CDF table, read with one 32-bit word and a second only when the first cannot decide); otherwise
  * Hormann's transformed rejection BTRS ("The generation of binomial random variates", J. Statist.
  * Comput. Simul. 46, 1993) with its Stirling-series acceptance test. */
 SBX_API sbx_status sbx_binomial(sbx_rng_cursor *cursor, int64_t n, double p, int64_t *out);

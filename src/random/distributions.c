@@ -19,20 +19,41 @@ static double stirling_tail(double k) {
  * same parameters then skip the exp and log1p. */
 static _Thread_local struct {
     int64_t n;
-    double p, r0;
-} last_binomial = {-1, 0, 0};
+    double p, r0, cdf[17]; /* cdf[k] = P(X <= k) for n <= 16 */
+} last_binomial = {-1, 0, 0, {0}};
 static _Thread_local struct {
     double lam, limit;
 } last_poisson = {-1, 0};
 
 /* Binomial(n, p), p <= 1/2, n p < 10: inversion along the chain P(x) = P(x-1) ((n+1)/x - 1) p/q. */
 static int64_t binomial_inversion(sbx_rng_cursor *cur, int64_t n, double p) {
+    const double q = 1 - p, s = p / q, a = ((double)n + 1) * s;
     if (last_binomial.n != n || last_binomial.p != p) {
         last_binomial.n = n;
         last_binomial.p = p;
         last_binomial.r0 = exp((double)n * log1p(-p));
+        double r = last_binomial.r0, acc = 0;
+        for (int64_t k = 0; k <= n && n <= 16; k++) { /* the CDF, for the table path below */
+            if (k > 0) r *= a / (double)k - s;
+            last_binomial.cdf[k] = acc += r;
+        }
+        if (n <= 16) last_binomial.cdf[n] = 1;
     }
-    const double q = 1 - p, s = p / q, a = ((double)n + 1) * s, r0 = last_binomial.r0;
+    if (n <= 16) {
+        /* Small n: inversion of the CDF table with u = (w1 2^21 + (w2 >> 11)) 2^-53, the second word
+         * drawn only when [w1, w1 + 1) 2^-32 holds a CDF value (the result is the 53-bit one). */
+        const double *cdf = last_binomial.cdf;
+        const uint32_t w1 = sbx__rng_u32(cur);
+        const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
+        int64_t k = 0;
+        for (int64_t j = 0; j < n; j++) k += lo >= cdf[j];
+        if (k == n || hi <= cdf[k]) return k;
+        const double u = ((double)w1 * 0x1.0p21 + (double)(sbx__rng_u32(cur) >> 11)) * 0x1.0p-53;
+        for (k = 0; k < n && u >= cdf[k]; k++) {
+        }
+        return k;
+    }
+    const double r0 = last_binomial.r0;
     for (;;) {
         double u = sbx__rng_double(cur), r = r0;
         int64_t x = 0;
