@@ -120,16 +120,29 @@ static int64_t poisson_multiplication(sbx_rng_cursor *cur, double lam) {
     return k;
 }
 
-/* Poisson(lam), lam >= 10: PTRS. */
+/* Poisson(lam), lam >= 10: PTRS; its set-up for the last lam is kept per thread. */
+static _Thread_local struct {
+    double lam, loglam, b, a, log_invalpha, vr;
+} last_ptrs = {-1, 0, 0, 0, 0, 0};
+
 static int64_t poisson_ptrs(sbx_rng_cursor *cur, double lam) {
-    const double slam = sqrt(lam), loglam = log(lam), b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
-    const double invalpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2);
+    if (last_ptrs.lam != lam) {
+        const double b = 0.931 + 2.53 * sqrt(lam);
+        last_ptrs.lam = lam;
+        last_ptrs.loglam = log(lam);
+        last_ptrs.b = b;
+        last_ptrs.a = -0.059 + 0.02483 * b;
+        last_ptrs.log_invalpha = log(1.1239 + 1.1328 / (b - 3.4));
+        last_ptrs.vr = 0.9277 - 3.6224 / (b - 2);
+    }
+    const double loglam = last_ptrs.loglam, b = last_ptrs.b, a = last_ptrs.a, vr = last_ptrs.vr;
+    const double log_invalpha = last_ptrs.log_invalpha;
     for (;;) {
         const double u = sbx__rng_double(cur) - 0.5, v = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + lam + 0.43);
         if (us >= 0.07 && v <= vr) return (int64_t)kd;
         if (kd < 0 || kd > 4 * lam + 1e3 || (us < 0.013 && v > us)) continue; /* far past any mass */
-        if (log(v) + log(invalpha) - log(a / (us * us) + b) <= -lam + kd * loglam - lgamma(kd + 1)) return (int64_t)kd;
+        if (log(v) + log_invalpha - log(a / (us * us) + b) <= -lam + kd * loglam - lgamma(kd + 1)) return (int64_t)kd;
     }
 }
 
