@@ -66,21 +66,39 @@ static int64_t binomial_inversion(sbx_rng_cursor *cur, int64_t n, double p) {
     }
 }
 
-/* Binomial(n, p), p <= 1/2, n p >= 10: BTRS. */
+/* Binomial(n, p), p <= 1/2, n p >= 10: BTRS; its set-up for the last (n, p) is kept per thread (hm, the
+ * mode's Stirling terms, made when a rejection test first needs them). */
+static _Thread_local struct {
+    int64_t n;
+    double p, b, a, c, vr, alpha, r, m, hm;
+} last_btrs = {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
 static int64_t binomial_btrs(sbx_rng_cursor *cur, int64_t n, double p) {
-    const double nd = (double)n, q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
-    const double a = -0.0873 + 0.0248 * b + 0.01 * p, c = nd * p + 0.5, vr = 0.92 - 4.2 / b;
-    const double alpha = (2.83 + 5.1 / b) * spq, r = p / q, m = floor((nd + 1) * p);
-    double hm = NAN; /* the mode's Stirling terms, made when the rejection test first needs them */
+    const double nd = (double)n;
+    if (last_btrs.n != n || last_btrs.p != p) {
+        const double q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
+        last_btrs.n = n;
+        last_btrs.p = p;
+        last_btrs.b = b;
+        last_btrs.a = -0.0873 + 0.0248 * b + 0.01 * p;
+        last_btrs.c = nd * p + 0.5;
+        last_btrs.vr = 0.92 - 4.2 / b;
+        last_btrs.alpha = (2.83 + 5.1 / b) * spq;
+        last_btrs.r = p / q;
+        last_btrs.m = floor((nd + 1) * p);
+        last_btrs.hm = NAN;
+    }
+    const double b = last_btrs.b, a = last_btrs.a, c = last_btrs.c, vr = last_btrs.vr, alpha = last_btrs.alpha;
+    const double r = last_btrs.r, m = last_btrs.m;
     for (;;) {
         const double u = sbx__rng_double(cur) - 0.5, v0 = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + c);
         if (kd < 0 || kd > nd) continue;
         if (us >= 0.07 && v0 <= vr) return (int64_t)kd;
         const double v = log(v0 * alpha / (a / (us * us) + b));
-        if (hm != hm) hm = stirling_tail(m) + stirling_tail(nd - m);
+        if (last_btrs.hm != last_btrs.hm) last_btrs.hm = stirling_tail(m) + stirling_tail(nd - m);
         const double bound = (m + 0.5) * log((m + 1) / (r * (nd - m + 1))) + (nd + 1) * log((nd - m + 1) / (nd - kd + 1)) +
-                             (kd + 0.5) * log(r * (nd - kd + 1) / (kd + 1)) + hm - stirling_tail(kd) -
+                             (kd + 0.5) * log(r * (nd - kd + 1) / (kd + 1)) + last_btrs.hm - stirling_tail(kd) -
                              stirling_tail(nd - kd);
         if (v <= bound) return (int64_t)kd;
     }
