@@ -313,7 +313,7 @@ static sbx_conv_shape random_shape(int ndim) {
     for (;;) {
         int64_t in[SBX_MAX_NDIM], k[SBX_MAX_NDIM], st[SBX_MAX_NDIM];
         for (int d = 0; d < ndim; d++) {
-            in[d] = pick(1, ndim == 1 ? 12 : ndim == 2 ? 7 : 4);
+            in[d] = pick(1, ndim == 1 ? 12 : ndim == 2 ? 7 : ndim == 3 ? 4 : ndim <= 6 ? 3 : 2);
             k[d] = pick(1, in[d]);
             st[d] = pick(1, 3);
         }
@@ -323,8 +323,8 @@ static sbx_conv_shape random_shape(int ndim) {
 
 static void test_against_reference(void **state) {
     (void)state;
-    for (int trial = 0; trial < 90; trial++) {
-        sbx_conv_shape s = random_shape(1 + trial % 3);
+    for (int trial = 0; trial < 160; trial++) { /* 1 to 8 spatial dimensions */
+        sbx_conv_shape s = random_shape(1 + trial % 8);
         int64_t batch = pick(1, 3), nkern = pick(1, 3), O = s.out_size, W = s.channels * s.kernel_size;
         sbx_array *x = random_matrix(batch, s.in_size), *k = random_matrix(nkern, W), *bias = random_matrix(nkern, -1);
         sbx_array *w = random_matrix(s.channels * nkern * O * s.kernel_size, -1), *lb = random_matrix(nkern * O, -1);
