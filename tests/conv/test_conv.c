@@ -1,5 +1,5 @@
 /* Tests of the convolution geometry, the patch matrix (ConvolutionIndices) and the gather table:
- * every golden case of the original, a brute-force reference in 1 to 4 dimensions, and bad input. */
+ * every golden case of the original, a brute-force reference in 1 to 8 dimensions, and bad input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,10 +184,10 @@ static int64_t uniform(int64_t lo, int64_t hi) { /* in [lo, hi] */
 static void test_nd_against_reference(void **state) {
     (void)state;
     int checked = 0;
-    for (int ndim = 1; ndim <= 4; ndim++)
+    for (int ndim = 1; ndim <= SBX_MAX_NDIM; ndim++)
         for (int trial = 0; trial < (ndim <= 3 ? 60 : 20); trial++) {
             int64_t in[SBX_MAX_NDIM], k[SBX_MAX_NDIM], st[SBX_MAX_NDIM];
-            int64_t limit = ndim == 1 ? 12 : ndim == 2 ? 7 : ndim == 3 ? 5 : 3;
+            int64_t limit = ndim == 1 ? 12 : ndim == 2 ? 7 : ndim == 3 ? 5 : ndim == 4 ? 3 : 2;
             for (int d = 0; d < ndim; d++) {
                 in[d] = uniform(1, limit);
                 k[d] = uniform(1, in[d] + 1);
