@@ -81,23 +81,33 @@ static void sequential_conv(const sbx_conv_shape *s, const sbx_array *gather, co
             }
 }
 
-static void check_conv_case(const golden_case *g) {
-    int64_t imgshp[3], kshp[2], step[2], nkern, batch, has_bias = 0, outshp_ret[3];
+/* The geometry and sizes of a convolve_ or apply_sparse_filter case (imgshp, kshp, step, mode,
+ * nkern, bsize, has_bias). Returns 0 for a case the original rejects, after checking that sparsebox
+ * rejects it too. */
+static int golden_layer(const golden_case *g, sbx_conv_shape *s, int64_t *nkern, int64_t *batch, int64_t *has_bias) {
+    int64_t imgshp[3], kshp[2], step[2];
     int inlen = golden_ints(g, "imgshp", imgshp, 3);
     golden_ints(g, "kshp", kshp, 2);
     golden_ints(g, "step", step, 2);
-    golden_ints(g, "nkern", &nkern, 1);
-    golden_ints(g, "bsize", &batch, 1);
-    golden_ints(g, "has_bias", &has_bias, 1);
+    golden_ints(g, "nkern", nkern, 1);
+    golden_ints(g, "bsize", batch, 1);
+    *has_bias = 0;
+    golden_ints(g, "has_bias", has_bias, 1);
     sbx_conv_mode mode;
     assert_int_equal(sbx_conv_mode_parse(golden_value(g, "mode"), &mode), SBX_OK);
-    sbx_conv_shape s;
-    sbx_status st = sbx_conv_shape_aesara(inlen, imgshp, kshp, step, mode, &s);
+    sbx_status st = sbx_conv_shape_aesara(inlen, imgshp, kshp, step, mode, s);
     if (strcmp(golden_value(g, "expect"), "error") == 0) {
         assert_int_not_equal(st, SBX_OK);
-        return;
+        return 0;
     }
     if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    return 1;
+}
+
+static void check_conv_case(const golden_case *g) {
+    int64_t nkern, batch, has_bias, outshp_ret[3];
+    sbx_conv_shape s;
+    if (!golden_layer(g, &s, &nkern, &batch, &has_bias)) return;
     golden_ints(g, "outshp_ret", outshp_ret, 3);
     assert_true(outshp_ret[0] == nkern && outshp_ret[1] == s.out[0] && outshp_ret[2] == s.out[1]);
     const int64_t W = s.channels * s.kernel_size, n_out = batch * nkern * s.out_size;
@@ -139,22 +149,9 @@ static void check_conv_case(const golden_case *g) {
 }
 
 static void check_local_case(const golden_case *g) {
-    int64_t imgshp[3], kshp[2], step[2], nkern, batch, has_bias = 0;
-    int inlen = golden_ints(g, "imgshp", imgshp, 3);
-    golden_ints(g, "kshp", kshp, 2);
-    golden_ints(g, "step", step, 2);
-    golden_ints(g, "nkern", &nkern, 1);
-    golden_ints(g, "bsize", &batch, 1);
-    golden_ints(g, "has_bias", &has_bias, 1);
-    sbx_conv_mode mode;
-    assert_int_equal(sbx_conv_mode_parse(golden_value(g, "mode"), &mode), SBX_OK);
+    int64_t nkern, batch, has_bias;
     sbx_conv_shape s;
-    sbx_status st = sbx_conv_shape_aesara(inlen, imgshp, kshp, step, mode, &s);
-    if (strcmp(golden_value(g, "expect"), "error") == 0) {
-        assert_int_not_equal(st, SBX_OK);
-        return;
-    }
-    if (st != SBX_OK) fail_msg("%s: %s", g->path, sbx_last_error());
+    if (!golden_layer(g, &s, &nkern, &batch, &has_bias)) return;
     const int64_t U = nkern * s.out_size, nw = s.channels * nkern * s.out_size * s.kernel_size;
     sbx_array *x = from_golden(g, "images", batch, s.in_size), *k = from_golden(g, "kerns", nw, -1);
     sbx_array *bias = has_bias ? from_golden(g, "bias", U, -1) : NULL;
