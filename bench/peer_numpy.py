@@ -13,7 +13,8 @@ Output, one "key value" line each, read by bench_random:
     python_version, numpy_version, scipy_version
     draw I NS N          case I: ns per draw (per row for a multinomial), median of draw_repeats
                          vectorised calls of size N after a warm-up
-    op KEY SECONDS NNZ   the original's path for op KEY (binomial, poisson, multinomial): median
+    op KEY SECONDS NNZ   the original's path for op KEY (binomial, binomial_sparse, poisson,
+                         multinomial), with the legacy np.random generator as the original: median
                          seconds, and the stored entries of its result
 When numpy or scipy cannot be imported it prints "skip <reason>" and exits with status 3.
 """
@@ -114,24 +115,27 @@ def load_csr(np, scipy, folder, prefix, shape):
     return scipy.sparse.csr_matrix((part("data"), part("indices"), part("indptr")), shape=shape)
 
 
-def original_binomial(np, scipy, rng, n, p, shape):
-    return scipy.sparse.csr_matrix(rng.binomial(n, p, size=shape).astype(np.float32))
+# The original's perform() methods (aesara.sparse.sandbox.sp2) draw from the global legacy generator,
+# np.random (a RandomState, MT19937, with its legacy samplers); `legacy` below is one of those, seeded.
+
+def original_binomial(np, scipy, legacy, n, p, shape):
+    return scipy.sparse.csr_matrix(legacy.binomial(n, p, size=shape), dtype=np.float32)
 
 
-def original_poisson(rng, lam):
+def original_poisson(np, legacy, lam):
     out = lam.copy()
-    out.data = rng.poisson(out.data)
+    out.data = np.asarray(legacy.poisson(out.data), dtype=lam.dtype)
     out.eliminate_zeros()
     return out
 
 
-def original_multinomial(rng, n, probs):
+def original_multinomial(legacy, n, probs):
     """One rng.multinomial call per row, in a Python loop, as the original's Multinomial op."""
     out = probs.copy()
     indptr, data = probs.indptr, probs.data
     for row in range(probs.shape[0]):
         lo, hi = indptr[row], indptr[row + 1]
-        out.data[lo:hi] = rng.multinomial(n, data[lo:hi])
+        out.data[lo:hi] = legacy.multinomial(n, data[lo:hi])
     return out
 
 
@@ -151,16 +155,19 @@ def time_op(settings, fn):
     return statistics.median(runs), nnz
 
 
-def sparse_ops(np, scipy, rng, folder, settings):
+def sparse_ops(np, scipy, legacy, folder, settings):
     """(key, function) of each op, on the inputs in folder."""
     n, p, nrows, ncols = settings["binomial_op"]
+    sn, sp, snrows, sncols = settings["binomial_sparse_op"]
     lam = load_csr(np, scipy, folder, "poisson", tuple(int(v) for v in settings["poisson_shape"]))
     probs = load_csr(np, scipy, folder, "multinomial", tuple(int(v) for v in settings["multinomial_shape"]))
     trials = number(settings, "multinomial_n")
     return [
-        ("binomial", lambda: original_binomial(np, scipy, rng, int(n), float(p), (int(nrows), int(ncols)))),
-        ("poisson", lambda: original_poisson(rng, lam)),
-        ("multinomial", lambda: original_multinomial(rng, trials, probs)),
+        ("binomial", lambda: original_binomial(np, scipy, legacy, int(n), float(p), (int(nrows), int(ncols)))),
+        ("binomial_sparse",
+         lambda: original_binomial(np, scipy, legacy, int(sn), float(sp), (int(snrows), int(sncols)))),
+        ("poisson", lambda: original_poisson(np, legacy, lam)),
+        ("multinomial", lambda: original_multinomial(legacy, trials, probs)),
     ]
 
 
@@ -184,7 +191,8 @@ def main(argv):
     for i, case in enumerate(draws):
         ns, count = time_draws(settings, sampler(np, rng, case))
         print("draw", i, repr(ns), count, flush=True)
-    for key, fn in sparse_ops(np, scipy, rng, folder, settings):
+    legacy = np.random.RandomState(number(settings, "seed"))
+    for key, fn in sparse_ops(np, scipy, legacy, folder, settings):
         seconds, nnz = time_op(settings, fn)
         print("op", key, repr(seconds), nnz, flush=True)
     return 0

@@ -87,6 +87,12 @@ SBX_API int64_t sbx_array_numel(const sbx_array *a);
  * Float-to-float and integer-to-float conversions round to nearest, as C does. Bool: nonzero is 1. */
 SBX_API sbx_status sbx_array_cast(const sbx_array *a, sbx_dtype dtype, sbx_array **out);
 
+/* What an operation answers for the gradient of its output with respect to one input (the Op
+ * contract's grad and connection_pattern): a gradient exists; the output depends on the input but
+ * has no gradient (Aesara's grad_undefined, e.g. a random draw and its parameters); the output does
+ * not depend on the input (disconnected). The numbers are pinned like sbx_status. */
+typedef enum sbx_grad { SBX_GRAD_DEFINED = 0, SBX_GRAD_UNDEFINED = 1, SBX_GRAD_DISCONNECTED = 2 } sbx_grad;
+
 /* Threads used by the library's parallel loops (OpenMP). The default is the environment variable
  * SBX_NUM_THREADS when set to a positive integer, else OpenMP's default. n <= 0 restores the default.
  * Results never depend on the thread count. */

@@ -10,8 +10,10 @@
 extern "C" {
 #endif
 
-/* The layout of the counters below; any change that alters an output bumps it. */
-#define SBX_RNG_VERSION 1
+/* The layout of the counters below and the samplers' use of them; any change that alters an output
+ * bumps it. 2: Poisson below 10 by inversion, multinomial trials and the sparse Binomial's tables read
+ * one word first. */
+#define SBX_RNG_VERSION 2
 
 /* Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11):
  * the 4 output words for counter ctr under key. */
@@ -30,7 +32,8 @@ typedef struct sbx_rng {
  * time: most positions of a sparse matrix need a few words, some need many). */
 #define SBX_RNG_BATCH 16
 typedef struct sbx_rng_cursor {
-    uint32_t key[2], ctr[4], words[4 * SBX_RNG_BATCH];
+    _Alignas(64) uint32_t words[4 * SBX_RNG_BATCH]; /* aligned: made by whole-cache-line vector stores */
+    uint32_t key[2], ctr[4];
     int used, have; /* words returned, words made */
 } sbx_rng_cursor;
 
@@ -52,16 +55,20 @@ SBX_API double sbx_rng_double(sbx_rng_cursor *cursor);
  * Hormann's transformed rejection BTRS ("The generation of binomial random variates", J. Statist.
  * Comput. Simul. 46, 1993) with its Stirling-series acceptance test. */
 SBX_API sbx_status sbx_binomial(sbx_rng_cursor *cursor, int64_t n, double p, int64_t *out);
-/* Poisson(lam): 0 <= lam <= SBX_POISSON_MAX_LAM. lam < 10: multiplication of uniforms (Knuth);
- * otherwise Hormann's PTRS ("The transformed rejection method for generating Poisson random
+/* Poisson(lam): 0 <= lam <= SBX_POISSON_MAX_LAM. lam < 10: inversion of the CDF built from
+ * P(0) = exp(-lam), P(k) = P(k-1) (lam (1/k)) up to k = 64 (the mass above is below 1e-29; a uniform
+ * past the rounded CDF is drawn again), with a 53-bit uniform read one 32-bit word first (the second
+ * word only when the first leaves the answer open: a CDF value falls within its 2^-32 step, about once
+ * in 2^28 draws); otherwise Hormann's PTRS ("The transformed rejection method for generating Poisson random
  * variables", Insurance: Mathematics and Economics 12, 1993). The bound keeps PTRS's acceptance test,
  * a difference of terms near lam log lam, exact to about 1e-5 in the log. */
 #define SBX_POISSON_MAX_LAM 1e10
 SBX_API sbx_status sbx_poisson(sbx_rng_cursor *cursor, double lam, int64_t *out);
-/* Multinomial(n, probs[0..k-1]): for n <= 16, n categorical trials, each one uniform inverted over the
- * cumulative masses; otherwise conditional binomials, counts[i] ~ Binomial(n left, probs[i] / mass
- * left), the last category with mass taking the rest. probs >= 0, finite, summing to 1 within 1e-6
- * (renormalize = 1 accepts any positive finite sum and divides by it). */
+/* Multinomial(n, probs[0..k-1]): for n <= 16, n categorical trials, each a uniform u = U * sum(probs)
+ * (U of 53 bits read one word first, as above) inverted over the cumulative masses; otherwise
+ * conditional binomials, counts[i] ~ Binomial(n left, probs[i] / mass left), the last category with
+ * mass taking the rest. probs >= 0, finite, summing to 1 within 1e-6 (renormalize = 1 accepts any
+ * positive finite sum and divides by it). */
 SBX_API sbx_status sbx_multinomial(sbx_rng_cursor *cursor, int64_t n, const double *probs, int64_t k, int renormalize,
                                    int64_t *counts);
 
@@ -71,8 +78,11 @@ SBX_API sbx_status sbx_multinomial(sbx_rng_cursor *cursor, int64_t n, const doub
 /* An nrows x ncols matrix of Binomial(n, p) draws, only the non-zero ones stored, indices sorted,
  * in time and memory O(nrows + ncols + nnz): along each major line (row of CSR, column of CSC) the
  * gaps between non-zeros are geometric with P(0) = (1-p)^n, and each non-zero is a zero-truncated
- * binomial draw. Line i draws its gaps from position 2i and its values from position 2i + 1. dtype:
- * any sbx_dtype whose values hold 0..n exactly (float32: n <= 2^24; bool: n <= 1). */
+ * binomial draw. Line i draws its gaps from position 2i and its values from position 2i + 1; when
+ * (1-p)^n < 0.7 and n <= 4096 a line is drawn cell by cell instead, one value per cell from position 2i.
+ * Values for n <= 4096 and gaps for (1-p)^n <= 0.998 come from inverting tables of their CDFs (one
+ * word first, as sbx_poisson); other gaps are floor(log(1 - U) / log P(0)). dtype: any sbx_dtype
+ * whose values hold 0..n exactly (float32: n <= 2^24; bool: n <= 1). */
 SBX_API sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t nrows, int64_t ncols,
                                        sbx_format format, sbx_dtype dtype, sbx_sparse **out);
 /* x's structure, format and dtype, each stored value replaced by a Poisson draw with that mean
@@ -87,6 +97,22 @@ SBX_API sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, s
  * an error naming the row. */
 SBX_API sbx_status sbx_random_multinomial(const sbx_rng *rng, const sbx_array *n, const sbx_sparse *p, int renormalize,
                                           sbx_sparse **out);
+
+/* --- The original's Op answers for these three ops (infer_shape, grad, connection_pattern) ------------
+ * Inputs in the original's order: Binomial (0 n, 1 p, 2 shape), Poisson (0 x), Multinomial (0 n, 1 p). */
+typedef enum sbx_random_op { SBX_RANDOM_BINOMIAL = 0, SBX_RANDOM_POISSON = 1, SBX_RANDOM_MULTINOMIAL = 2 } sbx_random_op;
+
+/* The number of inputs of op (3, 1, 2); 0 for a value outside the enum. */
+SBX_API int sbx_random_op_inputs(sbx_random_op op);
+/* The gradient with respect to input `input`: SBX_GRAD_UNDEFINED for n, p and x (a draw has no
+ * derivative in its parameters), SBX_GRAD_DISCONNECTED for Binomial's shape (the original's
+ * connection_pattern [[True], [True], [False]]; Poisson and Multinomial: every input connected). */
+SBX_API sbx_status sbx_random_op_grad(sbx_random_op op, int input, sbx_grad *out);
+/* infer_shape, the output's (rows, cols) without drawing: for Binomial the values of its shape input
+ * (`shape`: 2 non-negative integers in a 1-d integer array; `like` is not read), for Poisson and
+ * Multinomial the shape of x / p (`like`; `shape` is not read). */
+SBX_API sbx_status sbx_random_op_infer_shape(sbx_random_op op, const sbx_array *shape, const sbx_sparse *like,
+                                             int64_t out[2]);
 
 #ifdef __cplusplus
 }

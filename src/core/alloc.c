@@ -39,6 +39,7 @@ typedef struct {
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static header *cache[CACHE_SLOTS];
+static uint64_t cache_stamp[CACHE_SLOTS], cache_clock; /* when each block came in: the oldest goes first */
 static size_t cache_total;
 
 /* The test hook's state; atomic, since callers may allocate from several threads at once. */
@@ -62,17 +63,20 @@ static sbx_status byte_size(int64_t n, size_t size, size_t *bytes, const char *w
     return SBX_OK;
 }
 
-/* A cached block of at least `bytes` (and not wastefully more), or NULL. */
+/* The smallest cached block of at least `bytes` (and not wastefully more), or NULL. */
 static header *from_cache(size_t bytes) {
     header *h = NULL;
+    int best = -1;
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < CACHE_SLOTS; i++)
-        if (cache[i] && cache[i]->capacity >= bytes && cache[i]->capacity <= 2 * bytes + 2 * PAGE) {
-            h = cache[i];
-            cache[i] = NULL;
-            cache_total -= h->capacity;
-            break;
-        }
+        if (cache[i] && cache[i]->capacity >= bytes && cache[i]->capacity <= 2 * bytes + 2 * PAGE &&
+            (best < 0 || cache[i]->capacity < cache[best]->capacity))
+            best = i;
+    if (best >= 0) {
+        h = cache[best];
+        cache[best] = NULL;
+        cache_total -= h->capacity;
+    }
     pthread_mutex_unlock(&cache_lock);
     return h;
 }
@@ -134,15 +138,33 @@ void sbx__free(void *p) {
         free(h);
         return;
     }
+    header *evicted[CACHE_SLOTS];
+    int n_evicted = 0;
+    if (h->capacity > CACHE_BYTES) {
+        munmap(h, h->capacity + HEADER);
+        return;
+    }
     pthread_mutex_lock(&cache_lock);
-    for (int i = 0; i < CACHE_SLOTS && h; i++)
-        if (!cache[i] && cache_total + h->capacity <= CACHE_BYTES) {
-            cache[i] = h;
-            cache_total += h->capacity;
-            h = NULL;
+    for (;;) { /* the block takes a free slot, the oldest blocks making room when needed */
+        int free_slot = -1, oldest = -1;
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            if (!cache[i])
+                free_slot = i;
+            else if (oldest < 0 || cache_stamp[i] < cache_stamp[oldest])
+                oldest = i;
         }
+        if (free_slot >= 0 && cache_total + h->capacity <= CACHE_BYTES) {
+            cache[free_slot] = h;
+            cache_stamp[free_slot] = ++cache_clock;
+            cache_total += h->capacity;
+            break;
+        }
+        evicted[n_evicted++] = cache[oldest];
+        cache_total -= cache[oldest]->capacity;
+        cache[oldest] = NULL;
+    }
     pthread_mutex_unlock(&cache_lock);
-    if (h) munmap(h, h->capacity + HEADER);
+    for (int i = 0; i < n_evicted; i++) munmap(evicted[i], evicted[i]->capacity + HEADER);
 }
 
 static sbx_status allocate(int64_t n, size_t size, void *out_ptr, const char *what, int zero) {

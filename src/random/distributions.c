@@ -7,53 +7,89 @@
 
 #define LOG_SQRT_2PI 0.91893853320467274178
 
+/* The samplers' bodies are inlined into each clone of sbx_binomial and sbx_poisson (SBX_CLONES). */
+#define HOT static inline __attribute__((always_inline))
+
 /* fc(k) = log k! - [(k + 1/2) log(k + 1) - (k + 1) + log sqrt(2 pi)], the tail of Stirling's series
- * at k + 1: lgamma itself for small k, the series 1/12z - 1/360z^3 + 1/1260z^5 (z = k + 1) above. */
+ * at z = k + 1: lgamma itself for small k, above it the series 1/12z - 1/360z^3 + 1/1260z^5 - 1/1680z^7
+ * + 1/1188z^9 (Bernoulli numbers; the next term is below 1e-14 for z >= 11). */
 static double stirling_tail(double k) {
     if (k < 10) return lgamma(k + 1) - ((k + 0.5) * log(k + 1) - (k + 1) + LOG_SQRT_2PI);
-    const double z = k + 1, z2 = z * z;
-    return (1.0 / 12 - (1.0 / 360 - 1.0 / (1260 * z2)) / z2) / z;
+    const double iz = 1 / (k + 1), iz2 = iz * iz;
+    return iz * (1.0 / 12 - iz2 * (1.0 / 360 - iz2 * (1.0 / 1260 - iz2 * (1.0 / 1680 - iz2 / 1188))));
 }
 
-/* Each thread keeps the set-up of its last inversion and multiplication: loops of draws with the
- * same parameters then skip the exp and log1p. */
-static _Thread_local struct {
-    int64_t n;
-    double p, r0, cdf[17]; /* cdf[k] = P(X <= k) for n <= 16 */
-} last_binomial = {-1, 0, 0, {0}};
-static _Thread_local struct {
-    double lam, limit;
-} last_poisson = {-1, 0};
+/* log k! for an integral k >= 0. */
+static double log_factorial(double k) {
+    return k < 10 ? lgamma(k + 1) : (k + 0.5) * log(k + 1) - (k + 1) + LOG_SQRT_2PI + stirling_tail(k);
+}
+
+/* Poisson(lam) for lam < 10 is inverted over the CDF P(X <= k), k <= POISSON_KMAX (the mass above it
+ * is below 1e-29), built by poisson_step from P(0) = exp(-lam); a u at or above the last value (the
+ * rounding's leftover, about 1e-16) is drawn again. A cached table and the chain made on the fly give
+ * the same values, so a result does not depend on which one a thread had. */
+#define POISSON_KMAX 64
+#define GUIDE 64 /* guide[g]: the smallest k with cdf[k] > g / GUIDE (Chen and Asau's indexed search) */
+
+#define INV4(k) 1.0 / (k), 1.0 / (k + 1), 1.0 / (k + 2), 1.0 / (k + 3)
+#define INV16(k) INV4(k), INV4(k + 4), INV4(k + 8), INV4(k + 12)
+static const double inverse[POISSON_KMAX + 1] = {0,        INV16(1), INV16(17), INV16(33), INV4(49), INV4(53),
+                                                 INV4(57), 1.0 / 61, 1.0 / 62,  1.0 / 63,  1.0 / 64};
+
+/* P(k) = P(k-1) (lam (1/k)): the factor does not wait for P(k-1), so the chain is a multiply and an add. */
+static inline double poisson_step(double lam, int64_t k, double *r, double acc) {
+    *r *= lam * inverse[k];
+    return acc + *r;
+}
+
+/* Each thread keeps the set-up of its last parameters, so loops of draws with the same parameters skip
+ * the exp, log and table work. The Poisson table is built when a mean comes twice in a row. */
+typedef struct {
+    struct {
+        int64_t n;
+        double p, r0, cdf[17]; /* cdf[k] = P(X <= k) for n <= 16 */
+    } inv;
+    struct {
+        int64_t n;
+        double p, b, a, c, vr, alpha, lr, m, fixed; /* fixed: the bound's constant part, NAN until needed */
+    } btrs;
+    struct {
+        double lam, seen, cdf[POISSON_KMAX + 1];
+        uint8_t guide[GUIDE];
+    } pinv;
+    struct {
+        double lam, loglam, b, a, log_invalpha, vr;
+    } ptrs;
+} setups;
+static _Thread_local setups cache = {
+    {-1, 0, 0, {0}}, {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {-1, -1, {0}, {0}}, {-1, 0, 0, 0, 0, 0}};
 
 /* Binomial(n, p), p <= 1/2, n p < 10: inversion along the chain P(x) = P(x-1) ((n+1)/x - 1) p/q. */
-static int64_t binomial_inversion(sbx_rng_cursor *cur, int64_t n, double p) {
+HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
     const double q = 1 - p, s = p / q, a = ((double)n + 1) * s;
-    if (last_binomial.n != n || last_binomial.p != p) {
-        last_binomial.n = n;
-        last_binomial.p = p;
-        last_binomial.r0 = exp((double)n * log1p(-p));
-        double r = last_binomial.r0, acc = 0;
+    if (su->inv.n != n || su->inv.p != p) {
+        su->inv.n = n;
+        su->inv.p = p;
+        su->inv.r0 = exp((double)n * log1p(-p));
+        double r = su->inv.r0, acc = 0;
         for (int64_t k = 0; k <= n && n <= 16; k++) { /* the CDF, for the table path below */
             if (k > 0) r *= a / (double)k - s;
-            last_binomial.cdf[k] = acc += r;
+            su->inv.cdf[k] = acc += r;
         }
-        if (n <= 16) last_binomial.cdf[n] = 1;
+        if (n <= 16) su->inv.cdf[n] = 1;
     }
-    if (n <= 16) {
-        /* Small n: inversion of the CDF table with u = (w1 2^21 + (w2 >> 11)) 2^-53, the second word
-         * drawn only when [w1, w1 + 1) 2^-32 holds a CDF value (the result is the 53-bit one). */
-        const double *cdf = last_binomial.cdf;
+    if (n <= 16) { /* small n: the CDF table, one word first (sbx__u53), k counted without branches */
+        const double *cdf = su->inv.cdf;
         const uint32_t w1 = sbx__rng_u32(cur);
         const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
         int64_t k = 0;
         for (int64_t j = 0; j < n; j++) k += lo >= cdf[j];
         if (k == n || hi <= cdf[k]) return k;
-        const double u = ((double)w1 * 0x1.0p21 + (double)(sbx__rng_u32(cur) >> 11)) * 0x1.0p-53;
-        for (k = 0; k < n && u >= cdf[k]; k++) {
-        }
+        const double u = sbx__u53(w1, sbx__rng_u32(cur));
+        while (k < n && u >= cdf[k]) k++;
         return k;
     }
-    const double r0 = last_binomial.r0;
+    const double r0 = su->inv.r0;
     for (;;) {
         double u = sbx__rng_double(cur), r = r0;
         int64_t x = 0;
@@ -66,45 +102,44 @@ static int64_t binomial_inversion(sbx_rng_cursor *cur, int64_t n, double p) {
     }
 }
 
-/* Binomial(n, p), p <= 1/2, n p >= 10: BTRS; its set-up for the last (n, p) is kept per thread (hm, the
- * mode's Stirling terms, made when a rejection test first needs them). */
-static _Thread_local struct {
-    int64_t n;
-    double p, b, a, c, vr, alpha, r, m, hm;
-} last_btrs = {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-
-static int64_t binomial_btrs(sbx_rng_cursor *cur, int64_t n, double p) {
+/* Binomial(n, p), p <= 1/2, n p >= 10: BTRS. The log of the acceptance bound is
+ * fixed - (n+1) log(n-k+1) + (k+1/2) log(r (n-k+1)/(k+1)) - fc(k) - fc(n-k), with
+ * fixed = (m+1/2) log((m+1)/(r (n-m+1))) + (n+1) log(n-m+1) + fc(m) + fc(n-m) made when first needed. */
+HOT int64_t binomial_btrs(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
     const double nd = (double)n;
-    if (last_btrs.n != n || last_btrs.p != p) {
+    if (su->btrs.n != n || su->btrs.p != p) {
         const double q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
-        last_btrs.n = n;
-        last_btrs.p = p;
-        last_btrs.b = b;
-        last_btrs.a = -0.0873 + 0.0248 * b + 0.01 * p;
-        last_btrs.c = nd * p + 0.5;
-        last_btrs.vr = 0.92 - 4.2 / b;
-        last_btrs.alpha = (2.83 + 5.1 / b) * spq;
-        last_btrs.r = p / q;
-        last_btrs.m = floor((nd + 1) * p);
-        last_btrs.hm = NAN;
+        su->btrs.n = n;
+        su->btrs.p = p;
+        su->btrs.b = b;
+        su->btrs.a = -0.0873 + 0.0248 * b + 0.01 * p;
+        su->btrs.c = nd * p + 0.5;
+        su->btrs.vr = 0.92 - 4.2 / b;
+        su->btrs.alpha = (2.83 + 5.1 / b) * spq;
+        su->btrs.lr = log(p / q);
+        su->btrs.m = floor((nd + 1) * p);
+        su->btrs.fixed = NAN;
     }
-    const double b = last_btrs.b, a = last_btrs.a, c = last_btrs.c, vr = last_btrs.vr, alpha = last_btrs.alpha;
-    const double r = last_btrs.r, m = last_btrs.m;
+    const double b = su->btrs.b, a = su->btrs.a, c = su->btrs.c, vr = su->btrs.vr;
     for (;;) {
         const double u = sbx__rng_double(cur) - 0.5, v0 = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + c);
         if (kd < 0 || kd > nd) continue;
         if (us >= 0.07 && v0 <= vr) return (int64_t)kd;
-        const double v = log(v0 * alpha / (a / (us * us) + b));
-        if (last_btrs.hm != last_btrs.hm) last_btrs.hm = stirling_tail(m) + stirling_tail(nd - m);
-        const double bound = (m + 0.5) * log((m + 1) / (r * (nd - m + 1))) + (nd + 1) * log((nd - m + 1) / (nd - kd + 1)) +
-                             (kd + 0.5) * log(r * (nd - kd + 1) / (kd + 1)) + last_btrs.hm - stirling_tail(kd) -
-                             stirling_tail(nd - kd);
+        const double v = log(v0 * su->btrs.alpha / (a / (us * us) + b));
+        if (su->btrs.fixed != su->btrs.fixed) {
+            const double m = su->btrs.m;
+            su->btrs.fixed = (m + 0.5) * (log(m + 1) - su->btrs.lr - log(nd - m + 1)) + (nd + 1) * log(nd - m + 1) +
+                               stirling_tail(m) + stirling_tail(nd - m);
+        }
+        const double l = log(nd - kd + 1);
+        const double bound = su->btrs.fixed - (nd + 1) * l + (kd + 0.5) * (su->btrs.lr + l - log(kd + 1)) -
+                             stirling_tail(kd) - stirling_tail(nd - kd);
         if (v <= bound) return (int64_t)kd;
     }
 }
 
-sbx_status sbx_binomial(sbx_rng_cursor *cur, int64_t n, double p, int64_t *out) {
+SBX_CLONES sbx_status sbx_binomial(sbx_rng_cursor *cur, int64_t n, double p, int64_t *out) {
     if (!cur || !out) return sbx__error(SBX_ERR_ARG, "sbx_binomial: cursor or out is NULL");
     if (n < 0) return sbx__error(SBX_ERR_ARG, "binomial n = %lld is negative", (long long)n);
     if (!(p >= 0 && p <= 1)) return sbx__error(SBX_ERR_ARG, "binomial p = %g is outside [0, 1]", p);
@@ -117,59 +152,139 @@ sbx_status sbx_binomial(sbx_rng_cursor *cur, int64_t n, double p, int64_t *out) 
         return SBX_OK;
     }
     const double pp = p <= 0.5 ? p : 1 - p;
-    const int64_t x = (double)n * pp < 10 ? binomial_inversion(cur, n, pp) : binomial_btrs(cur, n, pp);
+    const int64_t x = (double)n * pp < 10 ? binomial_inversion(&cache, cur, n, pp) : binomial_btrs(&cache, cur, n, pp);
     *out = p <= 0.5 ? x : n - x;
     return SBX_OK;
 }
 
-/* Poisson(lam), lam < 10: the number of uniforms whose running product stays above exp(-lam). */
-static int64_t poisson_multiplication(sbx_rng_cursor *cur, double lam) {
-    if (last_poisson.lam != lam) {
-        last_poisson.lam = lam;
-        last_poisson.limit = exp(-lam);
+/* Poisson(lam), lam < 10: inversion (see POISSON_KMAX), one word first (sbx__u53). With a table the
+ * search starts at the guide's entry; without, the CDF is made along the way by the same steps. */
+HOT int64_t poisson_inversion(setups *su, sbx_rng_cursor *cur, double lam) {
+    if (su->pinv.lam != lam && su->pinv.seen == lam) { /* the second draw in a row with this mean: make the table */
+        double r = exp(-lam), acc = r;
+        su->pinv.cdf[0] = acc;
+        for (int64_t k = 1; k <= POISSON_KMAX; k++) su->pinv.cdf[k] = acc = poisson_step(lam, k, &r, acc);
+        for (int g = 0, k = 0; g < GUIDE; g++) {
+            while (k < POISSON_KMAX && su->pinv.cdf[k] <= (double)g / GUIDE) k++;
+            su->pinv.guide[g] = (uint8_t)k;
+        }
+        su->pinv.lam = lam;
     }
-    const double limit = last_poisson.limit;
-    double prod = 1;
-    int64_t k = -1;
-    do {
-        k++;
-        prod *= 1 - sbx__rng_double(cur); /* in (0, 1] */
-    } while (prod > limit);
-    return k;
+    const int table = su->pinv.lam == lam;
+    su->pinv.seen = lam;
+    const double *cdf = su->pinv.cdf;
+    for (;;) {
+        const uint32_t w1 = sbx__rng_u32(cur);
+        const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
+        int64_t k;
+        double r = 0, acc;
+        if (table) {
+            k = su->pinv.guide[w1 >> 26];
+            while (k < POISSON_KMAX && lo >= cdf[k]) k++;
+            acc = cdf[k];
+        } else {
+            k = 0;
+            acc = r = exp(-lam);
+            while (k < POISSON_KMAX && lo >= acc) acc = poisson_step(lam, ++k, &r, acc);
+        }
+        if (lo >= acc) continue; /* past the table: the rounding's leftover */
+        if (hi <= acc) return k;
+        const double u = sbx__u53(w1, sbx__rng_u32(cur));
+        while (k < POISSON_KMAX && u >= acc) acc = table ? cdf[++k] : poisson_step(lam, ++k, &r, acc);
+        if (u < acc) return k;
+    }
 }
 
 /* Poisson(lam), lam >= 10: PTRS; its set-up for the last lam is kept per thread. */
-static _Thread_local struct {
-    double lam, loglam, b, a, log_invalpha, vr;
-} last_ptrs = {-1, 0, 0, 0, 0, 0};
-
-static int64_t poisson_ptrs(sbx_rng_cursor *cur, double lam) {
-    if (last_ptrs.lam != lam) {
+HOT int64_t poisson_ptrs(setups *su, sbx_rng_cursor *cur, double lam) {
+    if (su->ptrs.lam != lam) {
         const double b = 0.931 + 2.53 * sqrt(lam);
-        last_ptrs.lam = lam;
-        last_ptrs.loglam = log(lam);
-        last_ptrs.b = b;
-        last_ptrs.a = -0.059 + 0.02483 * b;
-        last_ptrs.log_invalpha = log(1.1239 + 1.1328 / (b - 3.4));
-        last_ptrs.vr = 0.9277 - 3.6224 / (b - 2);
+        su->ptrs.lam = lam;
+        su->ptrs.loglam = log(lam);
+        su->ptrs.b = b;
+        su->ptrs.a = -0.059 + 0.02483 * b;
+        su->ptrs.log_invalpha = log(1.1239 + 1.1328 / (b - 3.4));
+        su->ptrs.vr = 0.9277 - 3.6224 / (b - 2);
     }
-    const double loglam = last_ptrs.loglam, b = last_ptrs.b, a = last_ptrs.a, vr = last_ptrs.vr;
-    const double log_invalpha = last_ptrs.log_invalpha;
+    const double b = su->ptrs.b, a = su->ptrs.a, vr = su->ptrs.vr;
     for (;;) {
         const double u = sbx__rng_double(cur) - 0.5, v = sbx__rng_double(cur), us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + lam + 0.43);
         if (us >= 0.07 && v <= vr) return (int64_t)kd;
         if (kd < 0 || kd > 4 * lam + 1e3 || (us < 0.013 && v > us)) continue; /* far past any mass */
-        if (log(v) + log_invalpha - log(a / (us * us) + b) <= -lam + kd * loglam - lgamma(kd + 1)) return (int64_t)kd;
+        if (log(v / (a / (us * us) + b)) + su->ptrs.log_invalpha <= -lam + kd * su->ptrs.loglam - log_factorial(kd))
+            return (int64_t)kd;
     }
 }
 
-sbx_status sbx_poisson(sbx_rng_cursor *cur, double lam, int64_t *out) {
+SBX_CLONES sbx_status sbx_poisson(sbx_rng_cursor *cur, double lam, int64_t *out) {
     if (!cur || !out) return sbx__error(SBX_ERR_ARG, "sbx_poisson: cursor or out is NULL");
     if (!(lam >= 0 && lam <= SBX_POISSON_MAX_LAM))
         return sbx__error(SBX_ERR_ARG, "Poisson lam = %g is outside [0, %g]", lam, SBX_POISSON_MAX_LAM);
-    *out = lam == 0 ? 0 : lam < 10 ? poisson_multiplication(cur, lam) : poisson_ptrs(cur, lam);
+    *out = lam == 0 ? 0 : lam < 10 ? poisson_inversion(&cache, cur, lam) : poisson_ptrs(&cache, cur, lam);
     return SBX_OK;
+}
+
+/* The smallest j >= i with x < cum[j] among j < last, else last; *acc holds cum[i] on entry (cum[j] =
+ * probs[0] + ... + probs[j], summed in order) and cum[j] on return. */
+static inline int64_t category(const double *probs, int64_t last, double x, int64_t i, double *acc) {
+    while (i < last && x >= *acc) {
+        i++;
+        if (i < last) *acc += probs[i];
+    }
+    return i;
+}
+
+#define CUM_MAX 32
+void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k, int64_t *counts) {
+    double total = 0;
+    int64_t last = -1; /* the last category with mass: it takes what is left */
+    for (int64_t i = 0; i < k; i++) {
+        total += probs[i];
+        if (probs[i] > 0) last = i;
+        counts[i] = 0;
+    }
+    if (n <= 16 && last < CUM_MAX) { /* as below, the category counted without branches */
+        double cum[CUM_MAX], acc = 0;
+        for (int64_t i = 0; i < last; i++) cum[i] = acc += probs[i];
+        for (int64_t t = 0; t < n; t++) {
+            const uint32_t w1 = sbx__rng_u32(cur);
+            const double lo = (double)w1 * 0x1.0p-32 * total, hi = ((double)w1 + 1) * 0x1.0p-32 * total;
+            int64_t i = 0;
+            for (int64_t j = 0; j < last; j++) i += lo >= cum[j];
+            if (i < last && !(hi < cum[i])) {
+                const double u = sbx__u53(w1, sbx__rng_u32(cur)) * total;
+                while (i < last && u >= cum[i]) i++;
+            }
+            counts[i]++;
+        }
+        return;
+    }
+    if (n <= 16) { /* few trials: each picks its category by inversion of u = U total, one word first */
+        for (int64_t t = 0; t < n; t++) {
+            const uint32_t w1 = sbx__rng_u32(cur);
+            const double lo = (double)w1 * 0x1.0p-32 * total, hi = ((double)w1 + 1) * 0x1.0p-32 * total;
+            double acc = probs[0];
+            int64_t i = category(probs, last, lo, 0, &acc);
+            if (i < last && !(hi < acc)) i = category(probs, last, sbx__u53(w1, sbx__rng_u32(cur)) * total, i, &acc);
+            counts[i]++;
+        }
+        return;
+    }
+    double left = total;
+    int64_t nleft = n;
+    for (int64_t i = 0; i <= last && nleft > 0; i++) {
+        int64_t x = nleft;
+        if (i < last && probs[i] > 0) {
+            const double pi = left > 0 ? probs[i] / left : 1; /* rounding can leave too little mass */
+            sbx_binomial(cur, nleft, pi < 1 ? pi : 1, &x);
+        } else if (i < last) {
+            x = 0;
+        }
+        counts[i] = x;
+        nleft -= x;
+        left -= probs[i];
+    }
 }
 
 sbx_status sbx_multinomial(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k, int renormalize,
@@ -178,47 +293,19 @@ sbx_status sbx_multinomial(sbx_rng_cursor *cur, int64_t n, const double *probs, 
     if (n < 0) return sbx__error(SBX_ERR_ARG, "multinomial n = %lld is negative", (long long)n);
     if (k < 0) return sbx__error(SBX_ERR_ARG, "multinomial k = %lld is negative", (long long)k);
     double total = 0;
-    int64_t last = -1; /* the last category with mass: it takes what is left */
+    int mass = 0;
     for (int64_t i = 0; i < k; i++) {
         if (!(probs[i] >= 0) || isinf(probs[i]))
-            return sbx__error(SBX_ERR_ARG, "multinomial probs[%lld] = %g is negative or not finite", (long long)i, probs[i]);
+            return sbx__error(SBX_ERR_ARG, "multinomial probs[%lld] = %g is negative or not finite", (long long)i,
+                              probs[i]);
         total += probs[i];
-        if (probs[i] > 0) last = i;
+        mass |= probs[i] > 0;
     }
-    if (n > 0 && last < 0) return sbx__error(SBX_ERR_ARG, "multinomial n = %lld over probabilities summing to 0", (long long)n);
+    if (n > 0 && !mass)
+        return sbx__error(SBX_ERR_ARG, "multinomial n = %lld over probabilities summing to 0", (long long)n);
     if (!renormalize && k > 0 && fabs(total - 1) > 1e-6)
-        return sbx__error(SBX_ERR_ARG, "multinomial probabilities sum to %.17g, not 1 within 1e-6 (renormalize to accept)",
-                          total);
-    if (n <= 16) { /* few trials: each picks its category by inversion of the cumulative masses */
-        for (int64_t i = 0; i < k; i++) counts[i] = 0;
-        for (int64_t t = 0; t < n; t++) {
-            const double u = sbx__rng_double(cur) * total;
-            double acc = 0;
-            int64_t pick = last; /* rounding past the end lands on the last category with mass */
-            for (int64_t i = 0; i < last; i++) {
-                acc += probs[i];
-                if (u < acc) {
-                    pick = i;
-                    break;
-                }
-            }
-            counts[pick]++;
-        }
-        return SBX_OK;
-    }
-    double left = total;
-    int64_t nleft = n;
-    for (int64_t i = 0; i < k; i++) {
-        int64_t x = 0;
-        if (i == last) {
-            x = nleft;
-        } else if (i < last && nleft > 0 && probs[i] > 0) {
-            double pi = left > 0 ? probs[i] / left : 1; /* rounding can leave too little mass */
-            SBX_CHECK(sbx_binomial(cur, nleft, pi < 1 ? pi : 1, &x));
-        }
-        counts[i] = x;
-        nleft -= x;
-        left -= probs[i];
-    }
+        return sbx__error(SBX_ERR_ARG,
+                          "multinomial probabilities sum to %.17g, not 1 within 1e-6 (renormalize to accept)", total);
+    sbx__multinomial_draw(cur, n, probs, k, counts);
     return SBX_OK;
 }

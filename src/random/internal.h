@@ -5,9 +5,10 @@
 #include "core/internal.h"
 #include "sparsebox/random.h"
 
-/* count (<= SBX_RNG_BATCH) cursors at positions position .. position + count - 1, their first blocks
- * made together in vector lanes: the same values as sbx_rng_cursor_init's cursors. */
-void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, sbx_rng_cursor *cur);
+/* count (<= SBX_RNG_BATCH) cursors at positions position .. position + count - 1, their first
+ * blocks_each (1 or 2) blocks made together in vector lanes: the same values as sbx_rng_cursor_init's
+ * cursors. */
+void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int blocks_each, sbx_rng_cursor *cur);
 
 /* Makes the next words of a cursor (philox.c). */
 void sbx__rng_refill(sbx_rng_cursor *cur);
@@ -21,6 +22,17 @@ static inline uint32_t sbx__rng_u32(sbx_rng_cursor *cur) {
 static inline double sbx__rng_double(sbx_rng_cursor *cur) {
     const uint64_t lo = sbx__rng_u32(cur), w = lo | (uint64_t)sbx__rng_u32(cur) << 32;
     return (double)(w >> 11) * 0x1.0p-53;
+}
+
+/* sbx_multinomial without its checks (probs >= 0 and finite, some mass when n > 0); k >= 1 when n > 0. */
+void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k, int64_t *counts);
+
+/* Inversion reading one word first: u = (w1 2^21 + (w2 >> 11)) 2^-53 (53 bits) lies in [w1, w1 + 1) 2^-32
+ * whatever w2 is, so when no CDF value falls inside that interval, w1 alone gives the answer and w2 is
+ * not drawn (about one draw in 2^32 / (values in the table) needs it). Results are those of the
+ * 53-bit inversion. */
+static inline double sbx__u53(uint32_t w1, uint32_t w2) {
+    return ((double)w1 * 0x1.0p21 + (double)(w2 >> 11)) * 0x1.0p-53;
 }
 
 #endif

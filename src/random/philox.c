@@ -66,40 +66,41 @@ typedef uint32_t counters[4][SBX_RNG_BATCH];
 
 #ifdef HAVE_AVX512_PATH
 /* With AVX-512 intrinsics: each product is one vpmuludq (the portable version compiles to a full
- * 64 x 64-bit multiply). */
+ * 64 x 64-bit multiply). The two groups of 8 blocks go through the rounds side by side, so that one
+ * group's multiplies run while the other waits for its own; the words leave by two permutes per
+ * group (lanes (w0 | w1 << 32) and (w2 | w3 << 32) interleaved block by block). */
+#define GROUPS (SBX_RNG_BATCH / 8)
 __attribute__((target("avx512f"))) static void blocks_avx512(counters c, const uint32_t key[2], uint32_t *out) {
     const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
-    for (int g = 0; g < SBX_RNG_BATCH; g += 8) {
-        __m512i c0 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[0] + g)));
-        __m512i c1 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[1] + g)));
-        __m512i c2 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[2] + g)));
-        __m512i c3 = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[3] + g)));
-        uint32_t k0 = key[0], k1 = key[1];
-        for (int round = 0; round < 10; round++) {
-            if (round > 0) {
-                k0 += W0;
-                k1 += W1;
-            }
-            const __m512i p0 = _mm512_mul_epu32(c0, m0), p1 = _mm512_mul_epu32(c2, m1);
-            const __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c1), _mm512_set1_epi64(k0));
-            const __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c3), _mm512_set1_epi64(k1));
-            c0 = n0;
-            c1 = _mm512_and_si512(p1, low);
-            c2 = n2;
-            c3 = _mm512_and_si512(p0, low);
+    const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+    const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+    for (int g = 0; g < GROUPS; g++) {
+        c0[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[0] + 8 * g)));
+        c1[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[1] + 8 * g)));
+        c2[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[2] + 8 * g)));
+        c3[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[3] + 8 * g)));
+    }
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += W0;
+            k1 += W1;
         }
-        uint64_t w0[8], w1[8], w2[8], w3[8];
-        _mm512_storeu_si512(w0, c0);
-        _mm512_storeu_si512(w1, c1);
-        _mm512_storeu_si512(w2, c2);
-        _mm512_storeu_si512(w3, c3);
-        for (int b = 0; b < 8; b++) {
-            uint32_t *w = out + 4 * (g + b);
-            w[0] = (uint32_t)w0[b];
-            w[1] = (uint32_t)w1[b];
-            w[2] = (uint32_t)w2[b];
-            w[3] = (uint32_t)w3[b];
+        const __m512i key0 = _mm512_set1_epi64(k0), key1 = _mm512_set1_epi64(k1);
+        for (int g = 0; g < GROUPS; g++) {
+            const __m512i p0 = _mm512_mul_epu32(c0[g], m0), p1 = _mm512_mul_epu32(c2[g], m1);
+            c0[g] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c1[g]), key0);
+            c1[g] = _mm512_and_si512(p1, low);
+            c2[g] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c3[g]), key1);
+            c3[g] = _mm512_and_si512(p0, low);
         }
+    }
+    for (int g = 0; g < GROUPS; g++) {
+        const __m512i a = _mm512_or_si512(c0[g], _mm512_slli_epi64(c1[g], 32));
+        const __m512i b = _mm512_or_si512(c2[g], _mm512_slli_epi64(c3[g], 32));
+        _mm512_storeu_si512((void *)(out + 32 * g), _mm512_permutex2var_epi64(a, first, b));
+        _mm512_storeu_si512((void *)(out + 32 * g + 16), _mm512_permutex2var_epi64(a, second, b));
     }
 }
 #endif
@@ -162,22 +163,25 @@ static void refill_batch(sbx_rng_cursor *cur) {
     cur->have = 4 * SBX_RNG_BATCH;
 }
 
-void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, sbx_rng_cursor *cur) {
+void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int blocks_each, sbx_rng_cursor *cur) {
     counters c;
-    uint32_t words[4 * SBX_RNG_BATCH];
-    for (int b = 0; b < SBX_RNG_BATCH; b++) {
-        const uint64_t p = (uint64_t)position + (uint64_t)(b < count ? b : 0);
-        c[0][b] = 0;
-        c[1][b] = (uint32_t)p;
-        c[2][b] = (uint32_t)(p >> 32);
-        c[3][b] = rng->stream;
+    uint32_t words[2][4 * SBX_RNG_BATCH];
+    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
+    for (int k = 0; k < blocks_each; k++) {
+        for (int b = 0; b < SBX_RNG_BATCH; b++) {
+            const uint64_t p = (uint64_t)position + (uint64_t)(b < count ? b : 0);
+            c[0][b] = (uint32_t)k;
+            c[1][b] = (uint32_t)p;
+            c[2][b] = (uint32_t)(p >> 32);
+            c[3][b] = rng->stream;
+        }
+        blocks(c, key, words[k]);
     }
-    blocks(c, (const uint32_t[2]){(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)}, words);
     for (int b = 0; b < count; b++) {
         sbx_rng_cursor_init(rng, position + b, &cur[b]);
-        memcpy(cur[b].words, words + 4 * b, 4 * sizeof(uint32_t));
-        cur[b].ctr[0] = 1;
-        cur[b].have = 4;
+        for (int k = 0; k < blocks_each; k++) memcpy(cur[b].words + 4 * k, words[k] + 4 * b, 4 * sizeof(uint32_t));
+        cur[b].ctr[0] = (uint32_t)blocks_each;
+        cur[b].have = 4 * blocks_each;
     }
 }
 

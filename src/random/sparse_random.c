@@ -11,86 +11,119 @@
 #include "sparse/internal.h"
 #include "sparsebox/random.h"
 
-/* The gap before the next non-zero of a line: Geometric with P(no draw is zero) = 1 - P0, L = log P0.
- * Returns a value > limit when the line ends first. */
-static double next_gap(sbx_rng_cursor *cur, double L, double limit) {
-    if (L == -INFINITY) return 0; /* every draw is non-zero */
-    const double g = floor(log(1 - sbx__rng_double(cur)) / L); /* 1 - u in (0, 1] */
-    return g > limit ? limit + 1 : g;
+/* A table inversion: the smallest k with u < cdf[k] (k = last + 1 when u >= cdf[last]) for
+ * u = a + b U, U uniform in [0, 1) read one word first (sbx__u53; u is monotone in U, so the interval
+ * of U that one word leaves open maps to an interval of u). The search starts at a guide entry (Chen
+ * and Asau's indexed search): guide[g] is the smallest k with cdf[k] > a + b g / GUIDE. */
+#define GUIDE_BITS 8
+#define GUIDE (1 << GUIDE_BITS)
+typedef struct {
+    double *cdf, a, b; /* cdf non-decreasing; NULL: no table */
+    int64_t last;
+    int32_t guide[GUIDE];
+} table;
+
+static void table_guide(table *t) {
+    int64_t k = 0;
+    for (int g = 0; g < GUIDE; g++) {
+        const double u = t->a + t->b * ((double)g / GUIDE);
+        while (k <= t->last && t->cdf[k] <= u) k++;
+        t->guide[g] = (int32_t)k;
+    }
 }
 
-/* What a Binomial(n, p) matrix needs: L = log P(0), and for n <= TABLE_MAX the CDF, so that a value
- * is one uniform and a search (inversion, exact up to the doubles' rounding of the pmf). */
+static inline int64_t table_draw(const table *t, sbx_rng_cursor *cur) {
+    const uint32_t w1 = sbx__rng_u32(cur);
+    const double lo = t->a + t->b * ((double)w1 * 0x1.0p-32), hi = t->a + t->b * (((double)w1 + 1) * 0x1.0p-32);
+    int64_t k = t->guide[w1 >> (32 - GUIDE_BITS)];
+    while (k <= t->last && lo >= t->cdf[k]) k++;
+    if (k > t->last || hi < t->cdf[k]) return k; /* every u of the interval gives k */
+    const double u = t->a + t->b * sbx__u53(w1, sbx__rng_u32(cur));
+    while (k <= t->last && u >= t->cdf[k]) k++;
+    return k;
+}
+
+/* What a Binomial(n, p) matrix needs. L = log P0, P0 = P(a draw is 0) = (1-p)^n.
+ * - value: for n <= TABLE_MAX the CDF P(X <= k), k = 0..n (exact up to the doubles' rounding of the
+ *   pmf), read with u = U on dense lines and u = P0 + (1 - P0) U (a value given that it is not 0) on
+ *   sparse ones; no table for a larger n.
+ * - gap: the gap before a line's next non-zero is Geometric, P(G <= g) = 1 - P0^(g+1). With
+ *   P0 <= GAP_TABLE_P0 a table of it up to the g where P0^(g+1) < 2^-10, a draw past the table adding
+ *   the table's length and drawing again (the geometric forgets); above, floor(log(1 - U) / L).
+ * Which way a matrix is drawn depends on (n, p) only. */
 #define TABLE_MAX 4096
+#define DENSE 0.7 /* P0 below it: lines drawn cell by cell */
+#define GAP_TABLE_P0 0.998
 typedef struct {
     int64_t n;
-    double p, L, *cdf; /* cdf[k] = P(X <= k), k = 0..n, cdf[n] = 1; NULL when n > TABLE_MAX */
+    double p, L;
+    int dense;
+    table value, gap;
 } binomial_law;
 
+static void law_free(binomial_law *law) {
+    sbx__free(law->value.cdf);
+    sbx__free(law->gap.cdf);
+}
+
 static sbx_status law_make(int64_t n, double p, binomial_law *law) {
+    memset(law, 0, sizeof *law);
     law->n = n;
     law->p = p;
     law->L = n == 0 || p == 0 ? 0 : (double)n * log1p(-p);
-    law->cdf = NULL;
-    if (n > TABLE_MAX || law->L == 0 || p == 1) return SBX_OK;
-    SBX_CHECK(sbx__alloc(n + 1, sizeof(double), &law->cdf, "binomial table"));
-    /* The pmf from the mode outward would be more accurate in the tails; from P(0) it is exact
-     * enough for n <= 4096 with p <= 1/2, mirrored for p > 1/2. */
-    const double pp = p <= 0.5 ? p : 1 - p, s = pp / (1 - pp), a = ((double)n + 1) * s;
-    double r = exp((double)n * log1p(-pp)), acc = 0;
-    for (int64_t k = 0; k <= n; k++) {
-        if (k > 0) r *= a / (double)k - s;
-        law->cdf[p <= 0.5 ? k : n - k] = r; /* pmf first, summed below */
+    if (law->L == 0 || p == 1) return SBX_OK; /* all zeros, or no zeros (L = -inf) */
+    const double p0 = exp(law->L);
+    if (n <= TABLE_MAX) {
+        double *cdf;
+        SBX_CHECK(sbx__alloc(n + 1, sizeof(double), &cdf, "binomial table"));
+        /* The pmf from the mode outward would be more accurate in the tails; from P(0) it is exact
+         * enough for n <= 4096 with p <= 1/2, mirrored for p > 1/2. */
+        const double pp = p <= 0.5 ? p : 1 - p, s = pp / (1 - pp), a = ((double)n + 1) * s;
+        double r = exp((double)n * log1p(-pp)), acc = 0;
+        for (int64_t k = 0; k <= n; k++) {
+            if (k > 0) r *= a / (double)k - s;
+            cdf[p <= 0.5 ? k : n - k] = r; /* pmf first, summed below */
+        }
+        for (int64_t k = 0; k <= n; k++) cdf[k] = (acc += cdf[k]);
+        for (int64_t k = 0; k <= n; k++) cdf[k] /= acc;
+        cdf[n] = 1;
+        law->dense = cdf[0] < DENSE;
+        law->value = (table){.cdf = cdf, .last = n, .a = law->dense ? 0 : cdf[0], .b = law->dense ? 1 : 1 - cdf[0]};
+        table_guide(&law->value);
     }
-    for (int64_t k = 0; k <= n; k++) law->cdf[k] = (acc += law->cdf[k]);
-    for (int64_t k = 0; k <= n; k++) law->cdf[k] /= acc;
-    law->cdf[n] = 1;
+    if (!law->dense && p0 <= GAP_TABLE_P0) {
+        const int64_t len = (int64_t)ceil(-10 * 0.69314718055994531 / law->L) + 1; /* P0^len < 2^-10 */
+        double *cdf, tail = 1;
+        const sbx_status st = sbx__alloc(len, sizeof(double), &cdf, "geometric table");
+        if (st != SBX_OK) {
+            law_free(law);
+            return st;
+        }
+        for (int64_t g = 0; g < len; g++) cdf[g] = 1 - (tail *= p0);
+        law->gap = (table){.cdf = cdf, .last = len - 1, .a = 0, .b = 1};
+        table_guide(&law->gap);
+    }
     return SBX_OK;
 }
 
-/* The smallest k with u < cdf[k], searching from k0: for small n a count of the cdf values at or
- * below u (no branch to mispredict), else a walk (short tables) or a bisection. */
-static inline int64_t law_search(const binomial_law *law, double u, int64_t k0) {
-    if (law->n <= 16) {
-        int64_t k = k0;
-        for (int64_t j = k0; j < law->n; j++) k += u >= law->cdf[j];
-        return k;
+/* The gap before the next non-zero of a line; a value > limit when the line ends first. */
+static inline double next_gap(const binomial_law *law, sbx_rng_cursor *cur, double limit) {
+    if (law->L == -INFINITY) return 0; /* every draw is non-zero */
+    double g;
+    if (law->gap.cdf) {
+        int64_t k, past = 0;
+        while ((k = table_draw(&law->gap, cur)) > law->gap.last && past <= (int64_t)limit) past += k;
+        g = (double)(past + k);
+    } else {
+        g = floor(log(1 - sbx__rng_double(cur)) / law->L); /* 1 - U in (0, 1] */
     }
-    int64_t lo = k0, hi = law->n;
-    if (law->n * law->p < 16) { /* short: walk */
-        while (lo < hi && u >= law->cdf[lo]) lo++;
-        return lo;
-    }
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (u < law->cdf[mid])
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
-/* A value by inversion of the table with a uniform u of 53 bits, u = (w1 2^21 + (w2 >> 11)) 2^-53, whose
- * second word w2 is drawn only when the first leaves the answer open: u lies in [w1, w1 + 1) 2^-32, and
- * when no CDF value falls inside that interval every u in it gives the same k (about n in 2^32 draws
- * need the second word). The result is that of the full 53-bit inversion. */
-static inline int64_t law_draw(const binomial_law *law, sbx_rng_cursor *cur) {
-    const uint32_t w1 = sbx__rng_u32(cur);
-    const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
-    const int64_t k = law_search(law, lo, 0);
-    if (k == law->n || hi <= law->cdf[k]) return k;
-    const uint32_t w2 = sbx__rng_u32(cur);
-    return law_search(law, ((double)w1 * 0x1.0p21 + (double)(w2 >> 11)) * 0x1.0p-53, 0);
+    return g > limit ? limit + 1 : g;
 }
 
 /* A value given that it is at least 1. */
 static int64_t law_truncated(const binomial_law *law, sbx_rng_cursor *cur) {
-    if (law->cdf) { /* inversion over k >= 1: u in [P0, 1) */
-        const double p0 = law->cdf[0];
-        return law_search(law, p0 + (1 - p0) * sbx__rng_double(cur), 1);
-    }
-    int64_t x = 0; /* rejection: P0 < 1/2 here (n > TABLE_MAX: n p is large or p tiny; see below) */
+    if (law->value.cdf) return table_draw(&law->value, cur); /* u in [P0, 1) */
+    int64_t x = 0; /* n > TABLE_MAX: rejection while P0 < 1/2 (n p is large or p tiny; see below) */
     if (exp(law->L) < 0.5) {
         while (x == 0) sbx_binomial(cur, law->n, law->p, &x);
         return x;
@@ -113,7 +146,7 @@ static int64_t law_truncated(const binomial_law *law, sbx_rng_cursor *cur) {
 /* A thread's share of the lines: its entries, in line order. */
 typedef struct {
     int64_t *index, *value;
-    int64_t used, cap;
+    int64_t used, cap, at; /* at: where the piece goes in the matrix */
     sbx_status st;
 } piece;
 
@@ -134,20 +167,18 @@ static inline void piece_push(piece *pc, int64_t index, int64_t value) {
     pc->value[pc->used++] = value;
 }
 
-/* Line i: with dense lines (P0 < DENSE), one value per element from position 2i (law_draw: one word,
- * rarely two); otherwise the gaps from position 2i and the values from position 2i + 1. Returns the
- * line's entry count. */
-#define DENSE 0.7
+/* Line i: dense lines (law->dense) draw one value per element from position 2i; sparse lines draw
+ * their gaps from position 2i and their values from position 2i + 1. Returns the line's entry count. */
 static int64_t binomial_line(const sbx_rng *rng, const binomial_law *law, int64_t i, int64_t minor, piece *pc) {
     sbx_rng_cursor a, b;
     const int64_t before = pc->used;
     sbx_rng_cursor_init(rng, 2 * i, &a);
-    if (law->cdf && law->cdf[0] < DENSE) {
+    if (law->dense) {
         while (pc->st == SBX_OK && pc->cap - pc->used < minor) piece_grow(pc); /* room for the whole line */
         if (pc->st != SBX_OK) return 0;
         int64_t *restrict idx = pc->index, *restrict val = pc->value, used = pc->used;
         for (int64_t j = 0; j < minor; j++) { /* written always, kept when non-zero: no branch */
-            const int64_t k = law_draw(law, &a);
+            const int64_t k = table_draw(&law->value, &a);
             idx[used] = j;
             val[used] = k;
             used += k > 0;
@@ -156,7 +187,7 @@ static int64_t binomial_line(const sbx_rng *rng, const binomial_law *law, int64_
     } else {
         const double limit = (double)minor;
         sbx_rng_cursor_init(rng, 2 * i + 1, &b);
-        for (double j = next_gap(&a, law->L, limit); j < limit; j += 1 + next_gap(&a, law->L, limit))
+        for (double j = next_gap(law, &a, limit); j < limit; j += 1 + next_gap(law, &a, limit))
             piece_push(pc, (int64_t)j, law_truncated(law, &b));
     }
     return pc->used - before;
@@ -203,15 +234,17 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
         /* Room for the expected entries and 6 standard deviations more, so a piece rarely grows. */
         const double q0 = -expm1(law.L), cells = (double)minor * (double)(major / nt + 1);
         const double expect = cells * q0 + 6 * sqrt(cells * q0) + 4096;
-        const int64_t room = expect < (double)minor * (double)major ? (int64_t)expect : (int64_t)((double)minor * major) + 1;
+        const double all = (double)minor * (double)major;
+        const int64_t room = expect < all ? (int64_t)expect : (int64_t)all + 1;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int t = 0; t < nt; t++) {
-            piece *pc = &pieces[t];
+            piece local = {0}, *pc = &local; /* a copy on this thread's stack: no cache line shared */
             if ((pc->st = sbx__alloc_raw(room, sizeof(int64_t), &pc->index, "binomial entries")) == SBX_OK &&
                 (pc->st = sbx__alloc_raw(room, sizeof(int64_t), &pc->value, "binomial entries")) == SBX_OK)
                 pc->cap = room;
             for (int64_t i = major / nt * t; i < (t + 1 == nt ? major : major / nt * (t + 1)); i++)
                 m->indptr[i + 1] = binomial_line(rng, &law, i, minor, pc);
+            pieces[t] = local;
         }
         for (int t = 0; t < nt && st == SBX_OK; t++) st = pieces[t].st;
     }
@@ -223,11 +256,17 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
         m->indices = m->data = NULL;
         st = sbx__alloc_raw(m->nnz, sizeof(int64_t), &m->indices, "binomial indices");
         if (st == SBX_OK) st = sbx__alloc_raw(m->nnz, sbx_dtype_size(dtype), &m->data, "binomial values");
-        for (int64_t t = 0, at = 0; t < nt && st == SBX_OK; at += pieces[t].used, t++) {
-            if (pieces[t].used == 0) continue;
-            memcpy(m->indices + at, pieces[t].index, (size_t)pieces[t].used * sizeof(int64_t));
-            st = sbx__cast((char *)m->data + (size_t)at * sbx_dtype_size(dtype), dtype, pieces[t].value, SBX_INT64,
-                           pieces[t].used, "binomial values");
+        if (st == SBX_OK) {
+            for (int t = 0; t < nt; t++) pieces[t].at = t == 0 ? 0 : pieces[t - 1].at + pieces[t - 1].used;
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int t = 0; t < nt; t++) { /* each thread moves its own piece */
+                piece *pc = &pieces[t];
+                if (pc->used == 0) continue;
+                memcpy(m->indices + pc->at, pc->index, (size_t)pc->used * sizeof(int64_t));
+                char *data = (char *)m->data + (size_t)pc->at * sbx_dtype_size(dtype);
+                pc->st = sbx__cast(data, dtype, pc->value, SBX_INT64, pc->used, "binomial values");
+            }
+            for (int t = 0; t < nt && st == SBX_OK; t++) st = pieces[t].st;
         }
     }
     for (int t = 0; pieces && t < nt; t++) {
@@ -235,7 +274,7 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
         sbx__free(pieces[t].value);
     }
     sbx__free(pieces);
-    sbx__free(law.cdf);
+    law_free(&law);
     if (st != SBX_OK) {
         sbx_sparse_free(m);
         return st;
@@ -247,101 +286,142 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
 sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_sparse **out) {
     if (!rng || !out) return sbx__error(SBX_ERR_ARG, "sbx_random_poisson: rng or out is NULL");
     SBX_CHECK(sbx_sparse_validate_structure(x));
-    for (int64_t k = 0; k < x->nnz; k++) {
-        const double lam = sbx__get_f64(x->data, x->dtype, k);
-        if (!(lam >= 0 && lam <= SBX_POISSON_MAX_LAM))
-            return sbx__error(SBX_ERR_ARG, "x: stored value %lld (%s %lld) = %g is not a mean in [0, %g]", (long long)k,
-                              x->format == SBX_CSR ? "row" : "column", (long long)sbx__sparse_line_of(x, k), lam,
-                              SBX_POISSON_MAX_LAM);
-    }
+    const int64_t nnz = x->nnz, major = x->format == SBX_CSR ? x->nrows : x->ncols;
+    double *means = NULL;
+    int64_t *draws = NULL, *indptr = NULL, *indices = NULL;
     sbx_sparse *m = NULL;
-    int64_t *draws = NULL;
-    SBX_CHECK(sbx_sparse_copy(x, &m));
-    sbx_status st = sbx__alloc_raw(x->nnz, sizeof(int64_t), &draws, "Poisson draws");
-    if (st == SBX_OK) {
-        const int64_t groups = (x->nnz + SBX_RNG_BATCH - 1) / SBX_RNG_BATCH;
-        const int nt = x->nnz < 4096 ? 1 : sbx__threads();
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t g = 0; g < groups; g++) { /* 16 entries at a time: their first blocks in vector lanes */
-            sbx_rng_cursor cur[SBX_RNG_BATCH];
-            const int64_t k0 = g * SBX_RNG_BATCH;
-            const int count = x->nnz - k0 < SBX_RNG_BATCH ? (int)(x->nnz - k0) : SBX_RNG_BATCH;
-            sbx__rng_cursors(rng, k0, count, cur);
-            for (int b = 0; b < count; b++) sbx_poisson(&cur[b], sbx__get_f64(x->data, x->dtype, k0 + b), &draws[k0 + b]);
+    sbx_status st = sbx__alloc_raw(nnz, sizeof(int64_t), &draws, "Poisson draws");
+    if (st == SBX_OK) st = sbx__alloc_raw(nnz, sizeof(int64_t), &indices, "Poisson indices");
+    if (st == SBX_OK) st = sbx__alloc(major + 1, sizeof(int64_t), &indptr, "Poisson indptr");
+    if (st == SBX_OK && x->dtype != SBX_FLOAT64) st = sbx__alloc_raw(nnz, sizeof(double), &means, "Poisson means");
+    if (st != SBX_OK) goto done;
+    const double *lam = x->dtype == SBX_FLOAT64 ? x->data : means;
+    for (int64_t k = 0; k < nnz && means; k++) means[k] = sbx__get_f64(x->data, x->dtype, k);
+    for (int64_t k = 0; k < nnz; k++) {
+        if (!(lam[k] >= 0 && lam[k] <= SBX_POISSON_MAX_LAM)) {
+            st = sbx__error(SBX_ERR_ARG, "x: stored value %lld (%s %lld) = %g is not a mean in [0, %g]", (long long)k,
+                            x->format == SBX_CSR ? "row" : "column", (long long)sbx__sparse_line_of(x, k), lam[k],
+                            SBX_POISSON_MAX_LAM);
+            goto done;
         }
-        st = sbx__cast(m->data, m->dtype, draws, SBX_INT64, x->nnz, "Poisson draws");
     }
-    if (st == SBX_OK) st = sbx_sparse_eliminate_zeros(m);
+    const int64_t groups = (nnz + SBX_RNG_BATCH - 1) / SBX_RNG_BATCH;
+    const int nt = nnz < 4096 ? 1 : sbx__threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t g = 0; g < groups; g++) { /* 16 entries at a time: their first blocks in vector lanes */
+        sbx_rng_cursor cur[SBX_RNG_BATCH];
+        const int64_t k0 = g * SBX_RNG_BATCH;
+        const int count = nnz - k0 < SBX_RNG_BATCH ? (int)(nnz - k0) : SBX_RNG_BATCH;
+        sbx__rng_cursors(rng, k0, count, 1, cur);
+        for (int b = 0; b < count; b++) sbx_poisson(&cur[b], lam[k0 + b], &draws[k0 + b]);
+    }
+    int64_t kept = 0; /* the non-zero draws, moved to the front, line by line */
+    for (int64_t i = 0; i < major; i++) {
+        for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++) {
+            indices[kept] = x->indices[k];
+            draws[kept] = draws[k];
+            kept += draws[k] != 0;
+        }
+        indptr[i + 1] = kept;
+    }
+    st = sbx__sparse_new(x->format, x->dtype, x->nrows, x->ncols, kept, 0, &m);
+    if (st == SBX_OK) st = sbx__cast(m->data, m->dtype, draws, SBX_INT64, kept, "Poisson draws");
+    if (st == SBX_OK) {
+        memcpy(m->indptr, indptr, (size_t)(major + 1) * sizeof(int64_t));
+        if (kept > 0) memcpy(m->indices, indices, (size_t)kept * sizeof(int64_t));
+        *out = m;
+        m = NULL;
+    }
+done:
+    sbx_sparse_free(m);
+    sbx__free(means);
     sbx__free(draws);
-    if (st != SBX_OK) {
-        sbx_sparse_free(m);
-        return st;
-    }
-    *out = m;
-    return SBX_OK;
+    sbx__free(indices);
+    sbx__free(indptr);
+    return st;
 }
 
 /* n for row r (n has 1 or nrows values). */
 static int64_t row_n(const sbx_array *n, int64_t r) {
-    return (int64_t)sbx__get_f64(n->data, n->dtype, sbx_array_numel(n) == 1 ? 0 : r);
+    return (int64_t)sbx__get_f64(n->data, n->dtype, n->ndim == 0 || n->shape[0] == 1 ? 0 : r);
 }
 
 /* Multinomial over the rows of a CSR matrix. */
 static sbx_status multinomial_csr(const sbx_rng *rng, const sbx_array *n, const sbx_sparse *p, int renormalize,
                                   sbx_sparse **out) {
-    const int64_t rows = p->nrows;
-    int64_t widest = 0;
-    for (int64_t r = 0; r < rows; r++) { /* every row checked first, so sampling cannot fail */
+    const int64_t rows = p->nrows, nnz = p->nnz;
+    double *converted = NULL; /* p's values as doubles when they are not */
+    int64_t *counts = NULL;
+    sbx_sparse *m = NULL;
+    sbx_status st = SBX_OK;
+    if (p->dtype != SBX_FLOAT64) {
+        SBX_CHECK(sbx__alloc_raw(nnz, sizeof(double), &converted, "multinomial probabilities"));
+        for (int64_t k = 0; k < nnz; k++) converted[k] = sbx__get_f64(p->data, p->dtype, k);
+    }
+    const double *pv = converted ? converted : p->data;
+    for (int64_t r = 0; r < rows && st == SBX_OK; r++) { /* every row checked first, so sampling cannot fail */
         const int64_t lo = p->indptr[r], hi = p->indptr[r + 1], nr = row_n(n, r);
         double sum = 0;
-        if (hi - lo > widest) widest = hi - lo;
-        if (nr > 0 && hi == lo) return sbx__error(SBX_ERR_ARG, "p: row %lld is empty but n = %lld", (long long)r, (long long)nr);
+        if (nr > 0 && hi == lo) {
+            st = sbx__error(SBX_ERR_ARG, "p: row %lld is empty but n = %lld", (long long)r, (long long)nr);
+            break;
+        }
         for (int64_t k = lo; k < hi; k++) {
-            const double v = sbx__get_f64(p->data, p->dtype, k);
-            if (!(v >= 0) || isinf(v))
-                return sbx__error(SBX_ERR_ARG, "p: row %lld has probability %g (column %lld), negative or not finite",
-                                  (long long)r, v, (long long)p->indices[k]);
-            sum += v;
-        }
-        if (hi > lo && (renormalize ? !(sum > 0) : fabs(sum - 1) > 1e-6))
-            return sbx__error(SBX_ERR_ARG, renormalize ? "p: row %lld sums to %.17g, not a positive mass"
-                                                       : "p: row %lld sums to %.17g, not 1 within 1e-6 (renormalize to accept)",
-                              (long long)r, sum);
-    }
-    sbx_sparse *m = NULL;
-    int64_t *counts = NULL;
-    double *probs = NULL;
-    const int nt = p->nnz < 20000 ? 1 : sbx__threads();
-    SBX_CHECK(sbx_sparse_copy(p, &m));
-    sbx_status st = sbx__alloc_raw(p->nnz, sizeof(int64_t), &counts, "multinomial counts");
-    if (st == SBX_OK) st = sbx__alloc_raw(widest * nt, sizeof(double), &probs, "multinomial probabilities");
-    if (st == SBX_OK) {
-#pragma omp parallel num_threads(nt)
-        {
-            int t = 0;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-#endif
-            double *pr = probs + (int64_t)t * widest;
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < rows; r++) {
-                const int64_t lo = p->indptr[r], hi = p->indptr[r + 1];
-                sbx_rng_cursor cur;
-                sbx_rng_cursor_init(rng, r, &cur);
-                for (int64_t k = lo; k < hi; k++) pr[k - lo] = sbx__get_f64(p->data, p->dtype, k);
-                sbx_multinomial(&cur, row_n(n, r), pr, hi - lo, renormalize, counts + lo);
+            if (!(pv[k] >= 0) || isinf(pv[k])) {
+                st = sbx__error(SBX_ERR_ARG, "p: row %lld has probability %g (column %lld), negative or not finite",
+                                (long long)r, pv[k], (long long)p->indices[k]);
+                break;
             }
+            sum += pv[k];
         }
-        st = sbx__cast(m->data, m->dtype, counts, SBX_INT64, p->nnz, "multinomial counts");
+        if (st == SBX_OK && hi > lo && (renormalize ? !(sum > 0) : fabs(sum - 1) > 1e-6))
+            st = sbx__error(SBX_ERR_ARG,
+                            renormalize ? "p: row %lld sums to %.17g, not a positive mass"
+                                        : "p: row %lld sums to %.17g, not 1 within 1e-6 (renormalize to accept)",
+                            (long long)r, sum);
     }
+    if (st == SBX_OK) st = sbx__alloc_raw(nnz, sizeof(int64_t), &counts, "multinomial counts");
+    if (st == SBX_OK) st = sbx__sparse_new(SBX_CSR, p->dtype, p->nrows, p->ncols, nnz, 0, &m);
+    if (st == SBX_OK) {
+        const int nt = nnz < 20000 ? 1 : sbx__threads();
+        const int64_t groups = (rows + SBX_RNG_BATCH - 1) / SBX_RNG_BATCH;
+        sbx_status *cast = NULL;
+        st = sbx__alloc(nt, sizeof(sbx_status), &cast, "multinomial statuses");
+        if (st == SBX_OK) {
+#pragma omp parallel num_threads(nt)
+            {
+#pragma omp for schedule(static)
+                for (int64_t g = 0; g < groups; g++) { /* 16 rows at a time: their first 2 blocks in vector lanes */
+                    sbx_rng_cursor cur[SBX_RNG_BATCH];
+                    const int64_t r0 = g * SBX_RNG_BATCH;
+                    const int count = rows - r0 < SBX_RNG_BATCH ? (int)(rows - r0) : SBX_RNG_BATCH;
+                    sbx__rng_cursors(rng, r0, count, 2, cur);
+                    for (int b = 0; b < count; b++) {
+                        const int64_t lo = p->indptr[r0 + b], hi = p->indptr[r0 + b + 1];
+                        sbx__multinomial_draw(&cur[b], row_n(n, r0 + b), pv + lo, hi - lo, counts + lo);
+                    }
+                }
+#pragma omp for schedule(static)
+                for (int t = 0; t < nt; t++) { /* the counts in p's dtype, a slice per thread */
+                    const int64_t k0 = nnz / nt * t, k1 = t + 1 == nt ? nnz : nnz / nt * (t + 1);
+                    cast[t] = sbx__cast((char *)m->data + (size_t)k0 * sbx_dtype_size(m->dtype), m->dtype, counts + k0,
+                                        SBX_INT64, k1 - k0, "multinomial counts");
+                }
+            }
+            for (int t = 0; t < nt && st == SBX_OK; t++) st = cast[t];
+        }
+        sbx__free(cast);
+    }
+    if (st == SBX_OK) {
+        memcpy(m->indptr, p->indptr, (size_t)(rows + 1) * sizeof(int64_t));
+        if (nnz > 0) memcpy(m->indices, p->indices, (size_t)nnz * sizeof(int64_t));
+        *out = m;
+        m = NULL;
+    }
+    sbx_sparse_free(m);
     sbx__free(counts);
-    sbx__free(probs);
-    if (st != SBX_OK) {
-        sbx_sparse_free(m);
-        return st;
-    }
-    *out = m;
-    return SBX_OK;
+    sbx__free(converted);
+    return st;
 }
 
 sbx_status sbx_random_multinomial(const sbx_rng *rng, const sbx_array *n, const sbx_sparse *p, int renormalize,

@@ -58,9 +58,9 @@ static void test_cursor_layout(void **state) {
             if (sbx_rng_u32(&cur) != out[w]) fail_msg("block %u word %d differs", block, w);
     }
     /* Cursors made 16 at a time give the same words as one by one (full and partial groups). */
-    for (int count = 16; count >= 5; count -= 11) {
+    for (int count = 16, blocks = 1; count >= 5; count -= 11, blocks++) {
         sbx_rng_cursor group[SBX_RNG_BATCH], single;
-        sbx__rng_cursors(&rng, position, count, group);
+        sbx__rng_cursors(&rng, position, count, blocks, group);
         for (int b = 0; b < count; b++) {
             assert_int_equal(sbx_rng_cursor_init(&rng, position + b, &single), SBX_OK);
             for (int w = 0; w < 4 * 20; w++) assert_int_equal(sbx_rng_u32(&group[b]), sbx_rng_u32(&single));
