@@ -72,6 +72,15 @@ SBX_API sbx_status sbx_poisson(sbx_rng_cursor *cursor, double lam, int64_t *out)
 SBX_API sbx_status sbx_multinomial(sbx_rng_cursor *cursor, int64_t n, const double *probs, int64_t k, int renormalize,
                                    int64_t *counts);
 
+/* Arrays of draws (numpy's size= argument): element i of out from a cursor at position first + i
+ * (multinomial: row i of a rows x k array), so that an array drawn in pieces equals one drawn whole,
+ * at any thread count. Any shape; any dtype that holds the draws exactly (checked for n beforehand;
+ * a Poisson draw too large for out's dtype is an error). Parameters as for the samplers above. */
+SBX_API sbx_status sbx_binomial_fill(const sbx_rng *rng, int64_t n, double p, int64_t first, sbx_array *out);
+SBX_API sbx_status sbx_poisson_fill(const sbx_rng *rng, double lam, int64_t first, sbx_array *out);
+SBX_API sbx_status sbx_multinomial_fill(const sbx_rng *rng, int64_t n, const double *probs, int64_t k, int renormalize,
+                                        int64_t first, sbx_array *out);
+
 /* --- Sparse random matrices (the original's Binomial, Poisson, Multinomial) -------------------------
  * Pure functions of (rng, arguments): the same inputs give the same bytes at any thread count. */
 
@@ -100,7 +109,11 @@ SBX_API sbx_status sbx_random_multinomial(const sbx_rng *rng, const sbx_array *n
 
 /* --- The original's Op answers for these three ops (infer_shape, grad, connection_pattern) ------------
  * Inputs in the original's order: Binomial (0 n, 1 p, 2 shape), Poisson (0 x), Multinomial (0 n, 1 p). */
-typedef enum sbx_random_op { SBX_RANDOM_BINOMIAL = 0, SBX_RANDOM_POISSON = 1, SBX_RANDOM_MULTINOMIAL = 2 } sbx_random_op;
+typedef enum sbx_random_op {
+    SBX_RANDOM_BINOMIAL = 0,
+    SBX_RANDOM_POISSON = 1,
+    SBX_RANDOM_MULTINOMIAL = 2
+} sbx_random_op;
 
 /* The number of inputs of op (3, 1, 2); 0 for a value outside the enum. */
 SBX_API int sbx_random_op_inputs(sbx_random_op op);

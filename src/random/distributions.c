@@ -10,18 +10,30 @@
 /* The samplers' bodies are inlined into each clone of sbx_binomial and sbx_poisson (SBX_CLONES). */
 #define HOT static inline __attribute__((always_inline))
 
+/* log k! for k = 0..9 (the logarithms of the exact factorials). */
+static const double LOG_FACTORIAL[10] = {0.0,
+                                         0.0,
+                                         0.6931471805599453,
+                                         1.791759469228055,
+                                         3.1780538303479458,
+                                         4.787491742782046,
+                                         6.579251212010101,
+                                         8.525161361065415,
+                                         10.60460290274525,
+                                         12.801827480081469};
+
 /* fc(k) = log k! - [(k + 1/2) log(k + 1) - (k + 1) + log sqrt(2 pi)], the tail of Stirling's series
- * at z = k + 1: lgamma itself for small k, above it the series 1/12z - 1/360z^3 + 1/1260z^5 - 1/1680z^7
- * + 1/1188z^9 (Bernoulli numbers; the next term is below 1e-14 for z >= 11). */
+ * at z = k + 1, for an integral k >= 0: from the table for small k, above it the series 1/12z - 1/360z^3
+ * + 1/1260z^5 - 1/1680z^7 + 1/1188z^9 (Bernoulli numbers; the next term is below 1e-14 for z >= 11). */
 static double stirling_tail(double k) {
-    if (k < 10) return lgamma(k + 1) - ((k + 0.5) * log(k + 1) - (k + 1) + LOG_SQRT_2PI);
+    if (k < 10) return LOG_FACTORIAL[(int)k] - ((k + 0.5) * log(k + 1) - (k + 1) + LOG_SQRT_2PI);
     const double iz = 1 / (k + 1), iz2 = iz * iz;
     return iz * (1.0 / 12 - iz2 * (1.0 / 360 - iz2 * (1.0 / 1260 - iz2 * (1.0 / 1680 - iz2 / 1188))));
 }
 
 /* log k! for an integral k >= 0. */
 static double log_factorial(double k) {
-    return k < 10 ? lgamma(k + 1) : (k + 0.5) * log(k + 1) - (k + 1) + LOG_SQRT_2PI + stirling_tail(k);
+    return k < 10 ? LOG_FACTORIAL[(int)k] : (k + 0.5) * log(k + 1) - (k + 1) + LOG_SQRT_2PI + stirling_tail(k);
 }
 
 /* Poisson(lam) for lam < 10 is inverted over the CDF P(X <= k), k <= POISSON_KMAX (the mass above it
@@ -31,14 +43,24 @@ static double log_factorial(double k) {
 #define POISSON_KMAX 64
 #define GUIDE 64 /* guide[g]: the smallest k with cdf[k] > g / GUIDE (Chen and Asau's indexed search) */
 
+/* 1/k for k = 1..64: the CDF steps below multiply by it rather than divide (a step's factor then
+ * does not wait for a division, and the chain is a multiply and an add). */
 #define INV4(k) 1.0 / (k), 1.0 / (k + 1), 1.0 / (k + 2), 1.0 / (k + 3)
 #define INV16(k) INV4(k), INV4(k + 4), INV4(k + 8), INV4(k + 12)
-static const double inverse[POISSON_KMAX + 1] = {0,        INV16(1), INV16(17), INV16(33), INV4(49), INV4(53),
-                                                 INV4(57), 1.0 / 61, 1.0 / 62,  1.0 / 63,  1.0 / 64};
+static const double inverse[65] = {0,        INV16(1), INV16(17), INV16(33), INV4(49), INV4(53),
+                                   INV4(57), 1.0 / 61, 1.0 / 62,  1.0 / 63,  1.0 / 64};
 
-/* P(k) = P(k-1) (lam (1/k)): the factor does not wait for P(k-1), so the chain is a multiply and an add. */
+/* Poisson: P(k) = P(k-1) lam (1/k). */
 static inline double poisson_step(double lam, int64_t k, double *r, double acc) {
     *r *= lam * inverse[k];
+    return acc + *r;
+}
+
+/* Binomial, p <= 1/2: P(k) = P(k-1) ((n+1)/k - 1) p/q = P(k-1) (a (1/k) - s), a = (n+1) p/q, s = p/q.
+ * With n p < 10 the mass above k = 64 is below C(n, 65) p^65 < (n p)^65 / 65! < 1e-25. */
+#define BINOMIAL_KMAX 64
+static inline double binomial_step(double a, double s, int64_t k, double *r, double acc) {
+    *r *= a * inverse[k] - s;
     return acc + *r;
 }
 
@@ -46,8 +68,9 @@ static inline double poisson_step(double lam, int64_t k, double *r, double acc) 
  * the exp, log and table work. The Poisson table is built when a mean comes twice in a row. */
 typedef struct {
     struct {
-        int64_t n;
-        double p, r0, cdf[17]; /* cdf[k] = P(X <= k) for n <= 16 */
+        int64_t n, seen_n;
+        double p, seen_p, cdf[BINOMIAL_KMAX + 1]; /* cdf[k] = P(X <= k), k <= min(n, 64) */
+        uint8_t guide[GUIDE];
     } inv;
     struct {
         int64_t n;
@@ -62,24 +85,37 @@ typedef struct {
     } ptrs;
 } setups;
 static _Thread_local setups cache = {
-    {-1, 0, 0, {0}}, {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {-1, -1, {0}, {0}}, {-1, 0, 0, 0, 0, 0}};
+    {-1, -1, 0, 0, {0}, {0}}, {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {-1, -1, {0}, {0}}, {-1, 0, 0, 0, 0, 0}};
 
-/* Binomial(n, p), p <= 1/2, n p < 10: inversion along the chain P(x) = P(x-1) ((n+1)/x - 1) p/q. */
+/* guide[g] = the smallest k <= last with cdf[k] > g / GUIDE. */
+static void make_guide(const double *cdf, int64_t last, uint8_t *guide) {
+    for (int g = 0, k = 0; g < GUIDE; g++) {
+        while (k < last && cdf[k] <= (double)g / GUIDE) k++;
+        guide[g] = (uint8_t)k;
+    }
+}
+
+/* Binomial(n, p), p <= 1/2, n p < 10: inversion of the CDF made by binomial_step from
+ * P(0) = exp(n log1p(-p)), with a 53-bit uniform read one word first (sbx__u53); a uniform past the
+ * rounded CDF (at k = min(n, 64)) is drawn again. n <= 16: the table is made at once (its last value
+ * set to 1) and k counted without branches; larger n: the table is made when (n, p) comes twice in a
+ * row, and the CDF is made along the way otherwise, by the same steps. */
 HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
     const double q = 1 - p, s = p / q, a = ((double)n + 1) * s;
-    if (su->inv.n != n || su->inv.p != p) {
+    const int64_t last = n < BINOMIAL_KMAX ? n : BINOMIAL_KMAX;
+    double *cdf = su->inv.cdf;
+    if ((su->inv.n != n || su->inv.p != p) && (n <= 16 || (su->inv.seen_n == n && su->inv.seen_p == p))) {
+        double r = exp((double)n * log1p(-p)), acc = r;
+        cdf[0] = acc;
+        for (int64_t k = 1; k <= last; k++) cdf[k] = acc = binomial_step(a, s, k, &r, acc);
+        if (n <= 16) cdf[n] = 1;
+        make_guide(cdf, last, su->inv.guide);
         su->inv.n = n;
         su->inv.p = p;
-        su->inv.r0 = exp((double)n * log1p(-p));
-        double r = su->inv.r0, acc = 0;
-        for (int64_t k = 0; k <= n && n <= 16; k++) { /* the CDF, for the table path below */
-            if (k > 0) r *= a / (double)k - s;
-            su->inv.cdf[k] = acc += r;
-        }
-        if (n <= 16) su->inv.cdf[n] = 1;
     }
-    if (n <= 16) { /* small n: the CDF table, one word first (sbx__u53), k counted without branches */
-        const double *cdf = su->inv.cdf;
+    su->inv.seen_n = n;
+    su->inv.seen_p = p;
+    if (n <= 16) {
         const uint32_t w1 = sbx__rng_u32(cur);
         const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
         int64_t k = 0;
@@ -89,16 +125,26 @@ HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, doubl
         while (k < n && u >= cdf[k]) k++;
         return k;
     }
-    const double r0 = su->inv.r0;
+    const int table = su->inv.n == n && su->inv.p == p;
     for (;;) {
-        double u = sbx__rng_double(cur), r = r0;
-        int64_t x = 0;
-        while (u > r && x < n) {
-            u -= r;
-            x++;
-            r *= a / (double)x - s;
+        const uint32_t w1 = sbx__rng_u32(cur);
+        const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
+        int64_t k;
+        double r = 0, acc;
+        if (table) {
+            k = su->inv.guide[w1 >> 26];
+            while (k < last && lo >= cdf[k]) k++;
+            acc = cdf[k];
+        } else {
+            k = 0;
+            acc = r = exp((double)n * log1p(-p));
+            while (k < last && lo >= acc) acc = binomial_step(a, s, ++k, &r, acc);
         }
-        if (u <= r) return x; /* else the rounding left mass past n: draw again */
+        if (lo >= acc) continue; /* past the CDF: the rounding's leftover */
+        if (hi <= acc) return k;
+        const double u = sbx__u53(w1, sbx__rng_u32(cur));
+        while (k < last && u >= acc) acc = table ? cdf[++k] : binomial_step(a, s, ++k, &r, acc);
+        if (u < acc) return k;
     }
 }
 
@@ -164,10 +210,7 @@ HOT int64_t poisson_inversion(setups *su, sbx_rng_cursor *cur, double lam) {
         double r = exp(-lam), acc = r;
         su->pinv.cdf[0] = acc;
         for (int64_t k = 1; k <= POISSON_KMAX; k++) su->pinv.cdf[k] = acc = poisson_step(lam, k, &r, acc);
-        for (int g = 0, k = 0; g < GUIDE; g++) {
-            while (k < POISSON_KMAX && su->pinv.cdf[k] <= (double)g / GUIDE) k++;
-            su->pinv.guide[g] = (uint8_t)k;
-        }
+        make_guide(su->pinv.cdf, POISSON_KMAX, su->pinv.guide);
         su->pinv.lam = lam;
     }
     const int table = su->pinv.lam == lam;

@@ -24,6 +24,9 @@ static inline double sbx__rng_double(sbx_rng_cursor *cur) {
     return (double)(w >> 11) * 0x1.0p-53;
 }
 
+/* The largest count a dtype holds exactly (float32: 2^24, int8: 127, bool: 1, ...). */
+double sbx__dtype_exact_max(sbx_dtype dtype);
+
 /* sbx_multinomial without its checks (probs >= 0 and finite, some mass when n > 0); k >= 1 when n > 0. */
 void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k, int64_t *counts);
 

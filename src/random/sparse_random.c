@@ -193,22 +193,6 @@ static int64_t binomial_line(const sbx_rng *rng, const binomial_law *law, int64_
     return pc->used - before;
 }
 
-/* The largest count a dtype holds exactly, for the check of n. */
-static double dtype_exact_max(sbx_dtype dtype) {
-    switch (dtype) {
-    case SBX_FLOAT32: return 16777216.0;
-    case SBX_FLOAT64: return 9007199254740992.0;
-    case SBX_INT8: return 127;
-    case SBX_INT16: return 32767;
-    case SBX_INT32: return 2147483647.0;
-    case SBX_UINT8: return 255;
-    case SBX_UINT16: return 65535;
-    case SBX_UINT32: return 4294967295.0;
-    case SBX_BOOL: return 1;
-    default: return 9.3e18; /* int64, uint64: any int64 n */
-    }
-}
-
 sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t nrows, int64_t ncols, sbx_format format,
                                sbx_dtype dtype, sbx_sparse **out) {
     if (!rng || !out) return sbx__error(SBX_ERR_ARG, "sbx_random_binomial: rng or out is NULL");
@@ -219,7 +203,7 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
     if (format != SBX_CSR && format != SBX_CSC)
         return sbx__error(SBX_ERR_ARG, "format %d is neither SBX_CSR nor SBX_CSC", (int)format);
     if (!sbx__dtype_valid(dtype)) return sbx__error(SBX_ERR_ARG, "dtype %d is not an sbx_dtype", (int)dtype);
-    if ((double)n > dtype_exact_max(dtype))
+    if ((double)n > sbx__dtype_exact_max(dtype))
         return sbx__error(SBX_ERR_ARG, "binomial n = %lld: draws up to n do not fit %s exactly", (long long)n,
                           sbx_dtype_name(dtype));
     const int64_t major = format == SBX_CSR ? nrows : ncols, minor = format == SBX_CSR ? ncols : nrows;

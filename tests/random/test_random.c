@@ -1,4 +1,6 @@
-/* Tests of the random generator: Philox4x32-10's published known answers and the cursor layout. */
+/* Tests of the random module's behaviour: Philox4x32-10's published known answers, the cursor layout,
+ * bad parameters, the sparse ops' edges and thread invariance, arrays of draws, the Op answers. The
+ * distributions themselves are tested in test_fit.c. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,154 +85,6 @@ static void test_cursor_layout(void **state) {
     assert_non_null(strstr(sbx_last_error(), "position -1"));
 }
 
-/* --- goodness of fit ---------------------------------------------------------------------------- */
-
-/* The regularised upper incomplete gamma function Q(a, x) (the chi-square survival function is
- * Q(df / 2, x / 2)): its power series below a + 1, its continued fraction (modified Lentz) above. */
-static double gamma_q(double a, double x) {
-    if (x <= 0) return 1;
-    const double lead = a * log(x) - x - lgamma(a);
-    if (x < a + 1) {
-        double term = 1 / a, sum = term;
-        for (int n = 1; n < 100000 && fabs(term) > fabs(sum) * 1e-16; n++) {
-            term *= x / (a + n);
-            sum += term;
-        }
-        return 1 - sum * exp(lead);
-    }
-    double b = x + 1 - a, c = 1e300, d = 1 / b, h = d;
-    for (int i = 1; i < 100000; i++) {
-        const double an = -i * (i - a);
-        b += 2;
-        d = an * d + b;
-        if (fabs(d) < 1e-300) d = 1e-300;
-        c = b + an / c;
-        if (fabs(c) < 1e-300) c = 1e-300;
-        d = 1 / d;
-        const double delta = d * c;
-        h *= delta;
-        if (fabs(delta - 1) < 1e-15) break;
-    }
-    return exp(lead) * h;
-}
-
-static void test_gamma_q(void **state) { /* chi-square survival values (scipy.stats.chi2.isf) */
-    (void)state;
-    assert_true(fabs(gamma_q(0.5, 3.841458820694124 / 2) - 0.05) < 1e-9); /* df 1 */
-    assert_true(fabs(gamma_q(5, 23.209251158954356 / 2) - 0.01) < 1e-9);   /* df 10 */
-    assert_true(fabs(gamma_q(50, 149.4492527790389 / 2) - 0.001) < 1e-9);  /* df 100 */
-}
-
-typedef double (*pmf_fn)(int64_t k, const double *params);
-
-static double binomial_pmf(int64_t k, const double *par) {
-    const double n = par[0], p = par[1];
-    if (k < 0 || (double)k > n) return 0;
-    if (p == 0) return k == 0;
-    if (p == 1) return (double)k == n;
-    return exp(lgamma(n + 1) - lgamma((double)k + 1) - lgamma(n - (double)k + 1) + (double)k * log(p) +
-               (n - (double)k) * log1p(-p));
-}
-
-static double poisson_pmf(int64_t k, const double *par) {
-    const double lam = par[0];
-    if (k < 0) return 0;
-    if (lam == 0) return k == 0;
-    return exp(-lam + (double)k * log(lam) - lgamma((double)k + 1));
-}
-
-typedef sbx_status (*sampler_fn)(sbx_rng_cursor *cur, const double *params, int64_t *out);
-static sbx_status draw_binomial(sbx_rng_cursor *cur, const double *par, int64_t *out) {
-    return sbx_binomial(cur, (int64_t)par[0], par[1], out);
-}
-static sbx_status draw_poisson(sbx_rng_cursor *cur, const double *par, int64_t *out) {
-    return sbx_poisson(cur, par[0], out);
-}
-
-/* Chi-square test of `draws` samples against the exact pmf around `centre`: cells of at least 20
- * expected counts (tails merged), significance 1e-6. Returns the p-value. */
-static double chi_square(sampler_fn draw, pmf_fn pmf, const double *par, int64_t centre, int64_t draws, uint64_t seed,
-                         const char *what) {
-    /* The support with mass above 1e-14, found by walking out from the centre. */
-    int64_t lo = centre, hi = centre;
-    while (lo > 0 && pmf(lo - 1, par) > 1e-14) lo--;
-    while (pmf(hi + 1, par) > 1e-14 && hi - lo < 10000000) hi++;
-    const int64_t span = hi - lo + 1;
-    int64_t *cell_of = malloc(sizeof(int64_t) * (size_t)span), ncells = 0;
-    double *expect = malloc(sizeof(double) * (size_t)(span + 2)), acc = 0, below = 0;
-    for (int64_t k = 0; k < lo && k < 1000000; k++) below += pmf(k, par); /* the left tail joins cell 0 */
-    acc = below;
-    for (int64_t k = lo; k <= hi; k++) {
-        acc += pmf(k, par);
-        cell_of[k - lo] = ncells;
-        if (acc * (double)draws >= 20) {
-            expect[ncells++] = acc;
-            acc = 0;
-        }
-    }
-    if (ncells == 0) {
-        expect[ncells++] = acc;
-    } else {
-        expect[ncells - 1] += acc; /* the last partial cell and the right tail join the last cell */
-        for (int64_t k = hi; k >= lo && cell_of[k - lo] == ncells; k--) cell_of[k - lo] = ncells - 1;
-    }
-    double mass = 0;
-    for (int64_t c = 0; c < ncells; c++) mass += expect[c];
-    expect[ncells - 1] += 1 - mass > 0 ? 1 - mass : 0;
-    int64_t *observed = calloc((size_t)ncells, sizeof(int64_t));
-    sbx_rng rng;
-    sbx_rng_init(&rng, seed, 0);
-    sbx_rng_cursor cur;
-    assert_int_equal(sbx_rng_cursor_init(&rng, 0, &cur), SBX_OK);
-    for (int64_t i = 0; i < draws; i++) {
-        int64_t x;
-        if (i % 4096 == 0) assert_int_equal(sbx_rng_cursor_init(&rng, i / 4096, &cur), SBX_OK);
-        assert_int_equal(draw(&cur, par, &x), SBX_OK);
-        if (x < 0) fail_msg("%s: negative draw %lld", what, (long long)x);
-        observed[x < lo ? 0 : x > hi ? ncells - 1 : cell_of[x - lo]]++;
-    }
-    double chi2 = 0;
-    for (int64_t c = 0; c < ncells; c++) {
-        const double e = expect[c] * (double)draws, d = (double)observed[c] - e;
-        chi2 += e > 0 ? d * d / e : (observed[c] ? INFINITY : 0);
-    }
-    const double pvalue = ncells > 1 ? gamma_q((double)(ncells - 1) / 2, chi2 / 2) : (observed[0] == draws ? 1 : 0);
-    if (!(pvalue > 1e-6)) fail_msg("%s: chi-square %.1f over %lld cells, p-value %.3g", what, chi2, (long long)ncells, pvalue);
-    free(cell_of);
-    free(expect);
-    free(observed);
-    return pvalue;
-}
-
-static void test_binomial_fit(void **state) {
-    (void)state;
-    /* Each algorithm, both sides of the switch (n p = 10), the symmetry, the edges, huge n. */
-    const double points[][2] = {
-        {0, 0.3},     {10, 0},        {10, 1},      {1, 0.5},       {5, 0.25},      {20, 0.49},
-        {21, 0.49},   {25, 0.399},    {26, 0.39},   {100, 0.3},     {30, 0.9},      {1000, 0.5},
-        {1e6, 0.4},   {2147483648.0, 3e-9},         {2147483648.0, 0.3},            {50, 0.999},
-        {1e4, 1e-6},  {40, 0.75},     {200, 0.05},  {1e9, 1e-8},
-    };
-    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "binomial(%.0f, %g)", points[i][0], points[i][1]);
-        const int64_t centre = (int64_t)floor((points[i][0] + 1) * points[i][1]) < (int64_t)points[i][0]
-                                   ? (int64_t)floor((points[i][0] + 1) * points[i][1])
-                                   : (int64_t)points[i][0];
-        chi_square(draw_binomial, binomial_pmf, points[i], centre, 2000000, 1000 + i, what);
-    }
-}
-
-static void test_poisson_fit(void **state) {
-    (void)state;
-    const double points[][1] = {{0}, {1e-8}, {0.5}, {1}, {5}, {9.99}, {10}, {10.01}, {50}, {1e4}, {1e6}, {1e10}};
-    for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "poisson(%g)", points[i][0]);
-        chi_square(draw_poisson, poisson_pmf, points[i], (int64_t)floor(points[i][0]), 2000000, 2000 + i, what);
-    }
-}
-
 static void test_bad_parameters(void **state) {
     (void)state;
     sbx_rng rng;
@@ -257,57 +111,6 @@ static void test_bad_parameters(void **state) {
     assert_int_equal(counts[0], 9);
     assert_int_equal(sbx_multinomial(&cur, 4, bad_sum, 3, 1, counts), SBX_OK); /* renormalised */
     assert_int_equal(counts[0] + counts[1] + counts[2], 4);
-}
-
-/* Multinomial: every row sums to n exactly, and the marginals are Binomial(n, p_i) — for n = 12 (the
- * categorical trials) and n = 30 (the conditional binomials). */
-static void test_multinomial(void **state) {
-    (void)state;
-    const double probs[5] = {0.1, 0.0, 0.45, 0.3, 0.15};
-    const int64_t sizes[2] = {12, 30}, rows = 200000;
-    for (int si = 0; si < 2; si++) {
-        const int64_t n = sizes[si];
-        int64_t counts[5], *first = malloc(sizeof(int64_t) * (size_t)rows), *fourth = malloc(sizeof(int64_t) * (size_t)rows);
-        sbx_rng rng;
-        sbx_rng_init(&rng, 99, 3);
-        for (int64_t r = 0; r < rows; r++) {
-            sbx_rng_cursor cur;
-            assert_int_equal(sbx_rng_cursor_init(&rng, r, &cur), SBX_OK);
-            assert_int_equal(sbx_multinomial(&cur, n, probs, 5, 0, counts), SBX_OK);
-            assert_int_equal(counts[0] + counts[1] + counts[2] + counts[3] + counts[4], n);
-            assert_int_equal(counts[1], 0);
-            first[r] = counts[2];
-            fourth[r] = counts[4];
-        }
-        /* The marginals of categories 2 and 4 against Binomial(n, 0.45) and Binomial(n, 0.15), binned. */
-        for (int which = 0; which < 2; which++) {
-            const int64_t *got = which ? fourth : first;
-            const double par[2] = {(double)n, which ? 0.15 : 0.45};
-            double e[31] = {0}, chi2 = 0, e_tail = 0, o_tail = 0;
-            int64_t o[31] = {0};
-            int cells = 0;
-            for (int64_t r = 0; r < rows; r++) o[got[r]]++;
-            for (int k = 0; k <= n; k++) e[k] = binomial_pmf(k, par) * (double)rows;
-            for (int k = 0; k <= n; k++) {
-                if (e[k] < 20) {
-                    e_tail += e[k];
-                    o_tail += (double)o[k];
-                    continue;
-                }
-                chi2 += ((double)o[k] - e[k]) * ((double)o[k] - e[k]) / e[k];
-                cells++;
-            }
-            if (e_tail > 0) {
-                chi2 += (o_tail - e_tail) * (o_tail - e_tail) / e_tail;
-                cells++;
-            }
-            if (!(gamma_q((cells - 1) / 2.0, chi2 / 2) > 1e-6))
-                fail_msg("multinomial n = %lld, category %d: chi-square %.1f over %d cells", (long long)n, which ? 4 : 2,
-                         chi2, cells);
-        }
-        free(first);
-        free(fourth);
-    }
 }
 
 /* --- sparse random matrices ------------------------------------------------------------------- */
@@ -339,21 +142,8 @@ static void test_sparse_binomial(void **state) {
     /* Density: each element is non-zero with probability 1 - 0.75^5; nnz within 6 standard deviations. */
     const double q0 = 1 - pow(0.75, 5), cells = 6000.0 * 300, sd = sqrt(cells * q0 * (1 - q0));
     assert_true(fabs((double)m[0]->nnz - cells * q0) < 6 * sd);
-    /* Column positions uniform: chi-square over the 300 columns. */
-    double col[300] = {0}, chi2 = 0;
-    for (int64_t k = 0; k < m[0]->nnz; k++) col[m[0]->indices[k]]++;
-    for (int c = 0; c < 300; c++) chi2 += (col[c] - (double)m[0]->nnz / 300) * (col[c] - (double)m[0]->nnz / 300) / ((double)m[0]->nnz / 300);
-    assert_true(gamma_q(299 / 2.0, chi2 / 2) > 1e-6);
-    /* Values: Binomial(5, 0.25) given >= 1. */
-    double obs[6] = {0}, chi = 0;
-    const double par[2] = {5, 0.25};
-    for (int64_t k = 0; k < m[0]->nnz; k++) obs[(int)((float *)m[0]->data)[k]]++;
-    assert_true(obs[0] == 0);
-    for (int v = 1; v <= 5; v++) {
-        const double e = binomial_pmf(v, par) / q0 * (double)m[0]->nnz;
-        chi += (obs[v] - e) * (obs[v] - e) / e;
-    }
-    assert_true(gamma_q(4 / 2.0, chi / 2) > 1e-6);
+    /* Every value in [1, 5]; the distributions are tested in test_fit.c. */
+    for (int64_t k = 0; k < m[0]->nnz; k++) assert_true(((float *)m[0]->data)[k] >= 1 && ((float *)m[0]->data)[k] <= 5);
     for (int t = 0; t < 3; t++) sbx_sparse_free(m[t]);
     /* A 10^6 x 10^6 matrix with p = 1e-7: about 10^5 entries, never a dense matrix. */
     sbx_sparse *big;
@@ -389,36 +179,23 @@ static void test_sparse_poisson(void **state) {
     (void)state;
     sbx_rng rng;
     sbx_rng_init(&rng, 5, 2);
-    sbx_sparse *x, *y[2];
+    sbx_sparse *x, *y[3];
+    const int threads[3] = {1, 2, 8};
     assert_int_equal(sbx_random_binomial(&rng, 1, 0.3, 3000, 100, SBX_CSR, SBX_FLOAT64, &x), SBX_OK);
     for (int64_t k = 0; k < x->nnz; k++) ((double *)x->data)[k] = 2.5; /* every mean 2.5 */
-    for (int t = 0; t < 2; t++) {
-        sbx_set_num_threads(t + 1);
+    for (int t = 0; t < 3; t++) {
+        sbx_set_num_threads(threads[t]);
         assert_int_equal(sbx_random_poisson(&rng, x, &y[t]), SBX_OK);
     }
     sbx_set_num_threads(0);
     same_matrix(y[0], y[1]);
+    same_matrix(y[0], y[2]);
+    sbx_sparse_free(y[2]);
     assert_int_equal(sbx_sparse_validate(y[0]), SBX_OK);
-    /* The zeros are gone: P(0) = exp(-2.5); the kept values follow Poisson(2.5) given >= 1. */
+    /* The zeros are gone (P(0) = exp(-2.5)); the values' law is tested in test_fit.c. */
     const double p0 = exp(-2.5), n = (double)x->nnz;
     assert_true(fabs((double)y[0]->nnz - n * (1 - p0)) < 6 * sqrt(n * p0 * (1 - p0)));
-    double obs[8] = {0}, chi = 0, tail_e = 0;
-    const double par[1] = {2.5};
-    for (int64_t k = 0; k < y[0]->nnz; k++) {
-        const double v = ((double *)y[0]->data)[k];
-        assert_true(v >= 1);
-        obs[v >= 7 ? 7 : (int)v]++;
-    }
-    for (int v = 1; v <= 7; v++) {
-        double e = v < 7 ? poisson_pmf(v, par) : 0;
-        if (v == 7) {
-            for (int w = 1; w < 7; w++) tail_e += poisson_pmf(w, par);
-            e = 1 - p0 - tail_e;
-        }
-        e *= (double)y[0]->nnz / (1 - p0);
-        chi += (obs[v] - e) * (obs[v] - e) / e;
-    }
-    assert_true(gamma_q(6 / 2.0, chi / 2) > 1e-6);
+    for (int64_t k = 0; k < y[0]->nnz; k++) assert_true(((double *)y[0]->data)[k] >= 1);
     sbx_sparse_free(y[0]);
     sbx_sparse_free(y[1]);
     /* A negative mean is an error naming the entry. */
@@ -458,6 +235,23 @@ static void test_sparse_multinomial(void **state) {
     sbx_sparse_free(out);
     sbx_sparse_free(out_csc);
     sbx_sparse_free(back);
+    /* Same bytes at 1, 2 and 8 threads on a matrix large enough to run in parallel. */
+    sbx_sparse *big, *drawn[3];
+    assert_int_equal(sbx_random_binomial(&rng, 1, 0.2, 5000, 50, SBX_CSR, SBX_FLOAT32, &big), SBX_OK);
+    for (int64_t r = 0; r < big->nrows; r++)
+        for (int64_t k = big->indptr[r]; k < big->indptr[r + 1]; k++)
+            ((float *)big->data)[k] = (float)(k - big->indptr[r] + 1);
+    const int threads[3] = {1, 2, 8};
+    for (int t = 0; t < 3; t++) {
+        sbx_set_num_threads(threads[t]);
+        assert_int_equal(sbx_random_multinomial(&rng, &scalar, big, 1, &drawn[t]), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    assert_true(big->nnz >= 20000);
+    same_matrix(drawn[0], drawn[1]);
+    same_matrix(drawn[0], drawn[2]);
+    for (int t = 0; t < 3; t++) sbx_sparse_free(drawn[t]);
+    sbx_sparse_free(big);
     /* One n for every row. */
     assert_int_equal(sbx_random_multinomial(&rng, &scalar, &p, 0, &out), SBX_OK);
     sbx_sparse_free(out);
@@ -486,18 +280,152 @@ static void test_sparse_multinomial(void **state) {
     sbx_sparse_free(csc);
 }
 
+/* Arrays of draws: element i equals the sampler's draw at position first + i, pieces equal the whole,
+ * 1 thread and 8 (binomial) or 2 (Poisson) give the same bytes; dtypes and bad arguments. */
+static void test_fill(void **state) {
+    (void)state;
+    sbx_rng rng;
+    sbx_rng_init(&rng, 404, 9);
+    enum { N = 20000 };
+    int64_t *whole = malloc(sizeof(int64_t) * N), *two = malloc(sizeof(int64_t) * N);
+    int64_t *piece = malloc(sizeof(int64_t) * N);
+    sbx_array a = {SBX_INT64, 1, {N}, whole}, b = {SBX_INT64, 2, {100, N / 100}, two};
+    for (int kind = 0; kind < 2; kind++) {
+        sbx_set_num_threads(1);
+        assert_int_equal(kind ? sbx_poisson_fill(&rng, 3.5, 7, &a) : sbx_binomial_fill(&rng, 40, 0.3, 7, &a), SBX_OK);
+        sbx_set_num_threads(kind ? 2 : 8);
+        assert_int_equal(kind ? sbx_poisson_fill(&rng, 3.5, 7, &b) : sbx_binomial_fill(&rng, 40, 0.3, 7, &b), SBX_OK);
+        sbx_set_num_threads(0);
+        assert_memory_equal(whole, two, sizeof(int64_t) * N);
+        sbx_array first = {SBX_INT64, 1, {6000}, piece}, rest = {SBX_INT64, 1, {N - 6000}, piece + 6000};
+        assert_int_equal(kind ? sbx_poisson_fill(&rng, 3.5, 7, &first) : sbx_binomial_fill(&rng, 40, 0.3, 7, &first),
+                         SBX_OK);
+        assert_int_equal(kind ? sbx_poisson_fill(&rng, 3.5, 6007, &rest)
+                              : sbx_binomial_fill(&rng, 40, 0.3, 6007, &rest),
+                         SBX_OK);
+        assert_memory_equal(whole, piece, sizeof(int64_t) * N);
+        for (int i = 0; i < N; i += 997) {
+            sbx_rng_cursor cur;
+            int64_t x;
+            assert_int_equal(sbx_rng_cursor_init(&rng, 7 + i, &cur), SBX_OK);
+            assert_int_equal(kind ? sbx_poisson(&cur, 3.5, &x) : sbx_binomial(&cur, 40, 0.3, &x), SBX_OK);
+            assert_int_equal(x, whole[i]);
+        }
+    }
+    /* Other dtypes hold the same values. */
+    float f[64];
+    sbx_array fa = {SBX_FLOAT32, 1, {64}, f}, wa = {SBX_INT64, 1, {64}, whole};
+    assert_int_equal(sbx_binomial_fill(&rng, 40, 0.3, 0, &fa), SBX_OK);
+    assert_int_equal(sbx_binomial_fill(&rng, 40, 0.3, 0, &wa), SBX_OK);
+    for (int i = 0; i < 64; i++) assert_true(f[i] == (float)whole[i]);
+    /* Multinomial rows: each sums to n and equals sbx_multinomial at its position. */
+    const double probs[3] = {0.2, 0.5, 0.3};
+    sbx_array m = {SBX_INT64, 2, {1000, 3}, whole};
+    assert_int_equal(sbx_multinomial_fill(&rng, 25, probs, 3, 0, 50, &m), SBX_OK);
+    for (int r = 0; r < 1000; r++) {
+        int64_t counts[3];
+        sbx_rng_cursor cur;
+        assert_int_equal(sbx_rng_cursor_init(&rng, 50 + r, &cur), SBX_OK);
+        assert_int_equal(sbx_multinomial(&cur, 25, probs, 3, 0, counts), SBX_OK);
+        assert_memory_equal(counts, whole + 3 * r, sizeof counts);
+    }
+    /* Bad arguments: n too large for the dtype, a draw too large for it, shapes, positions, NULL. */
+    int8_t small[16];
+    sbx_array sa = {SBX_INT8, 1, {16}, small};
+    assert_int_equal(sbx_binomial_fill(&rng, 300, 0.5, 0, &sa), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "do not fit int8"));
+    assert_int_equal(sbx_poisson_fill(&rng, 500, 0, &sa), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "draws"));
+    assert_int_equal(sbx_poisson_fill(&rng, -1, 0, &sa), SBX_ERR_ARG);
+    assert_int_equal(sbx_binomial_fill(&rng, 3, 0.5, -1, &sa), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "first position -1"));
+    assert_int_equal(sbx_binomial_fill(&rng, 3, 0.5, INT64_MAX - 3, &sa), SBX_ERR_ARG);
+    assert_int_equal(sbx_binomial_fill(NULL, 3, 0.5, 0, &sa), SBX_ERR_ARG);
+    assert_int_equal(sbx_multinomial_fill(&rng, 5, probs, 2, 0, 0, &m), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "rows x k = 2"));
+    const double bad[3] = {0.2, 0.5, 0.2};
+    assert_int_equal(sbx_multinomial_fill(&rng, 5, bad, 3, 0, 0, &m), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "sum to 0.8999"));
+    free(whole);
+    free(two);
+    free(piece);
+}
+
+/* The original's Op answers: inputs, gradient kinds, and infer_shape equal to the drawn shapes. */
+static void test_op_answers(void **state) {
+    (void)state;
+    sbx_grad g = SBX_GRAD_DEFINED;
+    assert_int_equal(sbx_random_op_inputs(SBX_RANDOM_BINOMIAL), 3);
+    assert_int_equal(sbx_random_op_inputs(SBX_RANDOM_POISSON), 1);
+    assert_int_equal(sbx_random_op_inputs(SBX_RANDOM_MULTINOMIAL), 2);
+    assert_int_equal(sbx_random_op_inputs((sbx_random_op)7), 0);
+    const sbx_grad binomial[3] = {SBX_GRAD_UNDEFINED, SBX_GRAD_UNDEFINED, SBX_GRAD_DISCONNECTED};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sbx_random_op_grad(SBX_RANDOM_BINOMIAL, i, &g), SBX_OK);
+        assert_int_equal(g, binomial[i]);
+    }
+    assert_int_equal(sbx_random_op_grad(SBX_RANDOM_POISSON, 0, &g), SBX_OK);
+    assert_int_equal(g, SBX_GRAD_UNDEFINED);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sbx_random_op_grad(SBX_RANDOM_MULTINOMIAL, i, &g), SBX_OK);
+        assert_int_equal(g, SBX_GRAD_UNDEFINED);
+    }
+    assert_int_equal(sbx_random_op_grad(SBX_RANDOM_POISSON, 1, &g), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "input 1 is outside [0, 1)"));
+    assert_int_equal(sbx_random_op_grad(SBX_RANDOM_BINOMIAL, -1, &g), SBX_ERR_ARG);
+    assert_int_equal(sbx_random_op_grad((sbx_random_op)-1, 0, &g), SBX_ERR_ARG);
+    assert_int_equal(sbx_random_op_grad(SBX_RANDOM_BINOMIAL, 0, NULL), SBX_ERR_ARG);
+    /* infer_shape against the shapes the ops produce. */
+    sbx_rng rng;
+    sbx_rng_init(&rng, 3, 0);
+    int32_t dims[2] = {7, 11};
+    sbx_array shape = {SBX_INT32, 1, {2}, dims};
+    int64_t got[2] = {-1, -1};
+    sbx_sparse *b, *pz, *mn;
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_BINOMIAL, &shape, NULL, got), SBX_OK);
+    assert_int_equal(sbx_random_binomial(&rng, 3, 0.4, dims[0], dims[1], SBX_CSC, SBX_FLOAT64, &b), SBX_OK);
+    assert_true(got[0] == b->nrows && got[1] == b->ncols);
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_POISSON, NULL, b, got), SBX_OK);
+    assert_int_equal(sbx_random_poisson(&rng, b, &pz), SBX_OK);
+    assert_true(got[0] == pz->nrows && got[1] == pz->ncols);
+    int64_t ip[3] = {0, 1, 3}, ix[3] = {2, 0, 4};
+    double v[3] = {1, 0.5, 0.5};
+    sbx_sparse p = {SBX_CSR, SBX_FLOAT64, 2, 5, 3, ip, ix, v};
+    int64_t four = 4;
+    sbx_array n = {SBX_INT64, 0, {0}, &four};
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_MULTINOMIAL, NULL, &p, got), SBX_OK);
+    assert_int_equal(sbx_random_multinomial(&rng, &n, &p, 0, &mn), SBX_OK);
+    assert_true(got[0] == mn->nrows && got[1] == mn->ncols);
+    sbx_sparse_free(b);
+    sbx_sparse_free(pz);
+    sbx_sparse_free(mn);
+    /* Bad shape inputs: float dtype, wrong length, negative extent; a NULL matrix. */
+    got[0] = got[1] = -1;
+    double fdims[2] = {7, 11};
+    int64_t three[3] = {1, 2, 3}, negative[2] = {4, -2};
+    sbx_array fshape = {SBX_FLOAT64, 1, {2}, fdims}, long_shape = {SBX_INT64, 1, {3}, three},
+              neg_shape = {SBX_INT64, 1, {2}, negative};
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_BINOMIAL, &fshape, NULL, got), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "integer dtype"));
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_BINOMIAL, &long_shape, NULL, got), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "3 values"));
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_BINOMIAL, &neg_shape, NULL, got), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "shape[1] = -2"));
+    assert_int_equal(sbx_random_op_infer_shape(SBX_RANDOM_POISSON, NULL, NULL, got), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "x is NULL"));
+    assert_true(got[0] == -1 && got[1] == -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers),
         cmocka_unit_test(test_cursor_layout),
-        cmocka_unit_test(test_gamma_q),
-        cmocka_unit_test(test_binomial_fit),
-        cmocka_unit_test(test_poisson_fit),
-        cmocka_unit_test(test_multinomial),
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_sparse_binomial),
         cmocka_unit_test(test_sparse_poisson),
         cmocka_unit_test(test_sparse_multinomial),
+        cmocka_unit_test(test_fill),
+        cmocka_unit_test(test_op_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
