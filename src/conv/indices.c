@@ -18,10 +18,8 @@ typedef struct {
     int64_t pairs;
 } axis;
 
-static void axis_free(axis *a) {
+static void axis_free(axis *a) { /* first, o and t share one block */
     sbx__free(a->first);
-    sbx__free(a->o);
-    sbx__free(a->t);
     memset(a, 0, sizeof *a);
 }
 
@@ -29,21 +27,23 @@ static sbx_status axis_make(const sbx_conv_shape *s, int d, axis *a) {
     int64_t in = s->in[d], k = s->kernel[d], st = s->stride[d], out = s->out[d];
     int64_t pad = s->mode == SBX_CONV_FULL ? k - 1 : 0;
     memset(a, 0, sizeof *a);
-    SBX_CHECK(sbx__alloc(in + 1, sizeof(int64_t), &a->first, "convolution axis"));
-    /* Count the pairs reaching each coordinate; positions o * st - pad + t with t in [0, k). Every
-     * value below is within [-(k-1), in + k) by the shape's checks: no overflow. */
+    /* Pairs: each o reaches at most k coordinates, so out * k bounds them (a product the shape's checks
+     * keep far from overflow, as every value below, within [-(k-1), in + k)). */
+    int64_t words = 0;
+    if (sbx_mul_i64(out, 2 * k, &words) != SBX_OK || sbx_add_i64(words, in + 1, &words) != SBX_OK)
+        return sbx__error(SBX_ERR_OVERFLOW, "a convolution axis of %lld outputs and %lld taps overflows", (long long)out,
+                          (long long)k);
+    SBX_CHECK(sbx__alloc_raw(words, sizeof(int64_t), &a->first, "convolution axis"));
+    memset(a->first, 0, (size_t)(in + 1) * sizeof(int64_t));
+    /* Count the pairs reaching each coordinate; positions o * st - pad + t with t in [0, k). */
     for (int64_t o = 0; o < out; o++) {
         int64_t lo = o * st - pad, t0 = lo < 0 ? -lo : 0, t1 = in - lo < k ? in - lo : k;
         for (int64_t t = t0; t < t1; t++) a->first[lo + t + 1]++;
     }
     for (int64_t i = 0; i < in; i++) a->first[i + 1] += a->first[i];
     a->pairs = a->first[in];
-    sbx_status st_ = sbx__alloc_raw(a->pairs, sizeof(int64_t), &a->o, "convolution axis");
-    if (st_ == SBX_OK) st_ = sbx__alloc_raw(a->pairs, sizeof(int64_t), &a->t, "convolution axis");
-    if (st_ != SBX_OK) {
-        axis_free(a);
-        return st_;
-    }
+    a->o = a->first + in + 1;
+    a->t = a->o + a->pairs;
     for (int64_t o = 0; o < out; o++) { /* fill in increasing o: each group ends up sorted */
         int64_t lo = o * st - pad, t0 = lo < 0 ? -lo : 0, t1 = in - lo < k ? in - lo : k;
         for (int64_t t = t0; t < t1; t++) {
@@ -55,6 +55,16 @@ static sbx_status axis_make(const sbx_conv_shape *s, int d, axis *a) {
     memmove(a->first + 1, a->first, (size_t)in * sizeof(int64_t)); /* first[i] was advanced to the end */
     a->first[0] = 0;
     return SBX_OK;
+}
+
+/* r[k] = pr[k] + row_step, v[k] = pv[k] + tap_step for k < n: a column, a line or a feature map made
+ * from an earlier one. */
+SBX_CLONES static void add_copy(const int64_t *restrict pr, const int64_t *restrict pv, int64_t n, int64_t row_step,
+                                int64_t tap_step, int64_t *restrict r, int64_t *restrict v) {
+    for (int64_t k = 0; k < n; k++) {
+        r[k] = pr[k] + row_step;
+        v[k] = pv[k] + tap_step;
+    }
 }
 
 /* What the fill of the columns needs, shared by all of them. */
@@ -71,7 +81,7 @@ typedef struct {
 } plan;
 
 /* The pair ranges of the pixel with coordinates i[]; 0 when some axis has none (an empty column). */
-static int pixel_ranges(const plan *pl, const int64_t *i, int64_t *lo, int64_t *hi) {
+static inline int pixel_ranges(const plan *pl, const int64_t *i, int64_t *lo, int64_t *hi) {
     for (int d = 0; d < pl->s->ndim; d++) {
         lo[d] = pl->ax[d].first[i[d]];
         hi[d] = pl->ax[d].first[i[d] + 1];
@@ -81,7 +91,7 @@ static int pixel_ranges(const plan *pl, const int64_t *i, int64_t *lo, int64_t *
 }
 
 /* Advances the raster coordinates i[] of a pixel by one; returns 1 when they wrap to the next map. */
-static int next_pixel(const sbx_conv_shape *s, int64_t *i) {
+static inline int next_pixel(const sbx_conv_shape *s, int64_t *i) {
     for (int d = s->ndim - 1; d >= 0; d--) {
         if (++i[d] < s->in[d]) return 0;
         i[d] = 0;
@@ -127,7 +137,7 @@ static void fill_column(const plan *pl, int64_t f, const int64_t *lo, const int6
  * -1. That holds with stride 1 along d when the kernel's every tap along d reaches both pixels
  * (full lists): the predecessor's pairs (o, t) become (o + 1, t). The predecessor must be a column
  * this call already filled (index at least c0). The last axis is tried first (the nearest column). */
-static int repeat_axis(const plan *pl, const int64_t *i, const int64_t *lo, const int64_t *hi, int64_t c, int64_t c0,
+static inline int repeat_axis(const plan *pl, const int64_t *i, const int64_t *lo, const int64_t *hi, int64_t c, int64_t c0,
                        int64_t *pred) {
     const sbx_conv_shape *s = pl->s;
     int64_t step = 1;
@@ -141,11 +151,23 @@ static int repeat_axis(const plan *pl, const int64_t *i, const int64_t *lo, cons
     return -1;
 }
 
+/* Whether the line of pixels i[] (i[last] = 0, columns c .. c + in[last] - 1) repeats the line before
+ * it along axis last - 1 moved by one output position: stride 1 along that axis, every tap along it
+ * reaching both lines (full lists), and the line before among this call's columns (from c0). */
+static inline int line_repeats(const plan *pl, const int64_t *i, int64_t c, int64_t c0) {
+    const sbx_conv_shape *s = pl->s;
+    const int d = s->ndim - 2;
+    const int64_t *first = pl->ax[d].first, k = s->kernel[d];
+    return s->stride[d] == 1 && i[d] > 0 && c - s->in[d + 1] >= c0 && first[i[d] + 1] - first[i[d]] == k &&
+           first[i[d]] - first[i[d] - 1] == k;
+}
+
 /* Fills columns c0 .. c1-1: a column that repeats an earlier one moved by an output position
  * (repeat_axis) is a streaming add of it (rows + ostride[d] * channels * kernel_size in the
  * convolution form or + ostride[d] in local connections, tap numbers + ostride[d] * kernel_size);
  * the others are enumerated. */
-static void fill_columns(const plan *pl, int64_t c0, int64_t c1, const int64_t *ip, int64_t *rows, int64_t *vals) {
+SBX_CLONES static void fill_columns(const plan *pl, int64_t c0, int64_t c1, const int64_t *ip, int64_t *rows,
+                                   int64_t *vals) {
     const sbx_conv_shape *s = pl->s;
     const int64_t row_unit = pl->ws ? s->channels * s->kernel_size : 1;
     int64_t i[SBX_MAX_NDIM], lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM], f = c0 / pl->spatial, pix = c0 % pl->spatial, pred;
@@ -153,17 +175,26 @@ static void fill_columns(const plan *pl, int64_t c0, int64_t c1, const int64_t *
         i[d] = pix % s->in[d];
         pix /= s->in[d];
     }
+    const int last = s->ndim - 1;
+    const int64_t W = s->in[last];
     for (int64_t c = c0; c < c1; c++) {
+        if (i[last] == 0 && last > 0 && c + W <= c1 && line_repeats(pl, i, c, c0)) {
+            /* The whole line of pixels along the last axis repeats the line before it along axis
+             * last - 1: one streaming add over the line's entries, which are contiguous. */
+            const int d = last - 1;
+            const int64_t row_step = pl->ostride[d] * row_unit, tap_step = pl->ostride[d] * s->kernel_size;
+            add_copy(rows + ip[c - W], vals + ip[c - W], ip[c + W] - ip[c], row_step, tap_step, rows + ip[c], vals + ip[c]);
+            i[last] = W - 1; /* the line's last pixel; the loop's step moves past it */
+            c += W - 1;
+            f += next_pixel(s, i);
+            continue;
+        }
         if (pixel_ranges(pl, i, lo, hi)) {
             const int d = repeat_axis(pl, i, lo, hi, c, c0, &pred);
             if (d >= 0) {
                 const int64_t row_step = pl->ostride[d] * row_unit, tap_step = pl->ostride[d] * s->kernel_size;
-                int64_t *restrict r = rows + ip[c], *restrict v = vals + ip[c];
-                const int64_t *restrict pr = rows + ip[pred], *restrict pv = vals + ip[pred], n = ip[c + 1] - ip[c];
-                for (int64_t k = 0; k < n; k++) {
-                    r[k] = pr[k] + row_step;
-                    v[k] = pv[k] + tap_step;
-                }
+                add_copy(rows + ip[pred], vals + ip[pred], ip[c + 1] - ip[c], row_step, tap_step, rows + ip[c],
+                         vals + ip[c]);
             } else {
                 fill_column(pl, f, lo, hi, ip[c], rows, vals);
             }
@@ -174,8 +205,7 @@ static void fill_columns(const plan *pl, int64_t c0, int64_t c1, const int64_t *
 
 static void plan_free(plan *pl) {
     for (int d = 0; d < SBX_MAX_NDIM; d++) axis_free(&pl->ax[d]);
-    sbx__free(pl->row_part);
-    sbx__free(pl->tap_part);
+    sbx__free(pl->row_part); /* tap_part shares its block */
     pl->row_part = pl->tap_part = NULL;
 }
 
@@ -221,12 +251,12 @@ static sbx_status plan_make(const sbx_conv_shape *s, int ws, int64_t nkern, plan
         return sbx__error(SBX_ERR_OVERFLOW, "the patch matrix's entry count overflows int64");
     }
     const axis *a = &pl->ax[s->ndim - 1];
-    sbx_status st = sbx__alloc_raw(a->pairs, sizeof(int64_t), &pl->row_part, "patch matrix plan");
-    if (st == SBX_OK) st = sbx__alloc_raw(a->pairs, sizeof(int64_t), &pl->tap_part, "patch matrix plan");
+    sbx_status st = sbx__alloc_raw(2 * a->pairs, sizeof(int64_t), &pl->row_part, "patch matrix plan");
     if (st != SBX_OK) {
         plan_free(pl);
         return st;
     }
+    pl->tap_part = pl->row_part + a->pairs;
     for (int64_t r = 0; r < a->pairs; r++) { /* bounded by the row count and the largest tap: no overflow */
         pl->row_part[r] = ws ? a->o[r] * s->channels * s->kernel_size + a->t[r] : a->o[r];
         pl->tap_part[r] = a->o[r] * s->kernel_size + a->t[r];
@@ -247,14 +277,15 @@ sbx_status sbx_conv_indices(const sbx_conv_shape *s, int ws, int64_t nkern, sbx_
     sbx_status st = sbx__sparse_new(SBX_CSC, SBX_INT64, nrows, s->in_size, nnz, 0, &m);
     if (st == SBX_OK) {
         /* Column pointers: the same counts in every feature map. */
-        int64_t *ip = m->indptr, per_map = nnz / s->channels, i[SBX_MAX_NDIM] = {0}, lo[SBX_MAX_NDIM], hi[SBX_MAX_NDIM];
-        for (int64_t pix = 0; pix < pl.spatial; pix++, next_pixel(s, i)) {
-            int64_t count = 0;
-            if (pixel_ranges(&pl, i, lo, hi)) {
-                count = pl.mult;
-                for (int d = 0; d < s->ndim; d++) count *= hi[d] - lo[d];
-            }
-            ip[pix + 1] = ip[pix] + count;
+        int64_t *ip = m->indptr, per_map = nnz / s->channels, i[SBX_MAX_NDIM] = {0};
+        const int last = s->ndim - 1;
+        const int64_t *fl = pl.ax[last].first;
+        for (int64_t pix = 0; pix < pl.spatial;) { /* a line along the last axis at a time */
+            int64_t outer = pl.mult;
+            for (int d = 0; d < last; d++) outer *= pl.ax[d].first[i[d] + 1] - pl.ax[d].first[i[d]];
+            for (int64_t j = 0; j < s->in[last]; j++, pix++) ip[pix + 1] = ip[pix] + outer * (fl[j + 1] - fl[j]);
+            i[last] = s->in[last] - 1;
+            next_pixel(s, i);
         }
         for (int64_t f = 1; f < s->channels; f++)
             for (int64_t pix = 0; pix < pl.spatial; pix++)
@@ -267,13 +298,16 @@ sbx_status sbx_conv_indices(const sbx_conv_shape *s, int ws, int64_t nkern, sbx_
         /* Map f repeats map 0 with the rows moved by f * kernel_size (convolution form; the local
          * connections form has the same rows) and the tap numbers by f * nkern * out_size * kernel_size. */
         const int64_t row_step = ws ? s->kernel_size : 0, tap_step = nkern * s->out_size * s->kernel_size;
-        int64_t *restrict rows = m->indices, *restrict taps = m->data;
+        const int64_t rest = nnz - per_map; /* the entries of maps 1 .. channels-1, an equal share per thread */
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t f = 1; f < s->channels; f++) {
-            int64_t *restrict fr = rows + f * per_map, *restrict ft = taps + f * per_map;
-            for (int64_t p = 0; p < per_map; p++) {
-                fr[p] = rows[p] + f * row_step;
-                ft[p] = taps[p] + f * tap_step;
+        for (int t = 0; t < nt; t++) {
+            const int64_t lo = per_map + rest / nt * t, hi = t + 1 == nt ? nnz : per_map + rest / nt * (t + 1);
+            for (int64_t p = lo; p < hi;) { /* the part of map f = p / per_map in [p, hi) */
+                const int64_t f = p / per_map, in_map = p - f * per_map;
+                const int64_t n = (f + 1) * per_map < hi ? (f + 1) * per_map - p : hi - p;
+                add_copy(m->indices + in_map, (int64_t *)m->data + in_map, n, f * row_step, f * tap_step,
+                         m->indices + p, (int64_t *)m->data + p);
+                p += n;
             }
         }
     }

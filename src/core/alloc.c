@@ -103,7 +103,7 @@ static void *obtain(size_t bytes, int zero) {
     if (ram && bytes > ram) return NULL;
     header *h;
     if (bytes < MAPPED) {
-        h = calloc(1, HEADER + bytes);
+        h = zero ? calloc(1, HEADER + bytes) : malloc(HEADER + bytes);
         if (!h) return NULL;
         h->capacity = bytes;
         h->mapped = 0;
