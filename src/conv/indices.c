@@ -31,8 +31,8 @@ static sbx_status axis_make(const sbx_conv_shape *s, int d, axis *a) {
      * keep far from overflow, as every value below, within [-(k-1), in + k)). */
     int64_t words = 0;
     if (sbx_mul_i64(out, 2 * k, &words) != SBX_OK || sbx_add_i64(words, in + 1, &words) != SBX_OK)
-        return sbx__error(SBX_ERR_OVERFLOW, "a convolution axis of %lld outputs and %lld taps overflows", (long long)out,
-                          (long long)k);
+        return sbx__error(SBX_ERR_OVERFLOW, "a convolution axis of %lld outputs and %lld taps overflows",
+                          (long long)out, (long long)k);
     SBX_CHECK(sbx__alloc_raw(words, sizeof(int64_t), &a->first, "convolution axis"));
     memset(a->first, 0, (size_t)(in + 1) * sizeof(int64_t));
     /* Count the pairs reaching each coordinate; positions o * st - pad + t with t in [0, k). */
@@ -183,7 +183,8 @@ SBX_CLONES static void fill_columns(const plan *pl, int64_t c0, int64_t c1, cons
              * last - 1: one streaming add over the line's entries, which are contiguous. */
             const int d = last - 1;
             const int64_t row_step = pl->ostride[d] * row_unit, tap_step = pl->ostride[d] * s->kernel_size;
-            add_copy(rows + ip[c - W], vals + ip[c - W], ip[c + W] - ip[c], row_step, tap_step, rows + ip[c], vals + ip[c]);
+            add_copy(rows + ip[c - W], vals + ip[c - W], ip[c + W] - ip[c], row_step, tap_step, rows + ip[c],
+                     vals + ip[c]);
             i[last] = W - 1; /* the line's last pixel; the loop's step moves past it */
             c += W - 1;
             f += next_pixel(s, i);
