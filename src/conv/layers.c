@@ -344,17 +344,19 @@ sbx_status sbx_pool_backward_mask(const sbx_conv_plan *p, const sbx_array *mask,
         return sbx__error(SBX_ERR_ARG, "mask must be a uint64 array of %lld x %lld (from sbx_pool_forward_mask)",
                           (long long)batch, (long long)width);
     if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
-    const uint64_t *bits = mask->data;
-    for (int64_t i = 0; K < 64 && i < batch * width; i++) /* a bit past the window would index past it */
-        if (bits[i] >> K)
-            return sbx__error(SBX_ERR_ARG, "mask element %lld = %llu names a tap past the window's %lld", (long long)i,
-                              (unsigned long long)bits[i], (long long)K);
-    SBX_CHECK(new_output(p, batch, p->shape.in_size, &gx)); /* zeroed map by map by the kernel */
+    SBX_CHECK(new_output(p, batch, p->shape.in_size, &gx)); /* written map by map by the kernel */
     int nt = threads_for(batch * p->shape.channels, p->shape.out_size);
-    if (p->dtype == SBX_FLOAT32)
-        pool_backward_mask_f32(p, batch, mask->data, grad_out->data, gx->data, nt);
-    else
-        pool_backward_mask_f64(p, batch, mask->data, grad_out->data, gx->data, nt);
+    const int bad = p->dtype == SBX_FLOAT32
+                        ? pool_backward_mask_f32(p, batch, mask->data, grad_out->data, gx->data, nt)
+                        : pool_backward_mask_f64(p, batch, mask->data, grad_out->data, gx->data, nt);
+    if (bad) { /* the kernel found a bit past the window (and did not follow it): name the first */
+        const uint64_t *bits = mask->data;
+        int64_t i = 0;
+        while (!(bits[i] >> K)) i++;
+        sbx_array_free(gx);
+        return sbx__error(SBX_ERR_ARG, "mask element %lld = %llu names a tap past the window's %lld", (long long)i,
+                          (unsigned long long)bits[i], (long long)K);
+    }
     *grad_images = gx;
     return SBX_OK;
 }

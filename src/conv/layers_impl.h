@@ -379,23 +379,49 @@ static T NAME(window_max)(const sbx_conv_plan *p, const T *xb, int64_t c, int64_
 
 /* Pooling, one whole map per step: the direct path (valid mode: window o is xm[base[o] + delta[l]])
  * or the gather path. */
+
+/* yr[i] = max_nan(yr[i], window row of output i) over the taps t = 0 .. kl-1 of src[i * sl + t], in
+ * tap order (first: yr starts from tap 0). Windows side by side (sl = kl = 2 or 3) have their own loops
+ * with the stride written out, which the compiler turns into vector loads and shuffles. */
+static inline void NAME(pool_taps)(const T *restrict src, int64_t row, int64_t kl, int64_t sl, int first,
+                                   T *restrict yr) {
+    if (kl == 2 && sl == 2) {
+        for (int64_t i = 0; i < row; i++) {
+            const T a = src[2 * i], b = src[2 * i + 1];
+            const T m = first ? a : NAME(max_nan)(yr[i], a);
+            yr[i] = NAME(max_nan)(m, b);
+        }
+        return;
+    }
+    if (kl == 3 && sl == 3) {
+        for (int64_t i = 0; i < row; i++) {
+            const T a = src[3 * i], b = src[3 * i + 1], c = src[3 * i + 2];
+            const T m = first ? a : NAME(max_nan)(yr[i], a);
+            yr[i] = NAME(max_nan)(NAME(max_nan)(m, b), c);
+        }
+        return;
+    }
+    for (int64_t t = 0; t < kl; t++) {
+        if (first && t == 0) {
+            for (int64_t i = 0; i < row; i++) yr[i] = src[i * sl];
+            continue;
+        }
+        for (int64_t i = 0; i < row; i++) yr[i] = NAME(max_nan)(yr[i], src[i * sl + t]);
+    }
+}
+
 /* Row q (out_size positions q .. q + row - 1, the last axis) of the maxima of map xm into yr. */
-static void NAME(pool_row)(const sbx_conv_plan *p, const T *xm, int64_t q, T *restrict yr) {
+static inline void NAME(pool_row)(const sbx_conv_plan *p, const T *xm, int64_t q, T *restrict yr) {
     const int last = p->shape.ndim - 1;
     const int64_t row = p->shape.out[last], kl = p->shape.kernel[last], sl = p->shape.stride[last], K = p->shape.kernel_size;
-    for (int64_t r = 0; r < K; r += kl) {
-        const T *restrict src = xm + p->base[q] + p->delta[r];
-        for (int64_t t = 0; t < kl; t++) {
-            if (r == 0 && t == 0) {
-                for (int64_t i = 0; i < row; i++) yr[i] = src[i * sl];
-                continue;
-            }
-            for (int64_t i = 0; i < row; i++) {
-                const T v = src[i * sl + t], m = yr[i];
-                yr[i] = v > m || v != v ? v : m;
-            }
-        }
-    }
+    for (int64_t r = 0; r < K; r += kl) NAME(pool_taps)(xm + p->base[q] + p->delta[r], row, kl, sl, r == 0, yr);
+}
+
+/* The maxima of a whole map (direct path). Rows are short (12 outputs for a 24-wide map pooled by 2),
+ * so 256-bit vectors: 512-bit loops would leave them to the scalar remainder. */
+SBX_CLONES_256 static void NAME(pool_map)(const sbx_conv_plan *p, const T *xm, T *restrict ym) {
+    const int64_t O = p->shape.out_size, row = p->shape.out[p->shape.ndim - 1];
+    for (int64_t q = 0; q < O; q += row) NAME(pool_row)(p, xm, q, ym + q);
 }
 
 static void NAME(pool_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, int nt) {
@@ -408,8 +434,7 @@ static void NAME(pool_forward)(const sbx_conv_plan *p, int64_t batch, const T *x
         if (p->base) {
             /* A row of outputs along the last axis at a time, every tap of the other axes in turn:
              * the loop over the row's outputs has no branch and no index load, so it vectorises. */
-            const int64_t row = p->shape.out[p->shape.ndim - 1];
-            for (int64_t q = 0; q < O; q += row) NAME(pool_row)(p, x + b * in + c * spatial, q, ym + q);
+            NAME(pool_map)(p, x + b * in + c * spatial, ym);
         } else {
             for (int64_t o = 0; o < O; o++) ym[o] = NAME(window_max)(p, x + b * in, c, o);
         }
@@ -484,23 +509,67 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
     }
 }
 
+/* The backward pass of a map whose windows tile it exactly (direct path, stride = kernel along every
+ * axis, no pixel left over): each pixel lies in one window, so it is written once, the window's
+ * gradient when its mask names it and 0 otherwise, with no zeroing pass and no read. */
+SBX_CLONES_256 static void NAME(unpool_map)(const sbx_conv_plan *p, const uint64_t *restrict mm, const T *restrict gm,
+                                            T *restrict gxm) {
+    const int last = p->shape.ndim - 1;
+    const int64_t O = p->shape.out_size, row = p->shape.out[last], kl = p->shape.kernel[last], K = p->shape.kernel_size;
+    for (int64_t q = 0; q < O; q += row)
+        for (int64_t r = 0; r < K; r += kl) {
+            T *restrict dst = gxm + p->base[q] + p->delta[r];
+            if (kl == 2) {
+                for (int64_t i = 0; i < row; i++) {
+                    const uint64_t bits = mm[q + i] >> r;
+                    dst[2 * i] = bits & 1 ? gm[q + i] : 0;
+                    dst[2 * i + 1] = bits & 2 ? gm[q + i] : 0;
+                }
+                continue;
+            }
+            for (int64_t t = 0; t < kl; t++)
+                for (int64_t i = 0; i < row; i++) dst[i * kl + t] = (mm[q + i] >> (r + t)) & 1 ? gm[q + i] : 0;
+        }
+}
+
+/* Whether the windows of a direct-path plan tile each map exactly (see unpool_map). */
+static int NAME(tiles)(const sbx_conv_plan *p) {
+    if (!p->base) return 0;
+    for (int d = 0; d < p->shape.ndim; d++)
+        if (p->shape.stride[d] != p->shape.kernel[d] || p->shape.out[d] * p->shape.kernel[d] != p->shape.in[d])
+            return 0;
+    return 1;
+}
+
 /* The backward pass from masks: each window's gradient goes to the taps its mask names. Every map's
- * block of gx is zeroed by the thread that fills it (gx arrives unfilled). */
-static void NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const uint64_t *mask, const T *g, T *gx,
-                                     int nt) {
+ * block of gx is written (or zeroed, then added to) by the thread that fills it (gx arrives unfilled).
+ * Returns 1 when some mask names a tap past the window (those bits are not followed). */
+static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const uint64_t *mask, const T *g, T *gx,
+                                    int nt) {
     const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
     const int64_t spatial = in / C, maps = batch * C;
-#pragma omp parallel for num_threads(nt) schedule(static)
+    const uint64_t taps = K < 64 ? ((uint64_t)1 << K) - 1 : ~(uint64_t)0;
+    const int tiled = NAME(tiles)(p);
+    int bad = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
     for (int64_t map = 0; map < maps; map++) {
         const int64_t b = map / C, c = map % C;
         const uint64_t *mm = mask + map * O;
         const T *gm = g + map * O;
         T *gxb = gx + b * in;
+        uint64_t past = 0;
+        for (int64_t o = 0; o < O; o++) past |= mm[o] & ~taps;
+        bad |= past != 0;
+        if (tiled) {
+            NAME(unpool_map)(p, mm, gm, gxb + c * spatial);
+            continue;
+        }
         memset(gxb + c * spatial, 0, (size_t)spatial * sizeof(T));
         for (int64_t o = 0; o < O; o++)
-            for (uint64_t bits = mm[o]; bits; bits &= bits - 1) {
+            for (uint64_t bits = mm[o] & taps; bits; bits &= bits - 1) {
                 const int l = __builtin_ctzll(bits);
                 gxb[p->base ? c * spatial + p->base[o] + p->delta[l] : p->gather[o * p->width + c * K + l]] += gm[o];
             }
     }
+    return bad;
 }

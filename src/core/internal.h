@@ -53,8 +53,11 @@ int sbx__dtype_valid(sbx_dtype dtype);
  * Sanitizer builds use the plain version (ifunc resolvers run before the sanitizer is ready). */
 #if defined(__x86_64__) && !defined(SBX_SANITIZE)
 #define SBX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+/* For loops whose trip counts are often below 16 floats: 256-bit vectors at most. */
+#define SBX_CLONES_256 __attribute__((target_clones("avx2", "default")))
 #else
 #define SBX_CLONES
+#define SBX_CLONES_256
 #endif
 
 /* Threads for parallel loops (sbx_get_num_threads, clamped to at least 1). */
