@@ -168,7 +168,10 @@ HOT int64_t binomial_btrs(setups *su, sbx_rng_cursor *cur, int64_t n, double p) 
     }
     const double b = su->btrs.b, a = su->btrs.a, c = su->btrs.c, vr = su->btrs.vr;
     for (;;) {
-        const double u = sbx__rng_double(cur) - 0.5, v0 = sbx__rng_double(cur), us = 0.5 - fabs(u);
+        double u, v0;
+        sbx__rng_double2(cur, &u, &v0);
+        u -= 0.5;
+        const double us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + c);
         if (kd < 0 || kd > nd) continue;
         if (us >= 0.07 && v0 <= vr) return (int64_t)kd;
@@ -251,7 +254,10 @@ HOT int64_t poisson_ptrs(setups *su, sbx_rng_cursor *cur, double lam) {
     }
     const double b = su->ptrs.b, a = su->ptrs.a, vr = su->ptrs.vr;
     for (;;) {
-        const double u = sbx__rng_double(cur) - 0.5, v = sbx__rng_double(cur), us = 0.5 - fabs(u);
+        double u, v;
+        sbx__rng_double2(cur, &u, &v);
+        u -= 0.5;
+        const double us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + lam + 0.43);
         if (us >= 0.07 && v <= vr) return (int64_t)kd;
         if (kd < 0 || kd > 4 * lam + 1e3 || (us < 0.013 && v > us)) continue; /* far past any mass */

@@ -30,6 +30,19 @@ double sbx__dtype_exact_max(sbx_dtype dtype);
 /* sbx_multinomial without its checks (probs >= 0 and finite, some mass when n > 0); k >= 1 when n > 0. */
 void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k, int64_t *counts);
 
+/* Two doubles, as two sbx__rng_double calls give them, with one check for the four words. */
+static inline void sbx__rng_double2(sbx_rng_cursor *cur, double *a, double *b) {
+    if (cur->have - cur->used >= 4) {
+        const uint32_t *w = cur->words + cur->used;
+        cur->used += 4;
+        *a = (double)(((uint64_t)w[0] | (uint64_t)w[1] << 32) >> 11) * 0x1.0p-53;
+        *b = (double)(((uint64_t)w[2] | (uint64_t)w[3] << 32) >> 11) * 0x1.0p-53;
+        return;
+    }
+    *a = sbx__rng_double(cur);
+    *b = sbx__rng_double(cur);
+}
+
 /* Inversion reading one word first: u = (w1 2^21 + (w2 >> 11)) 2^-53 (53 bits) lies in [w1, w1 + 1) 2^-32
  * whatever w2 is, so when no CDF value falls inside that interval, w1 alone gives the answer and w2 is
  * not drawn (about one draw in 2^32 / (values in the table) needs it). Results are those of the
