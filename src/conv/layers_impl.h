@@ -509,11 +509,11 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
     }
 }
 
-/* The backward pass of a map whose windows tile it exactly (direct path, stride = kernel along every
- * axis, no pixel left over): each pixel lies in one window, so it is written once, the window's
- * gradient when its mask names it and 0 otherwise, with no zeroing pass and no read. */
-SBX_CLONES_256 static void NAME(unpool_map)(const sbx_conv_plan *p, const uint64_t *restrict mm, const T *restrict gm,
-                                            T *restrict gxm) {
+/* The backward pass of a map whose windows sit side by side (direct path, stride = kernel along every
+ * axis): each covered pixel lies in one window, so it is written once, the window's gradient when its
+ * mask names it and 0 otherwise, with no zeroing pass and no read (zero_uncovered does the rest). */
+__attribute__((always_inline)) static inline void NAME(unpool_map)(const sbx_conv_plan *p, const uint64_t *restrict mm,
+                                                                    const T *restrict gm, T *restrict gxm) {
     const int last = p->shape.ndim - 1;
     const int64_t O = p->shape.out_size, row = p->shape.out[last], kl = p->shape.kernel[last], K = p->shape.kernel_size;
     for (int64_t q = 0; q < O; q += row)
@@ -521,9 +521,18 @@ SBX_CLONES_256 static void NAME(unpool_map)(const sbx_conv_plan *p, const uint64
             T *restrict dst = gxm + p->base[q] + p->delta[r];
             if (kl == 2) {
                 for (int64_t i = 0; i < row; i++) {
-                    const uint64_t bits = mm[q + i] >> r;
+                    const uint32_t bits = (uint32_t)(mm[q + i] >> r);
                     dst[2 * i] = bits & 1 ? gm[q + i] : 0;
                     dst[2 * i + 1] = bits & 2 ? gm[q + i] : 0;
+                }
+                continue;
+            }
+            if (kl == 3) {
+                for (int64_t i = 0; i < row; i++) {
+                    const uint32_t bits = (uint32_t)(mm[q + i] >> r);
+                    dst[3 * i] = bits & 1 ? gm[q + i] : 0;
+                    dst[3 * i + 1] = bits & 2 ? gm[q + i] : 0;
+                    dst[3 * i + 2] = bits & 4 ? gm[q + i] : 0;
                 }
                 continue;
             }
@@ -532,12 +541,39 @@ SBX_CLONES_256 static void NAME(unpool_map)(const sbx_conv_plan *p, const uint64
         }
 }
 
-/* Whether the windows of a direct-path plan tile each map exactly (see unpool_map). */
+/* unpool_map compiled for 256-bit vectors at most (short rows, as pool_map) and for 512-bit ones. */
+SBX_CLONES_256 static void NAME(unpool_map_short)(const sbx_conv_plan *p, const uint64_t *restrict mm,
+                                                  const T *restrict gm, T *restrict gxm) {
+    NAME(unpool_map)(p, mm, gm, gxm);
+}
+SBX_CLONES static void NAME(unpool_map_long)(const sbx_conv_plan *p, const uint64_t *restrict mm, const T *restrict gm,
+                                             T *restrict gxm) {
+    NAME(unpool_map)(p, mm, gm, gxm);
+}
+
+/* Zeroes the pixels of a map that no window covers (i_d >= out_d kernel_d along some axis d), a line
+ * along the last axis at a time. */
+static void NAME(zero_uncovered)(const sbx_conv_plan *p, T *gxm) {
+    const sbx_conv_shape *s = &p->shape;
+    const int last = s->ndim - 1;
+    const int64_t w = s->in[last], covered = s->out[last] * s->kernel[last];
+    int64_t i[SBX_MAX_NDIM] = {0};
+    for (T *line = gxm;; line += w) {
+        int outside = 0;
+        for (int d = 0; d < last; d++) outside |= i[d] >= s->out[d] * s->kernel[d];
+        for (int64_t j = outside ? 0 : covered; j < w; j++) line[j] = 0;
+        int d = last - 1; /* the next line */
+        while (d >= 0 && ++i[d] == s->in[d]) i[d--] = 0;
+        if (d < 0) return;
+    }
+}
+
+/* Whether the windows of a direct-path plan sit side by side without overlap (stride = kernel along
+ * every axis), so that each pixel lies in at most one window (see unpool_map). */
 static int NAME(tiles)(const sbx_conv_plan *p) {
     if (!p->base) return 0;
     for (int d = 0; d < p->shape.ndim; d++)
-        if (p->shape.stride[d] != p->shape.kernel[d] || p->shape.out[d] * p->shape.kernel[d] != p->shape.in[d])
-            return 0;
+        if (p->shape.stride[d] != p->shape.kernel[d]) return 0;
     return 1;
 }
 
@@ -561,7 +597,11 @@ static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const
         for (int64_t o = 0; o < O; o++) past |= mm[o] & ~taps;
         bad |= past != 0;
         if (tiled) {
-            NAME(unpool_map)(p, mm, gm, gxb + c * spatial);
+            if (p->shape.out[p->shape.ndim - 1] * (int64_t)sizeof(T) >= 128) /* rows of 32 floats or 16 doubles */
+                NAME(unpool_map_long)(p, mm, gm, gxb + c * spatial);
+            else
+                NAME(unpool_map_short)(p, mm, gm, gxb + c * spatial);
+            NAME(zero_uncovered)(p, gxb + c * spatial);
             continue;
         }
         memset(gxb + c * spatial, 0, (size_t)spatial * sizeof(T));
