@@ -542,6 +542,31 @@ static void test_pool_masks(void **state) {
         for (size_t i = 0; i < 7; i++) sbx_array_free(all[i]);
         sbx_conv_plan_free(p);
     }
+    /* Windows side by side (stride = kernel), with and without pixels left over, short and long rows,
+     * float32 and float64: the backward pass from masks against sbx_pool_backward. */
+    const int64_t tiled[][5] = {{2, 24, 24, 2, 2}, {2, 25, 23, 2, 2}, {1, 128, 128, 3, 3}, {3, 9, 40, 3, 2},
+                                {1, 7, 70, 1, 3},  {2, 6, 6, 3, 3},   {1, 8, 8, 2, 4}};
+    for (size_t t = 0; t < sizeof tiled / sizeof tiled[0]; t++)
+        for (int dt = 0; dt < 2; dt++) {
+            const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+            const int64_t in[2] = {tiled[t][1], tiled[t][2]}, k[2] = {tiled[t][3], tiled[t][4]};
+            sbx_conv_shape s;
+            sbx_conv_plan *p;
+            assert_int_equal(sbx_conv_shape_make(2, tiled[t][0], in, k, k, SBX_CONV_VALID, &s), SBX_OK);
+            assert_int_equal(sbx_pool_plan_create(&s, dtype, &p), SBX_OK);
+            sbx_array *x64 = matrix(SBX_FLOAT64, 2, s.in_size), *g64 = random_matrix(2, s.channels * s.out_size);
+            for (int64_t i = 0; i < 2 * s.in_size; i++) ((double *)x64->data)[i] = (double)pick(0, 3);
+            sbx_array *x, *g, *y, *mask, *gx, *gx2;
+            assert_int_equal(sbx_array_cast(x64, dtype, &x), SBX_OK);
+            assert_int_equal(sbx_array_cast(g64, dtype, &g), SBX_OK);
+            assert_int_equal(sbx_pool_forward_mask(p, x, &y, &mask), SBX_OK);
+            assert_int_equal(sbx_pool_backward(p, x, g, &gx), SBX_OK);
+            assert_int_equal(sbx_pool_backward_mask(p, mask, g, &gx2), SBX_OK);
+            assert_memory_equal(gx->data, gx2->data, (size_t)(2 * s.in_size) * sbx_dtype_size(dtype));
+            sbx_array *all[] = {x64, g64, x, g, y, mask, gx, gx2};
+            for (size_t i = 0; i < 8; i++) sbx_array_free(all[i]);
+            sbx_conv_plan_free(p);
+        }
     /* Bad masks. */
     int64_t in[2] = {4, 4}, k[2] = {2, 2}, big[2] = {9, 9};
     sbx_conv_shape s;
