@@ -38,20 +38,28 @@ static int blas_thread(void) {
 #define TI int32_t /* the integer of T's width, for lane masks */
 #define NAME(x) x##_f32
 #define GEMM cblas_sgemm
+#define LOW_LANES 0, 1, 2, 3, 4, 5, 6, 7 /* the lanes of half a 64-byte vector */
+#define HIGH_LANES 8, 9, 10, 11, 12, 13, 14, 15
 #include "conv/layers_impl.h"
 #undef T
 #undef TI
 #undef NAME
 #undef GEMM
+#undef LOW_LANES
+#undef HIGH_LANES
 #define T double
 #define TI int64_t
 #define NAME(x) x##_f64
 #define GEMM cblas_dgemm
+#define LOW_LANES 0, 1, 2, 3
+#define HIGH_LANES 4, 5, 6, 7
 #include "conv/layers_impl.h"
 #undef T
 #undef TI
 #undef NAME
 #undef GEMM
+#undef LOW_LANES
+#undef HIGH_LANES
 
 /* Threads for a loop over `items` each costing about `work` operations. */
 static int threads_for(int64_t items, int64_t work) {

@@ -149,25 +149,82 @@ SBX_CLONES static void NAME(direct_rows2)(const sbx_conv_plan *p, const T *restr
     }
 }
 
+/* Four rows whose length leaves a remainder of at most half a vector (row = m L + r, 0 < r <= L/2, L
+ * lanes): the full vectors of rows 0 and 1, then 2 and 3, two at a time; then the rows' last half
+ * vectors (each ending at its row's end, as direct_row's last vector) packed two to a vector, so no
+ * lane is spent on a half-empty vector. xs[i], ys[i]: row i's image run and outputs. */
+SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T *const *xs, const T *restrict kp,
+                                                 const T *bias, T *const *ys, int64_t nb, int64_t row, int64_t O) {
+    const int64_t L = (int64_t)(64 / sizeof(T)), full = row / L * L, h = row - L / 2, W = p->width;
+    const int64_t *restrict taps = p->taps;
+    for (int r = 0; r < 4; r += 2)
+        for (int64_t i0 = 0; i0 < full; i0 += L)
+            NAME(two_vectors)(p, xs[r] + i0, xs[r + 1] + i0, kp, bias, ys[r] + i0, ys[r + 1] + i0, nb, O);
+    typedef T half_vec __attribute__((vector_size(32)));
+    NAME(vec) a0[NB] = {0}, a1[NB] = {0};
+    for (int64_t j = 0; j < W; j++) { /* halves joined in registers (through memory they stall) */
+        half_vec h0, h1, h2, h3;
+        memcpy(&h0, xs[0] + h + taps[j], sizeof h0);
+        memcpy(&h1, xs[1] + h + taps[j], sizeof h1);
+        memcpy(&h2, xs[2] + h + taps[j], sizeof h2);
+        memcpy(&h3, xs[3] + h + taps[j], sizeof h3);
+        const NAME(vec) v0 = __builtin_shufflevector(h0, h1, LOW_LANES, HIGH_LANES);
+        const NAME(vec) v1 = __builtin_shufflevector(h2, h3, LOW_LANES, HIGH_LANES);
+        for (int n = 0; n < NB; n++) {
+            const T w = kp[n * W + j];
+            a0[n] += v0 * w;
+            a1[n] += v1 * w;
+        }
+    }
+    for (int64_t n = 0; n < nb; n++) {
+        const T b = bias ? bias[n] : 0;
+        a0[n] += b;
+        a1[n] += b;
+        const half_vec o0 = __builtin_shufflevector(a0[n], a0[n], LOW_LANES);
+        const half_vec o1 = __builtin_shufflevector(a0[n], a0[n], HIGH_LANES);
+        const half_vec o2 = __builtin_shufflevector(a1[n], a1[n], LOW_LANES);
+        const half_vec o3 = __builtin_shufflevector(a1[n], a1[n], HIGH_LANES);
+        memcpy(ys[0] + n * O + h, &o0, sizeof o0);
+        memcpy(ys[1] + n * O + h, &o1, sizeof o1);
+        memcpy(ys[2] + n * O + h, &o2, sizeof o2);
+        memcpy(ys[3] + n * O + h, &o3, sizeof o3);
+    }
+}
+
 static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,
                               int nt) {
     const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, row = p->shape.out[p->shape.ndim - 1];
     const int64_t L = (int64_t)(64 / sizeof(T)), rows = O / row;
-    /* Rows of one to two vectors go in pairs (the last one alone when their number is odd). */
-    const int pair = row >= L && row < 2 * L;
-    const int64_t steps = pair ? (rows + 1) / 2 : rows, items = batch * steps;
+    /* Rows of a vector or more go in pairs, one vector of each per step, so that every step has two
+     * vectors (the last one alone when their number is odd); rows longer than whole vectors by at most
+     * half a vector go in fours (a last group of fewer rows as pairs). */
+    const int packed = row > L && row % L != 0 && row % L <= L / 2;
+    const int64_t group = packed ? 4 : row >= L ? 2 : 1;
+    const int64_t steps = (rows + group - 1) / group, items = batch * steps;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; item++) {
-        const int64_t b = item / steps, q = (item % steps) * (pair ? 2 : 1) * row;
-        const int two = pair && q + row < O;
+        const int64_t b = item / steps, r0 = (item % steps) * group;
+        const int64_t here = rows - r0 < group ? rows - r0 : group; /* rows in this item */
+        const T *xb = x + b * in;
         for (int64_t n0 = 0; n0 < N; n0 += NB) {
             const int64_t nb = N - n0 < NB ? N - n0 : NB;
-            T *yq = y + (b * N + n0) * O + q;
-            if (two)
-                NAME(direct_rows2)(p, x + b * in + p->base[q], x + b * in + p->base[q + row], kp + n0 * p->width,
-                                   bias ? bias + n0 : NULL, yq, yq + row, nb, row, O);
-            else
-                NAME(direct_row)(p, x + b * in + p->base[q], kp + n0 * p->width, bias ? bias + n0 : NULL, yq, nb, row, O);
+            const T *kn = kp + n0 * p->width, *bn = bias ? bias + n0 : NULL;
+            T *yb = y + (b * N + n0) * O;
+            if (here == 4) {
+                const T *xs[4];
+                T *ys[4];
+                for (int r = 0; r < 4; r++) {
+                    xs[r] = xb + p->base[(r0 + r) * row];
+                    ys[r] = yb + (r0 + r) * row;
+                }
+                NAME(direct_rows4_packed)(p, xs, kn, bn, ys, nb, row, O);
+                continue;
+            }
+            int64_t r = 0;
+            for (; r + 1 < here; r += 2) /* pairs */
+                NAME(direct_rows2)(p, xb + p->base[(r0 + r) * row], xb + p->base[(r0 + r + 1) * row], kn, bn,
+                                   yb + (r0 + r) * row, yb + (r0 + r + 1) * row, nb, row, O);
+            if (r < here) NAME(direct_row)(p, xb + p->base[(r0 + r) * row], kn, bn, yb + (r0 + r) * row, nb, row, O);
         }
     }
 }

@@ -355,16 +355,18 @@ static void test_against_reference(void **state) {
     }
 }
 
-/* The direct convolution's (and its kernel gradient's) row lengths: shorter than a vector, one to two vectors (rows in pairs,
- * with an odd count), and longer (two-vector blocks, then an overlapping last vector); float32 and
- * float64 (16 and 8 lanes). */
+/* The direct convolution's (and its kernel gradient's) row lengths: shorter than a vector, one vector
+ * or more (rows in pairs, then an overlapping last vector), whole vectors and at most half a vector
+ * more (rows in fours, the tails packed two to a vector); 5, 6 and 7 rows (groups left over); float32
+ * and float64 (16 and 8 lanes). */
 static void test_direct_rows(void **state) {
     (void)state;
-    const int64_t widths[] = {5, 8, 12, 15, 16, 17, 24, 31, 33, 40, 47};
-    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+    const int64_t widths[] = {5, 8, 12, 15, 16, 17, 20, 24, 31, 33, 40, 47};
+    for (size_t wi = 0; wi < 3 * sizeof widths / sizeof widths[0]; wi++)
         for (int t = 0; t < 2; t++) {
             sbx_dtype dt = t ? SBX_FLOAT32 : SBX_FLOAT64;
-            int64_t in[2] = {7, widths[wi] + 2}, k[2] = {3, 3};
+            const size_t nw = sizeof widths / sizeof widths[0];
+            int64_t in[2] = {7 + (int64_t)(wi / nw), widths[wi % nw] + 2}, k[2] = {3, 3};
             sbx_conv_shape s;
             assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
             const int64_t nkern = 11, O = s.out_size, W = 2 * s.kernel_size;
