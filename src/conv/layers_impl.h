@@ -239,7 +239,7 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
                                          int64_t j0, T *gk) {
     const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
     const int64_t row = p->shape.out[p->shape.ndim - 1], L = (int64_t)(64 / sizeof(T)), vend = row / L * L;
-    int64_t nn[KB], jj[KB];
+    int64_t nn[KB], jj[JB];
     for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
     for (int c = 0; c < JB; c++) jj[c] = j0 + c < W ? p->taps[j0 + c] : p->taps[W - 1];
     /* A partial last vector is read as the vector ending at the row's end, with the lanes already
