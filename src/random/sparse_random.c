@@ -231,6 +231,9 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
             pieces[t] = local;
         }
         for (int t = 0; t < nt && st == SBX_OK; t++) st = pieces[t].st;
+        /* A worker's message went to that worker's thread: say it again on this one. */
+        if (st != SBX_OK) st = sbx__error(st, "binomial entries: cannot allocate the entries of a %lld x %lld matrix",
+                                          (long long)nrows, (long long)ncols);
     }
     if (st == SBX_OK) { /* the pieces, in order, make the matrix */
         for (int64_t i = 0; i < major; i++) m->indptr[i + 1] += m->indptr[i];
@@ -251,6 +254,7 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
                 pc->st = sbx__cast(data, dtype, pc->value, SBX_INT64, pc->used, "binomial values");
             }
             for (int t = 0; t < nt && st == SBX_OK; t++) st = pieces[t].st;
+            if (st != SBX_OK) st = sbx__error(st, "binomial values: %s cannot hold them", sbx_dtype_name(dtype));
         }
     }
     for (int t = 0; pieces && t < nt; t++) {
@@ -393,6 +397,7 @@ static sbx_status multinomial_csr(const sbx_rng *rng, const sbx_array *n, const 
                 }
             }
             for (int t = 0; t < nt && st == SBX_OK; t++) st = cast[t];
+            if (st != SBX_OK) st = sbx__error(st, "multinomial counts: %s cannot hold them", sbx_dtype_name(p->dtype));
         }
         sbx__free(cast);
     }
