@@ -74,17 +74,31 @@ typedef T NAME(vec) __attribute__((vector_size(64)));
 typedef TI NAME(ivec) __attribute__((vector_size(64)));
 #define LANES ((int64_t)(64 / sizeof(T)))
 
-/* Two vectors of outputs for nb kernels: those at y0 read the runs at x0 + taps[j], those at y1 the
- * runs at x1 + taps[j] (the next vector of the row, or the same place of another row). */
-__attribute__((always_inline)) static inline void NAME(two_vectors)(const sbx_conv_plan *p, const T *restrict x0, const T *restrict x1,
-                                     const T *restrict kp, const T *bias, T *restrict y0, T *restrict y1, int64_t nb,
-                                     int64_t O) {
+/* Two vectors of outputs for nb kernels. Plain (packed = 0): those at y[0] read the runs at
+ * x[0] + taps[j], those at y[1] the runs at x[1] + taps[j] (the next vector of the row, or the same
+ * place of another row). Packed: vector 0 joins the half vectors at x[0] and x[1] (its outputs split
+ * to y[0] and y[1]), vector 1 those at x[2] and x[3] (to y[2], y[3]); the halves are joined in
+ * registers (through memory they stall). */
+__attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx_conv_plan *p, const T *const *x,
+                                                                       int packed, const T *restrict kp, const T *bias,
+                                                                       T *const *y, int64_t nb, int64_t O) {
+    typedef T half_vec __attribute__((vector_size(32)));
     const int64_t W = p->width, *restrict taps = p->taps;
     NAME(vec) a0[NB] = {0}, a1[NB] = {0};
     for (int64_t j = 0; j < W; j++) {
         NAME(vec) v0, v1;
-        memcpy(&v0, x0 + taps[j], sizeof v0);
-        memcpy(&v1, x1 + taps[j], sizeof v1);
+        if (packed) {
+            half_vec h0, h1, h2, h3;
+            memcpy(&h0, x[0] + taps[j], sizeof h0);
+            memcpy(&h1, x[1] + taps[j], sizeof h1);
+            memcpy(&h2, x[2] + taps[j], sizeof h2);
+            memcpy(&h3, x[3] + taps[j], sizeof h3);
+            v0 = __builtin_shufflevector(h0, h1, LOW_LANES, HIGH_LANES);
+            v1 = __builtin_shufflevector(h2, h3, LOW_LANES, HIGH_LANES);
+        } else {
+            memcpy(&v0, x[0] + taps[j], sizeof v0);
+            memcpy(&v1, x[1] + taps[j], sizeof v1);
+        }
         for (int n = 0; n < NB; n++) {
             const T w = kp[n * W + j];
             a0[n] += v0 * w;
@@ -95,9 +109,25 @@ __attribute__((always_inline)) static inline void NAME(two_vectors)(const sbx_co
         const T b = bias ? bias[n] : 0;
         a0[n] += b;
         a1[n] += b;
-        memcpy(y0 + n * O, &a0[n], sizeof a0[n]);
-        memcpy(y1 + n * O, &a1[n], sizeof a1[n]);
+        if (packed) {
+            const half_vec o[4] = {__builtin_shufflevector(a0[n], a0[n], LOW_LANES),
+                                   __builtin_shufflevector(a0[n], a0[n], HIGH_LANES),
+                                   __builtin_shufflevector(a1[n], a1[n], LOW_LANES),
+                                   __builtin_shufflevector(a1[n], a1[n], HIGH_LANES)};
+            for (int r = 0; r < 4; r++) memcpy(y[r] + n * O, &o[r], sizeof o[r]);
+        } else {
+            memcpy(y[0] + n * O, &a0[n], sizeof a0[n]);
+            memcpy(y[1] + n * O, &a1[n], sizeof a1[n]);
+        }
     }
+}
+
+__attribute__((always_inline)) static inline void NAME(two_vectors)(const sbx_conv_plan *p, const T *x0, const T *x1,
+                                                                    const T *restrict kp, const T *bias, T *y0, T *y1,
+                                                                    int64_t nb, int64_t O) {
+    const T *const x[2] = {x0, x1};
+    T *const y[2] = {y0, y1};
+    NAME(two_vectors_at)(p, x, 0, kp, bias, y, nb, O);
 }
 
 SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restrict xq, const T *restrict kp,
@@ -155,40 +185,13 @@ SBX_CLONES static void NAME(direct_rows2)(const sbx_conv_plan *p, const T *restr
  * lane is spent on a half-empty vector. xs[i], ys[i]: row i's image run and outputs. */
 SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T *const *xs, const T *restrict kp,
                                                  const T *bias, T *const *ys, int64_t nb, int64_t row, int64_t O) {
-    const int64_t L = (int64_t)(64 / sizeof(T)), full = row / L * L, h = row - L / 2, W = p->width;
-    const int64_t *restrict taps = p->taps;
+    const int64_t L = (int64_t)(64 / sizeof(T)), full = row / L * L, h = row - L / 2;
     for (int r = 0; r < 4; r += 2)
         for (int64_t i0 = 0; i0 < full; i0 += L)
             NAME(two_vectors)(p, xs[r] + i0, xs[r + 1] + i0, kp, bias, ys[r] + i0, ys[r + 1] + i0, nb, O);
-    typedef T half_vec __attribute__((vector_size(32)));
-    NAME(vec) a0[NB] = {0}, a1[NB] = {0};
-    for (int64_t j = 0; j < W; j++) { /* halves joined in registers (through memory they stall) */
-        half_vec h0, h1, h2, h3;
-        memcpy(&h0, xs[0] + h + taps[j], sizeof h0);
-        memcpy(&h1, xs[1] + h + taps[j], sizeof h1);
-        memcpy(&h2, xs[2] + h + taps[j], sizeof h2);
-        memcpy(&h3, xs[3] + h + taps[j], sizeof h3);
-        const NAME(vec) v0 = __builtin_shufflevector(h0, h1, LOW_LANES, HIGH_LANES);
-        const NAME(vec) v1 = __builtin_shufflevector(h2, h3, LOW_LANES, HIGH_LANES);
-        for (int n = 0; n < NB; n++) {
-            const T w = kp[n * W + j];
-            a0[n] += v0 * w;
-            a1[n] += v1 * w;
-        }
-    }
-    for (int64_t n = 0; n < nb; n++) {
-        const T b = bias ? bias[n] : 0;
-        a0[n] += b;
-        a1[n] += b;
-        const half_vec o0 = __builtin_shufflevector(a0[n], a0[n], LOW_LANES);
-        const half_vec o1 = __builtin_shufflevector(a0[n], a0[n], HIGH_LANES);
-        const half_vec o2 = __builtin_shufflevector(a1[n], a1[n], LOW_LANES);
-        const half_vec o3 = __builtin_shufflevector(a1[n], a1[n], HIGH_LANES);
-        memcpy(ys[0] + n * O + h, &o0, sizeof o0);
-        memcpy(ys[1] + n * O + h, &o1, sizeof o1);
-        memcpy(ys[2] + n * O + h, &o2, sizeof o2);
-        memcpy(ys[3] + n * O + h, &o3, sizeof o3);
-    }
+    const T *const xh[4] = {xs[0] + h, xs[1] + h, xs[2] + h, xs[3] + h};
+    T *const yh[4] = {ys[0] + h, ys[1] + h, ys[2] + h, ys[3] + h};
+    NAME(two_vectors_at)(p, xh, 1, kp, bias, yh, nb, O);
 }
 
 static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,

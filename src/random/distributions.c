@@ -37,7 +37,7 @@ static double log_factorial(double k) {
 }
 
 /* Poisson(lam) for lam < 10 is inverted over the CDF P(X <= k), k <= POISSON_KMAX (the mass above it
- * is below 1e-29), built by poisson_step from P(0) = exp(-lam); a u at or above the last value (the
+ * is below 1e-29), built by cdf_step from P(0) = exp(-lam); a u at or above the last value (the
  * rounding's leftover, about 1e-16) is drawn again. A cached table and the chain made on the fly give
  * the same values, so a result does not depend on which one a thread had. */
 #define POISSON_KMAX 64
@@ -50,16 +50,11 @@ static double log_factorial(double k) {
 static const double inverse[65] = {0,        INV16(1), INV16(17), INV16(33), INV4(49), INV4(53),
                                    INV4(57), 1.0 / 61, 1.0 / 62,  1.0 / 63,  1.0 / 64};
 
-/* Poisson: P(k) = P(k-1) lam (1/k). */
-static inline double poisson_step(double lam, int64_t k, double *r, double acc) {
-    *r *= lam * inverse[k];
-    return acc + *r;
-}
-
-/* Binomial, p <= 1/2: P(k) = P(k-1) ((n+1)/k - 1) p/q = P(k-1) (a (1/k) - s), a = (n+1) p/q, s = p/q.
- * With n p < 10 the mass above k = 64 is below C(n, 65) p^65 < (n p)^65 / 65! < 1e-25. */
+/* A step of a CDF made from P(0) by P(k) = P(k-1) (a (1/k) - s), returning cdf[k] = cdf[k-1] + P(k):
+ * Poisson, a = lam, s = 0; binomial with p <= 1/2, P(k) = P(k-1) ((n+1)/k - 1) p/q, a = (n+1) p/q,
+ * s = p/q. With n p < 10 the binomial mass above k = 64 is below C(n, 65) p^65 < (n p)^65 / 65! < 1e-25. */
 #define BINOMIAL_KMAX 64
-static inline double binomial_step(double a, double s, int64_t k, double *r, double acc) {
+static inline double cdf_step(double a, double s, int64_t k, double *r, double acc) {
     *r *= a * inverse[k] - s;
     return acc + *r;
 }
@@ -95,7 +90,36 @@ static void make_guide(const double *cdf, int64_t last, uint8_t *guide) {
     }
 }
 
-/* Binomial(n, p), p <= 1/2, n p < 10: inversion of the CDF made by binomial_step from
+/* The inversion shared by the binomial (n > 16) and Poisson samplers: the smallest k <= last with
+ * u < cdf[k], u of 53 bits read one word first (sbx__u53); a u at or above cdf[last] (the rounding's
+ * leftover) is drawn again. With a table (cdf, guide), the search starts at the guide's entry; without
+ * (cdf NULL), the CDF is made along the way from P(0) = p0 by cdf_step(a, s), the steps the table was
+ * made by, so both give the same k. */
+HOT int64_t invert(sbx_rng_cursor *cur, const double *cdf, const uint8_t *guide, int64_t last, double p0, double a,
+                   double s) {
+    for (;;) {
+        const uint32_t w1 = sbx__rng_u32(cur);
+        const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
+        int64_t k;
+        double r = 0, acc;
+        if (cdf) {
+            k = guide[w1 >> 26];
+            while (k < last && lo >= cdf[k]) k++;
+            acc = cdf[k];
+        } else {
+            k = 0;
+            acc = r = p0;
+            while (k < last && lo >= acc) acc = cdf_step(a, s, ++k, &r, acc);
+        }
+        if (lo >= acc) continue; /* past the CDF */
+        if (hi <= acc) return k;
+        const double u = sbx__u53(w1, sbx__rng_u32(cur));
+        while (k < last && u >= acc) acc = cdf ? cdf[++k] : cdf_step(a, s, ++k, &r, acc);
+        if (u < acc) return k;
+    }
+}
+
+/* Binomial(n, p), p <= 1/2, n p < 10: inversion of the CDF made by cdf_step from
  * P(0) = exp(n log1p(-p)), with a 53-bit uniform read one word first (sbx__u53); a uniform past the
  * rounded CDF (at k = min(n, 64)) is drawn again. n <= 16: the table is made at once (its last value
  * set to 1) and k counted without branches; larger n: the table is made when (n, p) comes twice in a
@@ -107,7 +131,7 @@ HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, doubl
     if ((su->inv.n != n || su->inv.p != p) && (n <= 16 || (su->inv.seen_n == n && su->inv.seen_p == p))) {
         double r = exp((double)n * log1p(-p)), acc = r;
         cdf[0] = acc;
-        for (int64_t k = 1; k <= last; k++) cdf[k] = acc = binomial_step(a, s, k, &r, acc);
+        for (int64_t k = 1; k <= last; k++) cdf[k] = acc = cdf_step(a, s, k, &r, acc);
         if (n <= 16) cdf[n] = 1;
         make_guide(cdf, last, su->inv.guide);
         su->inv.n = n;
@@ -126,26 +150,7 @@ HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, doubl
         return k;
     }
     const int table = su->inv.n == n && su->inv.p == p;
-    for (;;) {
-        const uint32_t w1 = sbx__rng_u32(cur);
-        const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
-        int64_t k;
-        double r = 0, acc;
-        if (table) {
-            k = su->inv.guide[w1 >> 26];
-            while (k < last && lo >= cdf[k]) k++;
-            acc = cdf[k];
-        } else {
-            k = 0;
-            acc = r = exp((double)n * log1p(-p));
-            while (k < last && lo >= acc) acc = binomial_step(a, s, ++k, &r, acc);
-        }
-        if (lo >= acc) continue; /* past the CDF: the rounding's leftover */
-        if (hi <= acc) return k;
-        const double u = sbx__u53(w1, sbx__rng_u32(cur));
-        while (k < last && u >= acc) acc = table ? cdf[++k] : binomial_step(a, s, ++k, &r, acc);
-        if (u < acc) return k;
-    }
+    return invert(cur, table ? cdf : NULL, su->inv.guide, last, table ? 0 : exp((double)n * log1p(-p)), a, s);
 }
 
 /* Binomial(n, p), p <= 1/2, n p >= 10: BTRS. The log of the acceptance bound is
@@ -212,33 +217,13 @@ HOT int64_t poisson_inversion(setups *su, sbx_rng_cursor *cur, double lam) {
     if (su->pinv.lam != lam && su->pinv.seen == lam) { /* the second draw in a row with this mean: make the table */
         double r = exp(-lam), acc = r;
         su->pinv.cdf[0] = acc;
-        for (int64_t k = 1; k <= POISSON_KMAX; k++) su->pinv.cdf[k] = acc = poisson_step(lam, k, &r, acc);
+        for (int64_t k = 1; k <= POISSON_KMAX; k++) su->pinv.cdf[k] = acc = cdf_step(lam, 0, k, &r, acc);
         make_guide(su->pinv.cdf, POISSON_KMAX, su->pinv.guide);
         su->pinv.lam = lam;
     }
     const int table = su->pinv.lam == lam;
     su->pinv.seen = lam;
-    const double *cdf = su->pinv.cdf;
-    for (;;) {
-        const uint32_t w1 = sbx__rng_u32(cur);
-        const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
-        int64_t k;
-        double r = 0, acc;
-        if (table) {
-            k = su->pinv.guide[w1 >> 26];
-            while (k < POISSON_KMAX && lo >= cdf[k]) k++;
-            acc = cdf[k];
-        } else {
-            k = 0;
-            acc = r = exp(-lam);
-            while (k < POISSON_KMAX && lo >= acc) acc = poisson_step(lam, ++k, &r, acc);
-        }
-        if (lo >= acc) continue; /* past the table: the rounding's leftover */
-        if (hi <= acc) return k;
-        const double u = sbx__u53(w1, sbx__rng_u32(cur));
-        while (k < POISSON_KMAX && u >= acc) acc = table ? cdf[++k] : poisson_step(lam, ++k, &r, acc);
-        if (u < acc) return k;
-    }
+    return invert(cur, table ? su->pinv.cdf : NULL, su->pinv.guide, POISSON_KMAX, table ? 0 : exp(-lam), lam, 0);
 }
 
 /* Poisson(lam), lam >= 10: PTRS; its set-up for the last lam is kept per thread. */

@@ -19,14 +19,6 @@ double sbx__dtype_exact_max(sbx_dtype dtype) {
     }
 }
 
-typedef enum { BINOMIAL, POISSON, MULTINOMIAL } kind;
-
-typedef struct {
-    kind kind;
-    int64_t n, k;
-    double p, lam;
-    const double *probs;
-} law;
 
 /* The checks shared by the three: out, its dtype and size, the positions. */
 static sbx_status check_out(const sbx_rng *rng, int64_t first, const sbx_array *out, int64_t *count) {
@@ -42,33 +34,38 @@ static sbx_status check_out(const sbx_rng *rng, int64_t first, const sbx_array *
     return SBX_OK;
 }
 
+void sbx__draw(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lines, int64_t width, int64_t *values) {
+    const int64_t groups = (lines + SBX_RNG_BATCH - 1) / SBX_RNG_BATCH;
+    const int nt = lines * width < 8192 ? 1 : sbx__threads();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t g = 0; g < groups; g++) { /* 16 positions at a time: their first blocks in vector lanes */
+        sbx_rng_cursor cur[SBX_RNG_BATCH];
+        const int64_t i0 = g * SBX_RNG_BATCH;
+        const int c = lines - i0 < SBX_RNG_BATCH ? (int)(lines - i0) : SBX_RNG_BATCH;
+        sbx__rng_cursors(rng, first + i0, c, d->kind == SBX__MULTINOMIAL ? 2 : 1, cur);
+        for (int b = 0; b < c; b++) {
+            int64_t *v = values + (i0 + b) * width;
+            if (d->kind == SBX__BINOMIAL)
+                sbx_binomial(&cur[b], d->n, d->p, v); /* checked by the caller: cannot fail */
+            else if (d->kind == SBX__POISSON)
+                sbx_poisson(&cur[b], d->lams ? d->lams[i0 + b] : d->lam, v);
+            else
+                sbx__multinomial_draw(&cur[b], d->n, d->probs, d->k, v);
+        }
+    }
+}
+
 /* Draws into values (int64), `lines` positions from first, each giving `width` values, then the cast
  * into out on this thread (so that an error's message is this thread's). */
-static sbx_status fill(const sbx_rng *rng, const law *d, int64_t first, int64_t lines, int64_t width, sbx_array *out) {
+static sbx_status fill(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lines, int64_t width,
+                       sbx_array *out) {
     int64_t *values = NULL;
     const int64_t count = lines * width;
     if (out->dtype == SBX_INT64)
         values = out->data;
     else
         SBX_CHECK(sbx__alloc_raw(count, sizeof(int64_t), &values, "draws"));
-    const int64_t groups = (lines + SBX_RNG_BATCH - 1) / SBX_RNG_BATCH;
-    const int nt = count < 8192 ? 1 : sbx__threads();
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t g = 0; g < groups; g++) { /* 16 positions at a time: their first blocks in vector lanes */
-        sbx_rng_cursor cur[SBX_RNG_BATCH];
-        const int64_t i0 = g * SBX_RNG_BATCH;
-        const int c = lines - i0 < SBX_RNG_BATCH ? (int)(lines - i0) : SBX_RNG_BATCH;
-        sbx__rng_cursors(rng, first + i0, c, d->kind == MULTINOMIAL ? 2 : 1, cur);
-        for (int b = 0; b < c; b++) {
-            int64_t *v = values + (i0 + b) * width;
-            if (d->kind == BINOMIAL)
-                sbx_binomial(&cur[b], d->n, d->p, v); /* checked by the caller: cannot fail */
-            else if (d->kind == POISSON)
-                sbx_poisson(&cur[b], d->lam, v);
-            else
-                sbx__multinomial_draw(&cur[b], d->n, d->probs, d->k, v);
-        }
-    }
+    sbx__draw(rng, d, first, lines, width, values);
     sbx_status st = SBX_OK;
     if (values != out->data) {
         st = sbx__cast(out->data, out->dtype, values, SBX_INT64, count, "draws");
@@ -85,7 +82,7 @@ sbx_status sbx_binomial_fill(const sbx_rng *rng, int64_t n, double p, int64_t fi
     if ((double)n > sbx__dtype_exact_max(out->dtype))
         return sbx__error(SBX_ERR_ARG, "binomial n = %lld: draws up to n do not fit %s exactly", (long long)n,
                           sbx_dtype_name(out->dtype));
-    const law d = {.kind = BINOMIAL, .n = n, .p = p};
+    const sbx__law d = {.kind = SBX__BINOMIAL, .n = n, .p = p};
     return fill(rng, &d, first, count, 1, out);
 }
 
@@ -94,7 +91,7 @@ sbx_status sbx_poisson_fill(const sbx_rng *rng, double lam, int64_t first, sbx_a
     SBX_CHECK(check_out(rng, first, out, &count));
     if (!(lam >= 0 && lam <= SBX_POISSON_MAX_LAM))
         return sbx__error(SBX_ERR_ARG, "Poisson lam = %g is outside [0, %g]", lam, SBX_POISSON_MAX_LAM);
-    const law d = {.kind = POISSON, .lam = lam};
+    const sbx__law d = {.kind = SBX__POISSON, .lam = lam};
     return fill(rng, &d, first, count, 1, out);
 }
 
@@ -117,6 +114,6 @@ sbx_status sbx_multinomial_fill(const sbx_rng *rng, int64_t n, const double *pro
         sbx__free(scratch);
         SBX_CHECK(st);
     }
-    const law d = {.kind = MULTINOMIAL, .n = n, .k = k, .probs = probs};
+    const sbx__law d = {.kind = SBX__MULTINOMIAL, .n = n, .k = k, .probs = probs};
     return fill(rng, &d, first, out->shape[0], k, out);
 }

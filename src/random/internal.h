@@ -24,6 +24,20 @@ static inline double sbx__rng_double(sbx_rng_cursor *cur) {
     return (double)(w >> 11) * 0x1.0p-53;
 }
 
+/* What sbx__draw draws at each position: Binomial(n, p); Poisson(lam), or Poisson(lams[i]) at the
+ * i-th position when lams is set; Multinomial(n, probs[0..k-1]) (checked beforehand). */
+typedef enum { SBX__BINOMIAL, SBX__POISSON, SBX__MULTINOMIAL } sbx__law_kind;
+typedef struct {
+    sbx__law_kind kind;
+    int64_t n, k;
+    double p, lam;
+    const double *probs, *lams;
+} sbx__law;
+
+/* values[i * width ..] from a cursor at position first + i, for i < lines: 16 cursors at a time with
+ * their first blocks made together, the lines shared out among threads (fill.c). */
+void sbx__draw(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lines, int64_t width, int64_t *values);
+
 /* The largest count a dtype holds exactly (float32: 2^24, int8: 127, bool: 1, ...). */
 double sbx__dtype_exact_max(sbx_dtype dtype);
 

@@ -293,16 +293,8 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             goto done;
         }
     }
-    const int64_t groups = (nnz + SBX_RNG_BATCH - 1) / SBX_RNG_BATCH;
-    const int nt = nnz < 4096 ? 1 : sbx__threads();
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t g = 0; g < groups; g++) { /* 16 entries at a time: their first blocks in vector lanes */
-        sbx_rng_cursor cur[SBX_RNG_BATCH];
-        const int64_t k0 = g * SBX_RNG_BATCH;
-        const int count = nnz - k0 < SBX_RNG_BATCH ? (int)(nnz - k0) : SBX_RNG_BATCH;
-        sbx__rng_cursors(rng, k0, count, 1, cur);
-        for (int b = 0; b < count; b++) sbx_poisson(&cur[b], lam[k0 + b], &draws[k0 + b]);
-    }
+    const sbx__law law = {.kind = SBX__POISSON, .lams = lam}; /* entry k from position k */
+    sbx__draw(rng, &law, 0, nnz, 1, draws);
     int64_t kept = 0; /* the non-zero draws, moved to the front, line by line */
     for (int64_t i = 0; i < major; i++) {
         for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++) {
