@@ -184,10 +184,15 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
     if (st == SBX_OK && grad_kerns) st = new_matrix(p, N, W, &res[1]);
     if (st == SBX_OK && grad_bias) st = new_matrix(p, N, -1, &res[2]);
+    /* The workspace and the partial sums serve only the gather path: skipped when the direct kernels
+     * take both gradients (they were zeroed for nothing on every call). */
+    const int gather_images = grad_images && !(p->adjoint && batch > 0);
+    const int gather_kerns = grad_kerns && !(p->taps && batch > 0);
     if (st == SBX_OK && (sbx_mul_i64(p->tile * W, nt, &ws) != SBX_OK || sbx_mul_i64(nblocks, N * W, &ps) != SBX_OK))
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
-    if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
-    if (st == SBX_OK && grad_kerns) st = sbx__alloc(ps, sbx_dtype_size(p->dtype), &partial, "kernel gradient partials");
+    if (st == SBX_OK && (gather_images || gather_kerns))
+        st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
+    if (st == SBX_OK && gather_kerns) st = sbx__alloc(ps, sbx_dtype_size(p->dtype), &partial, "kernel gradient partials");
     if (st == SBX_OK && res[0] && p->adjoint && batch > 0) { /* the image gradient as a direct convolution */
         st = adjoint_gradient(p, batch, kerns->data, grad_out->data, res[0]->data);
         if (st == SBX_OK) done_images = 1;
