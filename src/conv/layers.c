@@ -12,6 +12,8 @@
 
 #define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
 #define NB 8     /* kernels per block of the direct convolution */
+#define KB 4     /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */
+#define JB 5     /* best of 4x4, 4x5, 4x6, 5x4, 8x2, 2x8, 3x8 on configs a, b, c) */
 
 /* The calling thread's number in the library's parallel loop, after making the CBLAS calls it is
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
@@ -198,7 +200,7 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         if (st == SBX_OK) done_images = 1;
     }
     if (st == SBX_OK && res[1] && p->taps && batch > 0) { /* the kernel gradient by the direct kernel */
-        int nk = threads_for((N + 3) / 4 * ((W + 3) / 4), 16 * batch * p->shape.out_size);
+        int nk = threads_for((N + KB - 1) / KB * ((W + JB - 1) / JB), KB * JB * batch * p->shape.out_size);
         if (p->dtype == SBX_FLOAT32)
             kgrad_direct_f32(p, batch, images->data, grad_out->data, res[1]->data, nk);
         else

@@ -236,8 +236,6 @@ static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x,
  * gk[n][j] = sum over images, rows q and positions i of g[b][n][q + i] * x[b][base[q] + taps[j] + i].
  * Each call owns a block of KB kernels x JB taps, kept in KB x JB vector accumulators over every
  * image and row (so the sums do not depend on how blocks are spread over threads), then reduced. */
-#define KB 4
-#define JB 4
 SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, int64_t n0,
                                          int64_t j0, T *gk) {
     const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
@@ -286,8 +284,6 @@ static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
     for (int64_t blk = 0; blk < nb * jb; blk++) NAME(kgrad_block)(p, batch, x, g, blk / jb * KB, blk % jb * JB, gk);
 }
-#undef KB
-#undef JB
 
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by
  * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles
