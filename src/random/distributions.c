@@ -1,6 +1,7 @@
 /* Exact samplers: binomial (inversion / BTRS), Poisson (multiplication / PTRS), multinomial
  * (conditional binomials). References are in random.h; the constants of BTRS and PTRS are Hormann's. */
 #include <math.h>
+#include <string.h>
 
 #include "random/internal.h"
 #include "sparsebox/random.h"
@@ -54,6 +55,7 @@ static const double inverse[65] = {0,        INV16(1), INV16(17), INV16(33), INV
  * Poisson, a = lam, s = 0; binomial with p <= 1/2, P(k) = P(k-1) ((n+1)/k - 1) p/q, a = (n+1) p/q,
  * s = p/q. With n p < 10 the binomial mass above k = 64 is below C(n, 65) p^65 < (n p)^65 / 65! < 1e-25. */
 #define BINOMIAL_KMAX 64
+#define BOUNDS_HALF 2048
 static inline double cdf_step(double a, double s, int64_t k, double *r, double acc) {
     *r *= a * inverse[k] - s;
     return acc + *r;
@@ -76,11 +78,19 @@ typedef struct {
         uint8_t guide[GUIDE];
     } pinv;
     struct {
-        double lam, loglam, b, a, log_invalpha, vr;
+        double lam, loglam, b, a, log_alpha, vr, m;
     } ptrs;
+    struct { /* E(k) of BTRS or PTRS (the owner), |k - m| < BOUNDS_HALF: see kept_bound */
+        int owner;
+        uint32_t generation;
+        struct {
+            double value;
+            uint64_t tag;
+        } at[2 * BOUNDS_HALF];
+    } bounds;
 } setups;
-static _Thread_local setups cache = {
-    {-1, -1, 0, 0, {0}, {0}}, {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {-1, -1, {0}, {0}}, {-1, 0, 0, 0, 0, 0}};
+/* All zero at first: no sampler is called with n, p or lam zero, so nothing matches the cache. */
+static _Thread_local setups cache;
 
 /* guide[g] = the smallest k <= last with cdf[k] > g / GUIDE. */
 static void make_guide(const double *cdf, int64_t last, uint8_t *guide) {
@@ -153,62 +163,122 @@ HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, doubl
     return invert(cur, table ? cdf : NULL, su->inv.guide, last, table ? 0 : exp((double)n * log1p(-p)), a, s);
 }
 
-/* Binomial(n, p), p <= 1/2, n p >= 10: BTRS. The log of the acceptance bound is
- * fixed - (n+1) log(n-k+1) + (k+1/2) log(r (n-k+1)/(k+1)) - fc(k) - fc(n-k), with
- * fixed = (m+1/2) log((m+1)/(r (n-m+1))) + (n+1) log(n-m+1) + fc(m) + fc(n-m) made when first needed. */
+/* BTRS and PTRS (Hormann's transformed rejection) share these steps. A point (u, v) uniform on
+ * [-1/2, 1/2) x [0, 1) gives k = floor((2 a / us + b) u + c), us = 1/2 - |u|, accepted at once in the box
+ * us >= 0.07, v <= vr and otherwise when v us^2 <= E(k) (a + b us^2), E(k) the pmf ratio of each sampler
+ * (Hormann's test v alpha / (a / us^2 + b) <= ..., in logarithms there; here without the division).
+ * E(k) for k within BOUNDS_HALF of the mode (index i = k - mode + BOUNDS_HALF) is kept per thread once
+ * made, tagged with the generation of the parameters it was made for: a change of parameters or of the
+ * sampler owning the values starts a new generation, so nothing is cleared. A kept value is the one made
+ * on the spot, so results never depend on what a thread kept. Once E(k) is kept, the box and the test
+ * are decided together (one branch, taken about as often as a draw is rejected, instead of the box's
+ * branch mispredicted whenever a point falls outside it). */
+typedef enum { NO_OWNER, BTRS, PTRS } bounds_owner;
+
+/* Called by a sampler whose parameters changed or which does not own the kept values. */
+static void new_generation(setups *su, bounds_owner owner) {
+    su->bounds.owner = owner;
+    if (++su->bounds.generation == 0) { /* wrapped: values of the old generation 0 could match */
+        memset(su->bounds.at, 0, sizeof su->bounds.at);
+        su->bounds.generation = 1;
+    }
+}
+
+/* 1 and *e = E(k) when it is kept at index i. */
+HOT int kept(const setups *su, double i, double *e) {
+    const int j = i >= 0 && i < 2 * BOUNDS_HALF ? (int)i : 0;
+    *e = su->bounds.at[j].value;
+    return i >= 0 && i < 2 * BOUNDS_HALF && su->bounds.at[j].tag == su->bounds.generation;
+}
+
+/* E(k) made by make, kept when the index is within the window. */
+HOT double keep(setups *su, double i, double (*make)(setups *, double), double kd) {
+    const double e = make(su, kd);
+    if (i >= 0 && i < 2 * BOUNDS_HALF) {
+        su->bounds.at[(int)i].value = e;
+        su->bounds.at[(int)i].tag = su->bounds.generation;
+    }
+    return e;
+}
+
+/* Binomial(n, p), p <= 1/2, n p >= 10: BTRS, c = n p + 1/2, E(k) = exp(bound(k)) / alpha with
+ * bound(k) = fixed - (n+1) log(n-k+1) + (k+1/2) log(r (n-k+1)/(k+1)) - fc(k) - fc(n-k) the log of
+ * f(k) / f(m) (r = p / q, m the mode), fixed = (m+1/2) log((m+1)/(r (n-m+1))) + (n+1) log(n-m+1) + fc(m)
+ * + fc(n-m) made when first needed. */
+static double btrs_bound(setups *su, double kd) {
+    const double nd = (double)su->btrs.n;
+    if (su->btrs.fixed != su->btrs.fixed) {
+        const double m = su->btrs.m;
+        su->btrs.fixed = (m + 0.5) * (log(m + 1) - su->btrs.lr - log(nd - m + 1)) + (nd + 1) * log(nd - m + 1) +
+                         stirling_tail(m) + stirling_tail(nd - m);
+    }
+    const double l = log(nd - kd + 1);
+    return exp(su->btrs.fixed - (nd + 1) * l + (kd + 0.5) * (su->btrs.lr + l - log(kd + 1)) - stirling_tail(kd) -
+               stirling_tail(nd - kd)) /
+           su->btrs.alpha;
+}
+
+static __attribute__((noinline)) void btrs_setup(setups *su, int64_t n, double p) {
+    const double nd = (double)n;
+    const double q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
+    su->btrs.n = n;
+    su->btrs.p = p;
+    su->btrs.b = b;
+    su->btrs.a = -0.0873 + 0.0248 * b + 0.01 * p;
+    su->btrs.c = nd * p + 0.5;
+    su->btrs.vr = 0.92 - 4.2 / b;
+    su->btrs.alpha = (2.83 + 5.1 / b) * spq;
+    su->btrs.lr = log(p / q);
+    su->btrs.m = floor((nd + 1) * p);
+    su->btrs.fixed = NAN;
+    new_generation(su, BTRS);
+}
+
 HOT int64_t binomial_btrs(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
     const double nd = (double)n;
-    if (su->btrs.n != n || su->btrs.p != p) {
-        const double q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
-        su->btrs.n = n;
-        su->btrs.p = p;
-        su->btrs.b = b;
-        su->btrs.a = -0.0873 + 0.0248 * b + 0.01 * p;
-        su->btrs.c = nd * p + 0.5;
-        su->btrs.vr = 0.92 - 4.2 / b;
-        su->btrs.alpha = (2.83 + 5.1 / b) * spq;
-        su->btrs.lr = log(p / q);
-        su->btrs.m = floor((nd + 1) * p);
-        su->btrs.fixed = NAN;
-    }
-    const double b = su->btrs.b, a = su->btrs.a, c = su->btrs.c, vr = su->btrs.vr;
+    if (su->btrs.n != n || su->btrs.p != p)
+        btrs_setup(su, n, p);
+    else if (su->bounds.owner != BTRS)
+        new_generation(su, BTRS);
+    const double b = su->btrs.b, a = su->btrs.a, c = su->btrs.c, vr = su->btrs.vr, m = su->btrs.m;
     for (;;) {
-        double u, v0;
-        sbx__rng_double2(cur, &u, &v0);
+        double u, v, e;
+        sbx__rng_double2(cur, &u, &v);
         u -= 0.5;
         const double us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + c);
         if (kd < 0 || kd > nd) continue;
-        if (us >= 0.07 && v0 <= vr) return (int64_t)kd;
-        const double v = log(v0 * su->btrs.alpha / (a / (us * us) + b));
-        if (su->btrs.fixed != su->btrs.fixed) {
-            const double m = su->btrs.m;
-            su->btrs.fixed = (m + 0.5) * (log(m + 1) - su->btrs.lr - log(nd - m + 1)) + (nd + 1) * log(nd - m + 1) +
-                               stirling_tail(m) + stirling_tail(nd - m);
+        const int box = (us >= 0.07) & (v <= vr);
+        const double us2 = us * us, i = kd - m + BOUNDS_HALF;
+        if (kept(su, i, &e)) {
+            if (box | (v * us2 <= e * (a + b * us2))) return (int64_t)kd;
+            continue;
         }
-        const double l = log(nd - kd + 1);
-        const double bound = su->btrs.fixed - (nd + 1) * l + (kd + 0.5) * (su->btrs.lr + l - log(kd + 1)) -
-                             stirling_tail(kd) - stirling_tail(nd - kd);
-        if (v <= bound) return (int64_t)kd;
+        if (box) return (int64_t)kd;
+        if (v * us2 <= keep(su, i, btrs_bound, kd) * (a + b * us2)) return (int64_t)kd;
     }
+}
+
+/* Binomial(n, p) with n >= 0, 0 <= p <= 1. */
+HOT int64_t binomial(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
+    if (n == 0 || p == 0) return 0;
+    if (p == 1) return n;
+    const double pp = p <= 0.5 ? p : 1 - p;
+    const int64_t x = (double)n * pp < 10 ? binomial_inversion(su, cur, n, pp) : binomial_btrs(su, cur, n, pp);
+    return p <= 0.5 ? x : n - x;
 }
 
 SBX_CLONES sbx_status sbx_binomial(sbx_rng_cursor *cur, int64_t n, double p, int64_t *out) {
     if (!cur || !out) return sbx__error(SBX_ERR_ARG, "sbx_binomial: cursor or out is NULL");
     if (n < 0) return sbx__error(SBX_ERR_ARG, "binomial n = %lld is negative", (long long)n);
     if (!(p >= 0 && p <= 1)) return sbx__error(SBX_ERR_ARG, "binomial p = %g is outside [0, 1]", p);
-    if (n == 0 || p == 0) {
-        *out = 0;
-        return SBX_OK;
-    }
-    if (p == 1) {
-        *out = n;
-        return SBX_OK;
-    }
-    const double pp = p <= 0.5 ? p : 1 - p;
-    const int64_t x = (double)n * pp < 10 ? binomial_inversion(&cache, cur, n, pp) : binomial_btrs(&cache, cur, n, pp);
-    *out = p <= 0.5 ? x : n - x;
+    *out = binomial(&cache, cur, n, p);
     return SBX_OK;
+}
+
+SBX_CLONES void sbx__binomial_each(sbx_rng_cursor *cur, int count, int64_t n, double p, int64_t *values) {
+    setups *su = &cache;
+    for (int i = 0; i < count; i++) values[i] = binomial(su, &cur[i], n, p);
 }
 
 /* Poisson(lam), lam < 10: inversion (see POISSON_KMAX), one word first (sbx__u53). With a table the
@@ -226,7 +296,12 @@ HOT int64_t poisson_inversion(setups *su, sbx_rng_cursor *cur, double lam) {
     return invert(cur, table ? su->pinv.cdf : NULL, su->pinv.guide, POISSON_KMAX, table ? 0 : exp(-lam), lam, 0);
 }
 
-/* Poisson(lam), lam >= 10: PTRS; its set-up for the last lam is kept per thread. */
+/* Poisson(lam), lam >= 10: PTRS, c = lam + 0.43, E(k) = exp(-lam + k log lam - log k!) / alpha (the
+ * difference of terms near lam log lam: exact to about 1e-5 in the log at the largest lam accepted). */
+static double ptrs_bound(setups *su, double kd) {
+    return exp(-su->ptrs.lam + kd * su->ptrs.loglam - log_factorial(kd) - su->ptrs.log_alpha);
+}
+
 HOT int64_t poisson_ptrs(setups *su, sbx_rng_cursor *cur, double lam) {
     if (su->ptrs.lam != lam) {
         const double b = 0.931 + 2.53 * sqrt(lam);
@@ -234,29 +309,48 @@ HOT int64_t poisson_ptrs(setups *su, sbx_rng_cursor *cur, double lam) {
         su->ptrs.loglam = log(lam);
         su->ptrs.b = b;
         su->ptrs.a = -0.059 + 0.02483 * b;
-        su->ptrs.log_invalpha = log(1.1239 + 1.1328 / (b - 3.4));
+        su->ptrs.log_alpha = log(1.1239 + 1.1328 / (b - 3.4));
         su->ptrs.vr = 0.9277 - 3.6224 / (b - 2);
+        su->ptrs.m = floor(lam);
+        new_generation(su, PTRS);
+    } else if (su->bounds.owner != PTRS) {
+        new_generation(su, PTRS);
     }
-    const double b = su->ptrs.b, a = su->ptrs.a, vr = su->ptrs.vr;
+    const double b = su->ptrs.b, a = su->ptrs.a, vr = su->ptrs.vr, m = su->ptrs.m;
     for (;;) {
-        double u, v;
+        double u, v, e;
         sbx__rng_double2(cur, &u, &v);
         u -= 0.5;
         const double us = 0.5 - fabs(u);
         const double kd = floor((2 * a / us + b) * u + lam + 0.43);
-        if (us >= 0.07 && v <= vr) return (int64_t)kd;
+        const int box = (us >= 0.07) & (v <= vr);
+        const double us2 = us * us, i = kd - m + BOUNDS_HALF;
+        if (kept(su, i, &e)) { /* only a k that passed the checks below is kept */
+            if (box | (v * us2 <= e * (a + b * us2))) return (int64_t)kd;
+            continue;
+        }
+        if (box) return (int64_t)kd;
         if (kd < 0 || kd > 4 * lam + 1e3 || (us < 0.013 && v > us)) continue; /* far past any mass */
-        if (log(v / (a / (us * us) + b)) + su->ptrs.log_invalpha <= -lam + kd * su->ptrs.loglam - log_factorial(kd))
-            return (int64_t)kd;
+        if (v * us2 <= keep(su, i, ptrs_bound, kd) * (a + b * us2)) return (int64_t)kd;
     }
+}
+
+/* Poisson(lam), 0 <= lam <= SBX_POISSON_MAX_LAM. */
+HOT int64_t poisson(setups *su, sbx_rng_cursor *cur, double lam) {
+    return lam == 0 ? 0 : lam < 10 ? poisson_inversion(su, cur, lam) : poisson_ptrs(su, cur, lam);
 }
 
 SBX_CLONES sbx_status sbx_poisson(sbx_rng_cursor *cur, double lam, int64_t *out) {
     if (!cur || !out) return sbx__error(SBX_ERR_ARG, "sbx_poisson: cursor or out is NULL");
     if (!(lam >= 0 && lam <= SBX_POISSON_MAX_LAM))
         return sbx__error(SBX_ERR_ARG, "Poisson lam = %g is outside [0, %g]", lam, SBX_POISSON_MAX_LAM);
-    *out = lam == 0 ? 0 : lam < 10 ? poisson_inversion(&cache, cur, lam) : poisson_ptrs(&cache, cur, lam);
+    *out = poisson(&cache, cur, lam);
     return SBX_OK;
+}
+
+SBX_CLONES void sbx__poisson_each(sbx_rng_cursor *cur, int count, double lam, const double *lams, int64_t *values) {
+    setups *su = &cache;
+    for (int i = 0; i < count; i++) values[i] = poisson(su, &cur[i], lams ? lams[i] : lam);
 }
 
 /* The smallest j >= i with x < cum[j] among j < last, else last; *acc holds cum[i] on entry (cum[j] =

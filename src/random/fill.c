@@ -43,15 +43,12 @@ void sbx__draw(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lin
         const int64_t i0 = g * SBX_RNG_BATCH;
         const int c = lines - i0 < SBX_RNG_BATCH ? (int)(lines - i0) : SBX_RNG_BATCH;
         sbx__rng_cursors(rng, first + i0, c, d->kind == SBX__MULTINOMIAL ? 2 : 1, cur);
-        for (int b = 0; b < c; b++) {
-            int64_t *v = values + (i0 + b) * width;
-            if (d->kind == SBX__BINOMIAL)
-                sbx_binomial(&cur[b], d->n, d->p, v); /* checked by the caller: cannot fail */
-            else if (d->kind == SBX__POISSON)
-                sbx_poisson(&cur[b], d->lams ? d->lams[i0 + b] : d->lam, v);
-            else
-                sbx__multinomial_draw(&cur[b], d->n, d->probs, d->k, v);
-        }
+        if (d->kind == SBX__BINOMIAL)
+            sbx__binomial_each(cur, c, d->n, d->p, values + i0);
+        else if (d->kind == SBX__POISSON)
+            sbx__poisson_each(cur, c, d->lam, d->lams ? d->lams + i0 : NULL, values + i0);
+        else
+            for (int b = 0; b < c; b++) sbx__multinomial_draw(&cur[b], d->n, d->probs, d->k, values + (i0 + b) * width);
     }
 }
 

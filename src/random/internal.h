@@ -38,6 +38,11 @@ typedef struct {
  * their first blocks made together, the lines shared out among threads (fill.c). */
 void sbx__draw(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lines, int64_t width, int64_t *values);
 
+/* values[i] = a draw from cur[i], i < count, with parameters checked beforehand: Binomial(n, p);
+ * Poisson(lams[i]), or Poisson(lam) when lams is NULL. The samplers' set-ups are found once for all. */
+void sbx__binomial_each(sbx_rng_cursor *cur, int count, int64_t n, double p, int64_t *values);
+void sbx__poisson_each(sbx_rng_cursor *cur, int count, double lam, const double *lams, int64_t *values);
+
 /* The largest count a dtype holds exactly (float32: 2^24, int8: 127, bool: 1, ...). */
 double sbx__dtype_exact_max(sbx_dtype dtype);
 
