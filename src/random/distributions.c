@@ -61,18 +61,23 @@ static inline double cdf_step(double a, double s, int64_t k, double *r, double a
     return acc + *r;
 }
 
-/* Each thread keeps the set-up of its last parameters, so loops of draws with the same parameters skip
- * the exp, log and table work. The Poisson table is built when a mean comes twice in a row. */
+/* Each thread keeps set-ups of recent parameters, so draws with parameters seen before skip the exp,
+ * log and table work: binomial inversion tables in slots chosen by (n, p) (a multinomial's conditional
+ * binomials come back to the same few), the Poisson table of the last mean (built when it comes twice in
+ * a row), the BTRS and PTRS set-ups of the last parameters, and E(k) (below) of one of them. */
+#define INV_SLOT_BITS 6
 typedef struct {
-    struct {
-        int64_t n, seen_n;
-        double p, seen_p, cdf[BINOMIAL_KMAX + 1]; /* cdf[k] = P(X <= k), k <= min(n, 64) */
-        uint8_t guide[GUIDE];
-    } inv;
-    struct {
-        int64_t n;
-        double p, b, a, c, vr, alpha, lr, m, fixed; /* fixed: the bound's constant part, NAN until needed */
-    } btrs;
+    int64_t n;
+    double p, b, a, c, vr, alpha, lr, m, fixed; /* fixed: the bound's constant part, NAN until needed */
+} btrs_params;
+typedef struct {
+    int64_t n, seen_n;
+    double p, seen_p, cdf[BINOMIAL_KMAX + 1]; /* cdf[k] = P(X <= k), k <= min(n, 64) */
+    uint8_t guide[GUIDE];
+} inv_table;
+typedef struct {
+    inv_table inv[1 << INV_SLOT_BITS];
+    btrs_params btrs;
     struct {
         double lam, seen, cdf[POISSON_KMAX + 1];
         uint8_t guide[GUIDE];
@@ -80,7 +85,7 @@ typedef struct {
     struct {
         double lam, loglam, b, a, log_alpha, vr, m;
     } ptrs;
-    struct { /* E(k) of BTRS or PTRS (the owner), |k - m| < BOUNDS_HALF: see kept_bound */
+    struct { /* E(k) of BTRS or PTRS (the owner), |k - m| < BOUNDS_HALF: see kept */
         int owner;
         uint32_t generation;
         struct {
@@ -129,38 +134,51 @@ HOT int64_t invert(sbx_rng_cursor *cur, const double *cdf, const uint8_t *guide,
     }
 }
 
+/* A slot among 2^INV_SLOT_BITS for (n, p): the top bits of a multiplicative hash. */
+static inline unsigned slot_of(int64_t n, double p) {
+    uint64_t bits;
+    memcpy(&bits, &p, sizeof bits);
+    return (unsigned)(((uint64_t)n * 0x9E3779B97F4A7C15u ^ bits) * 0xD6E8FEB86659FD93u >> (64 - INV_SLOT_BITS));
+}
+
 /* Binomial(n, p), p <= 1/2, n p < 10: inversion of the CDF made by cdf_step from
  * P(0) = exp(n log1p(-p)), with a 53-bit uniform read one word first (sbx__u53); a uniform past the
- * rounded CDF (at k = min(n, 64)) is drawn again. n <= 16: the table is made at once (its last value
- * set to 1) and k counted without branches; larger n: the table is made when (n, p) comes twice in a
+ * rounded CDF (at k = min(n, 64)) is drawn again. Tables are kept per thread in INV_SLOTS slots chosen by
+ * (n, p) (a multinomial's conditional binomials come back to the same few). n <= 16: the table is made
+ * at once (its last value set to 1) and k counted without branches (w1 decides when as many CDF values
+ * lie below hi as at or below lo); larger n: the table is made when (n, p) comes to its slot twice in a
  * row, and the CDF is made along the way otherwise, by the same steps. */
 HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
     const double q = 1 - p, s = p / q, a = ((double)n + 1) * s;
     const int64_t last = n < BINOMIAL_KMAX ? n : BINOMIAL_KMAX;
-    double *cdf = su->inv.cdf;
-    if ((su->inv.n != n || su->inv.p != p) && (n <= 16 || (su->inv.seen_n == n && su->inv.seen_p == p))) {
+    inv_table *t = &su->inv[slot_of(n, p)];
+    double *cdf = t->cdf;
+    if ((t->n != n || t->p != p) && (n <= 16 || (t->seen_n == n && t->seen_p == p))) {
         double r = exp((double)n * log1p(-p)), acc = r;
         cdf[0] = acc;
         for (int64_t k = 1; k <= last; k++) cdf[k] = acc = cdf_step(a, s, k, &r, acc);
         if (n <= 16) cdf[n] = 1;
-        make_guide(cdf, last, su->inv.guide);
-        su->inv.n = n;
-        su->inv.p = p;
+        if (n > 16) make_guide(cdf, last, t->guide); /* n <= 16 counts without it */
+        t->n = n;
+        t->p = p;
     }
-    su->inv.seen_n = n;
-    su->inv.seen_p = p;
+    t->seen_n = n;
+    t->seen_p = p;
     if (n <= 16) {
         const uint32_t w1 = sbx__rng_u32(cur);
         const double lo = (double)w1 * 0x1.0p-32, hi = ((double)w1 + 1) * 0x1.0p-32;
-        int64_t k = 0;
-        for (int64_t j = 0; j < n; j++) k += lo >= cdf[j];
-        if (k == n || hi <= cdf[k]) return k;
+        int64_t k = 0, below = 0;
+        for (int64_t j = 0; j < n; j++) {
+            k += lo >= cdf[j];
+            below += hi > cdf[j];
+        }
+        if (below == k) return k;
         const double u = sbx__u53(w1, sbx__rng_u32(cur));
         while (k < n && u >= cdf[k]) k++;
         return k;
     }
-    const int table = su->inv.n == n && su->inv.p == p;
-    return invert(cur, table ? cdf : NULL, su->inv.guide, last, table ? 0 : exp((double)n * log1p(-p)), a, s);
+    const int table = t->n == n && t->p == p;
+    return invert(cur, table ? cdf : NULL, t->guide, last, table ? 0 : exp((double)n * log1p(-p)), a, s);
 }
 
 /* BTRS and PTRS (Hormann's transformed rejection) share these steps. A point (u, v) uniform on
@@ -168,8 +186,8 @@ HOT int64_t binomial_inversion(setups *su, sbx_rng_cursor *cur, int64_t n, doubl
  * us >= 0.07, v <= vr and otherwise when v us^2 <= E(k) (a + b us^2), E(k) the pmf ratio of each sampler
  * (Hormann's test v alpha / (a / us^2 + b) <= ..., in logarithms there; here without the division).
  * E(k) for k within BOUNDS_HALF of the mode (index i = k - mode + BOUNDS_HALF) is kept per thread once
- * made, tagged with the generation of the parameters it was made for: a change of parameters or of the
- * sampler owning the values starts a new generation, so nothing is cleared. A kept value is the one made
+ * made, tagged with the generation of the parameters it was made for: other parameters or another
+ * sampler start a new generation, so nothing is cleared. A kept value is the one made
  * on the spot, so results never depend on what a thread kept. Once E(k) is kept, the box and the test
  * are decided together (one branch, taken about as often as a draw is rejected, instead of the box's
  * branch mispredicted whenever a point falls outside it). */
@@ -191,9 +209,8 @@ HOT int kept(const setups *su, double i, double *e) {
     return i >= 0 && i < 2 * BOUNDS_HALF && su->bounds.at[j].tag == su->bounds.generation;
 }
 
-/* E(k) made by make, kept when the index is within the window. */
-HOT double keep(setups *su, double i, double (*make)(setups *, double), double kd) {
-    const double e = make(su, kd);
+/* Keeps E(k) = e at index i when it is within the window; returns e. */
+HOT double keep(setups *su, double i, double e) {
     if (i >= 0 && i < 2 * BOUNDS_HALF) {
         su->bounds.at[(int)i].value = e;
         su->bounds.at[(int)i].tag = su->bounds.generation;
@@ -205,42 +222,43 @@ HOT double keep(setups *su, double i, double (*make)(setups *, double), double k
  * bound(k) = fixed - (n+1) log(n-k+1) + (k+1/2) log(r (n-k+1)/(k+1)) - fc(k) - fc(n-k) the log of
  * f(k) / f(m) (r = p / q, m the mode), fixed = (m+1/2) log((m+1)/(r (n-m+1))) + (n+1) log(n-m+1) + fc(m)
  * + fc(n-m) made when first needed. */
-static double btrs_bound(setups *su, double kd) {
-    const double nd = (double)su->btrs.n;
-    if (su->btrs.fixed != su->btrs.fixed) {
-        const double m = su->btrs.m;
-        su->btrs.fixed = (m + 0.5) * (log(m + 1) - su->btrs.lr - log(nd - m + 1)) + (nd + 1) * log(nd - m + 1) +
-                         stirling_tail(m) + stirling_tail(nd - m);
+static double btrs_bound(btrs_params *t, double kd) {
+    const double nd = (double)t->n;
+    if (t->fixed != t->fixed) {
+        const double m = t->m;
+        t->fixed = (m + 0.5) * (log(m + 1) - t->lr - log(nd - m + 1)) + (nd + 1) * log(nd - m + 1) + stirling_tail(m) +
+                   stirling_tail(nd - m);
     }
     const double l = log(nd - kd + 1);
-    return exp(su->btrs.fixed - (nd + 1) * l + (kd + 0.5) * (su->btrs.lr + l - log(kd + 1)) - stirling_tail(kd) -
+    return exp(t->fixed - (nd + 1) * l + (kd + 0.5) * (t->lr + l - log(kd + 1)) - stirling_tail(kd) -
                stirling_tail(nd - kd)) /
-           su->btrs.alpha;
+           t->alpha;
 }
 
-static __attribute__((noinline)) void btrs_setup(setups *su, int64_t n, double p) {
-    const double nd = (double)n;
-    const double q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
-    su->btrs.n = n;
-    su->btrs.p = p;
-    su->btrs.b = b;
-    su->btrs.a = -0.0873 + 0.0248 * b + 0.01 * p;
-    su->btrs.c = nd * p + 0.5;
-    su->btrs.vr = 0.92 - 4.2 / b;
-    su->btrs.alpha = (2.83 + 5.1 / b) * spq;
-    su->btrs.lr = log(p / q);
-    su->btrs.m = floor((nd + 1) * p);
-    su->btrs.fixed = NAN;
-    new_generation(su, BTRS);
+static __attribute__((noinline)) void btrs_setup(btrs_params *t, int64_t n, double p) {
+    const double nd = (double)n, q = 1 - p, spq = sqrt(nd * p * q), b = 1.15 + 2.53 * spq;
+    t->n = n;
+    t->p = p;
+    t->b = b;
+    t->a = -0.0873 + 0.0248 * b + 0.01 * p;
+    t->c = nd * p + 0.5;
+    t->vr = 0.92 - 4.2 / b;
+    t->alpha = (2.83 + 5.1 / b) * spq;
+    t->lr = log(p / q);
+    t->m = floor((nd + 1) * p);
+    t->fixed = NAN;
 }
 
 HOT int64_t binomial_btrs(setups *su, sbx_rng_cursor *cur, int64_t n, double p) {
     const double nd = (double)n;
-    if (su->btrs.n != n || su->btrs.p != p)
-        btrs_setup(su, n, p);
-    else if (su->bounds.owner != BTRS)
+    btrs_params *t = &su->btrs;
+    if (t->n != n || t->p != p) {
+        btrs_setup(t, n, p);
         new_generation(su, BTRS);
-    const double b = su->btrs.b, a = su->btrs.a, c = su->btrs.c, vr = su->btrs.vr, m = su->btrs.m;
+    } else if (su->bounds.owner != BTRS) {
+        new_generation(su, BTRS);
+    }
+    const double b = t->b, a = t->a, c = t->c, vr = t->vr, m = t->m;
     for (;;) {
         double u, v, e;
         sbx__rng_double2(cur, &u, &v);
@@ -255,7 +273,7 @@ HOT int64_t binomial_btrs(setups *su, sbx_rng_cursor *cur, int64_t n, double p) 
             continue;
         }
         if (box) return (int64_t)kd;
-        if (v * us2 <= keep(su, i, btrs_bound, kd) * (a + b * us2)) return (int64_t)kd;
+        if (v * us2 <= keep(su, i, btrs_bound(t, kd)) * (a + b * us2)) return (int64_t)kd;
     }
 }
 
@@ -331,7 +349,7 @@ HOT int64_t poisson_ptrs(setups *su, sbx_rng_cursor *cur, double lam) {
         }
         if (box) return (int64_t)kd;
         if (kd < 0 || kd > 4 * lam + 1e3 || (us < 0.013 && v > us)) continue; /* far past any mass */
-        if (v * us2 <= keep(su, i, ptrs_bound, kd) * (a + b * us2)) return (int64_t)kd;
+        if (v * us2 <= keep(su, i, ptrs_bound(su, kd)) * (a + b * us2)) return (int64_t)kd;
     }
 }
 
@@ -364,7 +382,8 @@ static inline int64_t category(const double *probs, int64_t last, double x, int6
 }
 
 #define CUM_MAX 32
-void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k, int64_t *counts) {
+SBX_CLONES void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, int64_t k,
+                                      int64_t *counts) {
     double total = 0;
     int64_t last = -1; /* the last category with mass: it takes what is left */
     for (int64_t i = 0; i < k; i++) {
@@ -372,15 +391,19 @@ void sbx__multinomial_draw(sbx_rng_cursor *cur, int64_t n, const double *probs, 
         if (probs[i] > 0) last = i;
         counts[i] = 0;
     }
-    if (n <= 16 && last < CUM_MAX) { /* as below, the category counted without branches */
+    if (n <= 16 && last < CUM_MAX) { /* as below, the category counted without branches: w1 decides when
+                                          * as many cumulative masses lie at or below hi as below lo */
         double cum[CUM_MAX], acc = 0;
         for (int64_t i = 0; i < last; i++) cum[i] = acc += probs[i];
         for (int64_t t = 0; t < n; t++) {
             const uint32_t w1 = sbx__rng_u32(cur);
             const double lo = (double)w1 * 0x1.0p-32 * total, hi = ((double)w1 + 1) * 0x1.0p-32 * total;
-            int64_t i = 0;
-            for (int64_t j = 0; j < last; j++) i += lo >= cum[j];
-            if (i < last && !(hi < cum[i])) {
+            int64_t i = 0, above = 0;
+            for (int64_t j = 0; j < last; j++) {
+                i += lo >= cum[j];
+                above += hi >= cum[j];
+            }
+            if (above != i) {
                 const double u = sbx__u53(w1, sbx__rng_u32(cur)) * total;
                 while (i < last && u >= cum[i]) i++;
             }

@@ -8,7 +8,7 @@
  *  - the z-score of every cell of mass >= 1e-3, against the Bonferroni bound for that many cells.
  * Without an argument N is what the z-test needs to catch a 1% error in a cell of mass 1e-3 at least
  * half the time: 0.01 sqrt(N 1e-3) >= z, N = (z / 0.01)^2 / 1e-3, about 3.5e8 (larger errors and
- * larger cells are caught more surely); multinomial points draw a tenth of it (MULTINOMIAL_SHARE).
+ * larger cells are caught more surely), for every point of every sampler.
  * The sparse ops draw matrices until their values reach N (at most most_matrices matrices). An
  * argument sets N instead: the sanitizer build runs a short pass (it checks memory and undefined
  * behaviour; the release build checks the statistics).
@@ -35,11 +35,6 @@
 #define BIG_CELL 1e-3   /* cells the z-test watches */
 #define ERROR_SIZE 0.01 /* the relative error the default N catches in such a cell */
 #define MAX_HIST 3
-/* A multinomial row costs 2 to 30 binomial draws: its points draw a tenth of N (a 3.2% error in a
- * cell of mass 1e-3, or 1% in a cell of 1e-2, is caught at least half the time), which keeps the
- * test to a few minutes. Its parts are tested at full strength: the binomial sampler, and the same
- * one-word-first inversion in the binomial and Poisson tables. */
-#define MULTINOMIAL_SHARE 10
 
 static int64_t fixed_draws; /* from the command line; 0: the N above */
 
@@ -267,7 +262,6 @@ static void judge(cells *h, int nhist, const int64_t *counts, int64_t draws, spr
 static void run_point(point *pt, const char *what, uint64_t seed) {
     const double t0 = seconds_now();
     int64_t draws = draws_for(pt->hist, pt->nhist);
-    if (pt->kind == MULTINOMIAL && !fixed_draws) draws /= MULTINOMIAL_SHARE;
     int64_t total = 0;
     for (int h = 0; h < pt->nhist; h++) total += pt->hist[h].ncells;
     int64_t *counts = calloc((size_t)total, sizeof(int64_t));
@@ -625,8 +619,9 @@ static void sparse_multinomial_point(int64_t n, const double *probs, int64_t k, 
             for (int64_t q = rm->indptr[r]; q < rm->indptr[r + 1]; q++) {
                 const int64_t col = rm->indices[q], v = (int64_t)value_at(rm, q);
                 row_sum[r] += v;
-                if (col == r % cols) counts[cell_index(&h[0], v)]++;                                        /* first */
-                if (col == (r % cols + 7 * (k - 1)) % cols) counts[h[0].ncells + cell_index(&h[1], v)]++; /* last */
+                if (col == r % cols) counts[cell_index(&h[0], v)]++; /* the first category */
+                if (col == (r % cols + 7 * (k - 1)) % cols)          /* the last */
+                    counts[h[0].ncells + cell_index(&h[1], v)]++;
             }
             if (row_sum[r] != n)
                 fail_msg("multinomial row %lld sums to %lld, not %lld", (long long)r, (long long)row_sum[r], (long long)n);
