@@ -70,17 +70,13 @@ typedef uint32_t counters[4][SBX_RNG_BATCH];
  * group's multiplies run while the other waits for its own; the words leave by two permutes per
  * group (lanes (w0 | w1 << 32) and (w2 | w3 << 32) interleaved block by block). */
 #define GROUPS (SBX_RNG_BATCH / 8)
-__attribute__((target("avx512f"))) static void blocks_avx512(counters c, const uint32_t key[2], uint32_t *out) {
+/* The rounds and the stores of blocks_avx512, from counters already in lanes. */
+__attribute__((target("avx512f"), always_inline)) static inline void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2,
+                                                                                 __m512i *c3, const uint32_t key[2],
+                                                                                 uint32_t *out) {
     const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
     const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
     const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
-    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
-    for (int g = 0; g < GROUPS; g++) {
-        c0[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[0] + 8 * g)));
-        c1[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[1] + 8 * g)));
-        c2[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[2] + 8 * g)));
-        c3[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[3] + 8 * g)));
-    }
     uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < 10; round++) {
         if (round > 0) {
@@ -102,6 +98,33 @@ __attribute__((target("avx512f"))) static void blocks_avx512(counters c, const u
         _mm512_storeu_si512((void *)(out + 32 * g), _mm512_permutex2var_epi64(a, first, b));
         _mm512_storeu_si512((void *)(out + 32 * g + 16), _mm512_permutex2var_epi64(a, second, b));
     }
+}
+
+__attribute__((target("avx512f"))) static void blocks_avx512(counters c, const uint32_t key[2], uint32_t *out) {
+    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+    for (int g = 0; g < GROUPS; g++) {
+        c0[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[0] + 8 * g)));
+        c1[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[1] + 8 * g)));
+        c2[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[2] + 8 * g)));
+        c3[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[3] + 8 * g)));
+    }
+    rounds_avx512(c0, c1, c2, c3, key, out);
+}
+
+/* The blocks of counters (ctr[0] + b, ctr[1], ctr[2], ctr[3]), b < SBX_RNG_BATCH: a cursor's next
+ * batch, its counters made in the lanes. */
+__attribute__((target("avx512f"))) static void batch_avx512(const uint32_t ctr[4], const uint32_t key[2],
+                                                            uint32_t *out) {
+    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+    const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    for (int g = 0; g < GROUPS; g++) {
+        const __m512i start = _mm512_set1_epi64((int64_t)ctr[0] + 8 * g);
+        c0[g] = _mm512_and_si512(_mm512_add_epi64(start, lane), low); /* 32-bit counters wrap */
+        c1[g] = _mm512_set1_epi64(ctr[1]);
+        c2[g] = _mm512_set1_epi64(ctr[2]);
+        c3[g] = _mm512_set1_epi64(ctr[3]);
+    }
+    rounds_avx512(c0, c1, c2, c3, key, out);
 }
 #endif
 
@@ -150,14 +173,22 @@ static void blocks(counters c, const uint32_t key[2], uint32_t *out) {
 
 /* The next SBX_RNG_BATCH blocks of a cursor. */
 static void refill_batch(sbx_rng_cursor *cur) {
-    counters c;
-    for (int b = 0; b < SBX_RNG_BATCH; b++) {
-        c[0][b] = cur->ctr[0] + (uint32_t)b;
-        c[1][b] = cur->ctr[1];
-        c[2][b] = cur->ctr[2];
-        c[3][b] = cur->ctr[3];
+#ifdef HAVE_AVX512_PATH
+    const int vector = __builtin_cpu_supports("avx512f");
+    if (vector) batch_avx512(cur->ctr, cur->key, cur->words);
+#else
+    const int vector = 0;
+#endif
+    if (!vector) {
+        counters c;
+        for (int b = 0; b < SBX_RNG_BATCH; b++) {
+            c[0][b] = cur->ctr[0] + (uint32_t)b;
+            c[1][b] = cur->ctr[1];
+            c[2][b] = cur->ctr[2];
+            c[3][b] = cur->ctr[3];
+        }
+        blocks_portable(c, cur->key, cur->words);
     }
-    blocks(c, cur->key, cur->words);
     cur->ctr[0] += SBX_RNG_BATCH; /* 2^32 blocks (2^34 words) per position before it wraps */
     cur->used = 0;
     cur->have = 4 * SBX_RNG_BATCH;

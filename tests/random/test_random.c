@@ -59,6 +59,15 @@ static void test_cursor_layout(void **state) {
         for (int w = 0; w < 4; w++)
             if (sbx_rng_u32(&cur) != out[w]) fail_msg("block %u word %d differs", block, w);
     }
+    /* A batch whose block counter wraps past 2^32 - 1 wraps as the single-block function's does. */
+    assert_int_equal(sbx_rng_cursor_init(&rng, position, &cur), SBX_OK);
+    cur.ctr[0] = 0xFFFFFFF8u;
+    for (uint32_t i = 0; i < SBX_RNG_BATCH; i++) {
+        uint32_t ctr[4] = {0xFFFFFFF8u + i, 2, 1, 7}, out[4];
+        sbx_philox4x32_10(ctr, key, out);
+        for (int w = 0; w < 4; w++)
+            if (sbx_rng_u32(&cur) != out[w]) fail_msg("wrapped block %u word %d differs", ctr[0], w);
+    }
     /* Cursors made 16 at a time give the same words as one by one (full and partial groups). */
     for (int count = 16, blocks = 1; count >= 5; count -= 11, blocks++) {
         sbx_rng_cursor group[SBX_RNG_BATCH], single;
