@@ -71,9 +71,9 @@ typedef uint32_t counters[4][SBX_RNG_BATCH];
  * group (lanes (w0 | w1 << 32) and (w2 | w3 << 32) interleaved block by block). */
 #define GROUPS (SBX_RNG_BATCH / 8)
 /* The rounds and the stores of blocks_avx512, from counters already in lanes. */
-__attribute__((target("avx512f"), always_inline)) static inline void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2,
-                                                                                 __m512i *c3, const uint32_t key[2],
-                                                                                 uint32_t *out) {
+#define AVX512_INLINE __attribute__((target("avx512f"), always_inline)) static inline
+AVX512_INLINE void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2, __m512i *c3, const uint32_t key[2],
+                                 uint32_t *out) {
     const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
     const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
     const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
