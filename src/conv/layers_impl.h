@@ -469,7 +469,8 @@ static inline void NAME(pool_taps)(const T *restrict src, int64_t row, int64_t k
 /* Row q (out_size positions q .. q + row - 1, the last axis) of the maxima of map xm into yr. */
 static inline void NAME(pool_row)(const sbx_conv_plan *p, const T *xm, int64_t q, T *restrict yr) {
     const int last = p->shape.ndim - 1;
-    const int64_t row = p->shape.out[last], kl = p->shape.kernel[last], sl = p->shape.stride[last], K = p->shape.kernel_size;
+    const int64_t row = p->shape.out[last], kl = p->shape.kernel[last], sl = p->shape.stride[last];
+    const int64_t K = p->shape.kernel_size;
     for (int64_t r = 0; r < K; r += kl) NAME(pool_taps)(xm + p->base[q] + p->delta[r], row, kl, sl, r == 0, yr);
 }
 
@@ -508,14 +509,15 @@ static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *
         const T *gm = g + map * O;
         if (p->base) { /* maxima by rows, as the forward pass, then each window's selection */
             const T *xm = x + b * in + c * spatial;
-            T *gxm = gx + b * in + c * spatial, *restrict mr = work + (int64_t)omp_thread() * p->shape.out[p->shape.ndim - 1];
             const int64_t row = p->shape.out[p->shape.ndim - 1], *restrict delta = p->delta;
+            T *gxm = gx + b * in + c * spatial, *restrict mr = work + (int64_t)omp_thread() * row;
             for (int64_t q = 0; q < O; q += row) {
                 NAME(pool_row)(p, xm, q, mr);
                 for (int64_t i = 0; i < row; i++) {
                     const T *w = xm + p->base[q + i], add[2] = {0, gm[q + i]};
                     T *gw = gxm + p->base[q + i];
-                    for (int64_t l = 0; l < K; l++) gw[delta[l]] += add[w[delta[l]] == mr[i]]; /* a load, not a branch */
+                    for (int64_t l = 0; l < K; l++) /* a load, not a branch */
+                        gw[delta[l]] += add[w[delta[l]] == mr[i]];
                 }
             }
         } else {
@@ -567,12 +569,27 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
 
 /* The backward pass of a map whose windows sit side by side (direct path, stride = kernel along every
  * axis): each covered pixel lies in one window, so it is written once, the window's gradient when its
- * mask names it and 0 otherwise, with no zeroing pass and no read (zero_uncovered does the rest). */
-__attribute__((always_inline)) static inline void NAME(unpool_map)(const sbx_conv_plan *p, const uint64_t *restrict mm,
-                                                                    const T *restrict gm, T *restrict gxm) {
+ * mask names it and 0 otherwise, with no zeroing pass and no read (zero_uncovered does the rest).
+ * Returns the OR of the map's masks (for the caller's check of bits past the window). */
+__attribute__((always_inline)) static inline uint64_t NAME(unpool_map)(const sbx_conv_plan *p,
+                                                                        const uint64_t *restrict mm,
+                                                                        const T *restrict gm, T *restrict gxm) {
     const int last = p->shape.ndim - 1;
     const int64_t O = p->shape.out_size, row = p->shape.out[last], kl = p->shape.kernel[last], K = p->shape.kernel_size;
-    for (int64_t q = 0; q < O; q += row)
+    uint64_t seen = 0;
+    for (int64_t q = 0; q < O; q += row) {
+        if (K == 4 && kl == 2) { /* 2 x 2 windows: both pixel rows of a window row in one pass over the masks */
+            T *restrict top = gxm + p->base[q] + p->delta[0], *restrict bottom = gxm + p->base[q] + p->delta[2];
+            for (int64_t i = 0; i < row; i++) {
+                const uint32_t bits = (uint32_t)mm[q + i];
+                seen |= mm[q + i];
+                top[2 * i] = bits & 1 ? gm[q + i] : 0;
+                top[2 * i + 1] = bits & 2 ? gm[q + i] : 0;
+                bottom[2 * i] = bits & 4 ? gm[q + i] : 0;
+                bottom[2 * i + 1] = bits & 8 ? gm[q + i] : 0;
+            }
+            continue;
+        }
         for (int64_t r = 0; r < K; r += kl) {
             T *restrict dst = gxm + p->base[q] + p->delta[r];
             if (kl == 2) {
@@ -595,16 +612,20 @@ __attribute__((always_inline)) static inline void NAME(unpool_map)(const sbx_con
             for (int64_t t = 0; t < kl; t++)
                 for (int64_t i = 0; i < row; i++) dst[i * kl + t] = (mm[q + i] >> (r + t)) & 1 ? gm[q + i] : 0;
         }
+        if (!(K == 4 && kl == 2))
+            for (int64_t i = 0; i < row; i++) seen |= mm[q + i];
+    }
+    return seen;
 }
 
 /* unpool_map compiled for 256-bit vectors at most (short rows, as pool_map) and for 512-bit ones. */
-SBX_CLONES_256 static void NAME(unpool_map_short)(const sbx_conv_plan *p, const uint64_t *restrict mm,
-                                                  const T *restrict gm, T *restrict gxm) {
-    NAME(unpool_map)(p, mm, gm, gxm);
+SBX_CLONES_256 static uint64_t NAME(unpool_map_short)(const sbx_conv_plan *p, const uint64_t *restrict mm,
+                                                      const T *restrict gm, T *restrict gxm) {
+    return NAME(unpool_map)(p, mm, gm, gxm);
 }
-SBX_CLONES static void NAME(unpool_map_long)(const sbx_conv_plan *p, const uint64_t *restrict mm, const T *restrict gm,
-                                             T *restrict gxm) {
-    NAME(unpool_map)(p, mm, gm, gxm);
+SBX_CLONES static uint64_t NAME(unpool_map_long)(const sbx_conv_plan *p, const uint64_t *restrict mm,
+                                                 const T *restrict gm, T *restrict gxm) {
+    return NAME(unpool_map)(p, mm, gm, gxm);
 }
 
 /* Zeroes the pixels of a map that no window covers (i_d >= out_d kernel_d along some axis d), a line
@@ -642,24 +663,25 @@ static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const
     const int64_t spatial = in / C, maps = batch * C;
     const uint64_t taps = K < 64 ? ((uint64_t)1 << K) - 1 : ~(uint64_t)0;
     const int tiled = NAME(tiles)(p);
-    int bad = 0;
+    int bad = 0, covered = 1; /* covered: the windows cover every pixel */
+    for (int d = 0; d < p->shape.ndim; d++) covered &= p->shape.out[d] * p->shape.kernel[d] == p->shape.in[d];
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
     for (int64_t map = 0; map < maps; map++) {
         const int64_t b = map / C, c = map % C;
         const uint64_t *mm = mask + map * O;
         const T *gm = g + map * O;
         T *gxb = gx + b * in;
+        if (tiled) {
+            const uint64_t seen = p->shape.out[p->shape.ndim - 1] * (int64_t)sizeof(T) >= 128 /* rows of 32 floats */
+                                      ? NAME(unpool_map_long)(p, mm, gm, gxb + c * spatial)
+                                      : NAME(unpool_map_short)(p, mm, gm, gxb + c * spatial);
+            if (!covered) NAME(zero_uncovered)(p, gxb + c * spatial);
+            bad |= (seen & ~taps) != 0;
+            continue;
+        }
         uint64_t past = 0;
         for (int64_t o = 0; o < O; o++) past |= mm[o] & ~taps;
         bad |= past != 0;
-        if (tiled) {
-            if (p->shape.out[p->shape.ndim - 1] * (int64_t)sizeof(T) >= 128) /* rows of 32 floats or 16 doubles */
-                NAME(unpool_map_long)(p, mm, gm, gxb + c * spatial);
-            else
-                NAME(unpool_map_short)(p, mm, gm, gxb + c * spatial);
-            NAME(zero_uncovered)(p, gxb + c * spatial);
-            continue;
-        }
         memset(gxb + c * spatial, 0, (size_t)spatial * sizeof(T));
         for (int64_t o = 0; o < O; o++)
             for (uint64_t bits = mm[o] & taps; bits; bits &= bits - 1) {

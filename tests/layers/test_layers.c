@@ -584,6 +584,20 @@ static void test_pool_masks(void **state) {
     sbx_array_free(y);
     sbx_array_free(mask);
     sbx_conv_plan_free(p);
+    /* The same check on 3 x 3 windows side by side (their own scatter) and on overlapping ones. */
+    const int64_t six[2] = {6, 6}, three[2] = {3, 3}, one[2] = {1, 1};
+    for (int overlap = 0; overlap < 2; overlap++) {
+        assert_int_equal(sbx_conv_shape_make(2, 1, six, three, overlap ? one : three, SBX_CONV_VALID, &s), SBX_OK);
+        assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT32, &p), SBX_OK);
+        sbx_array *x6 = matrix(SBX_FLOAT32, 1, 36), *g6 = matrix(SBX_FLOAT32, 1, s.out_size);
+        assert_int_equal(sbx_pool_forward_mask(p, x6, &y, &mask), SBX_OK);
+        ((uint64_t *)mask->data)[3] |= (uint64_t)1 << 9; /* tap 9 of a 9-tap window */
+        expect_error(sbx_pool_backward_mask(p, mask, g6, &gx), SBX_ERR_ARG, "mask element 3 = ");
+        assert_null(gx);
+        sbx_array *all[] = {x6, g6, y, mask};
+        for (size_t i = 0; i < 4; i++) sbx_array_free(all[i]);
+        sbx_conv_plan_free(p);
+    }
     assert_int_equal(sbx_conv_shape_make(2, 1, big, big, NULL, SBX_CONV_VALID, &s), SBX_OK);
     assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
     sbx_array *xb = random_matrix(1, 81);
