@@ -57,14 +57,16 @@ static sbx_status axis_make(const sbx_conv_shape *s, int d, axis *a) {
     return SBX_OK;
 }
 
-/* r[k] = pr[k] + row_step, v[k] = pv[k] + tap_step for k < n: a column, a line or a feature map made
- * from an earlier one. */
-SBX_CLONES static void add_copy(const int64_t *restrict pr, const int64_t *restrict pv, int64_t n, int64_t row_step,
-                                int64_t tap_step, int64_t *restrict r, int64_t *restrict v) {
-    for (int64_t k = 0; k < n; k++) {
-        r[k] = pr[k] + row_step;
-        v[k] = pv[k] + tap_step;
-    }
+/* count blocks of n entries made from the block at pr / pv, block t (t = 1 .. count) at r / v + (t-1) n:
+ * rows pr[k] + t row_step, tap numbers pv[k] + t tap_step (each block the one before it moved by one
+ * step). A column, a run of columns, a line or a feature map made from an earlier one. */
+SBX_CLONES static void add_copies(const int64_t *restrict pr, const int64_t *restrict pv, int64_t n, int64_t count,
+                                  int64_t row_step, int64_t tap_step, int64_t *restrict r, int64_t *restrict v) {
+    for (int64_t t = 1; t <= count; t++, r += n, v += n)
+        for (int64_t k = 0; k < n; k++) {
+            r[k] = pr[k] + t * row_step;
+            v[k] = pv[k] + t * tap_step;
+        }
 }
 
 /* What the fill of the columns needs, shared by all of them. */
@@ -183,8 +185,8 @@ SBX_CLONES static void fill_columns(const plan *pl, int64_t c0, int64_t c1, cons
              * last - 1: one streaming add over the line's entries, which are contiguous. */
             const int d = last - 1;
             const int64_t row_step = pl->ostride[d] * row_unit, tap_step = pl->ostride[d] * s->kernel_size;
-            add_copy(rows + ip[c - W], vals + ip[c - W], ip[c + W] - ip[c], row_step, tap_step, rows + ip[c],
-                     vals + ip[c]);
+            add_copies(rows + ip[c - W], vals + ip[c - W], ip[c + W] - ip[c], 1, row_step, tap_step, rows + ip[c],
+                       vals + ip[c]);
             i[last] = W - 1; /* the line's last pixel; the loop's step moves past it */
             c += W - 1;
             f += next_pixel(s, i);
@@ -193,9 +195,18 @@ SBX_CLONES static void fill_columns(const plan *pl, int64_t c0, int64_t c1, cons
         if (pixel_ranges(pl, i, lo, hi)) {
             const int d = repeat_axis(pl, i, lo, hi, c, c0, &pred);
             if (d >= 0) {
+                /* Along the last axis, the columns after it that repeat their predecessors too (full
+                 * lists, the same outer ranges) make a run: one call. */
+                int64_t run = 1;
+                if (d == last) {
+                    const int64_t *fl = pl->ax[last].first, k = s->kernel[last];
+                    while (i[last] + run < W && c + run < c1 && fl[i[last] + run + 1] - fl[i[last] + run] == k) run++;
+                }
                 const int64_t row_step = pl->ostride[d] * row_unit, tap_step = pl->ostride[d] * s->kernel_size;
-                add_copy(rows + ip[pred], vals + ip[pred], ip[c + 1] - ip[c], row_step, tap_step, rows + ip[c],
-                         vals + ip[c]);
+                add_copies(rows + ip[pred], vals + ip[pred], ip[c + 1] - ip[c], run, row_step, tap_step, rows + ip[c],
+                           vals + ip[c]);
+                i[last] += run - 1; /* within the line: the map does not change */
+                c += run - 1;
             } else {
                 fill_column(pl, f, lo, hi, ip[c], rows, vals);
             }
@@ -278,13 +289,13 @@ sbx_status sbx_conv_indices(const sbx_conv_shape *s, int ws, int64_t nkern, sbx_
     sbx_status st = sbx__sparse_new(SBX_CSC, SBX_INT64, nrows, s->in_size, nnz, 0, &m);
     if (st == SBX_OK) {
         /* Column pointers: the same counts in every feature map. */
-        int64_t *ip = m->indptr, per_map = nnz / s->channels, i[SBX_MAX_NDIM] = {0};
+        int64_t *ip = m->indptr, per_map = nnz / s->channels, i[SBX_MAX_NDIM] = {0}, sum = 0;
         const int last = s->ndim - 1;
         const int64_t *fl = pl.ax[last].first;
         for (int64_t pix = 0; pix < pl.spatial;) { /* a line along the last axis at a time */
             int64_t outer = pl.mult;
             for (int d = 0; d < last; d++) outer *= pl.ax[d].first[i[d] + 1] - pl.ax[d].first[i[d]];
-            for (int64_t j = 0; j < s->in[last]; j++, pix++) ip[pix + 1] = ip[pix] + outer * (fl[j + 1] - fl[j]);
+            for (int64_t j = 0; j < s->in[last]; j++, pix++) ip[pix + 1] = sum += outer * (fl[j + 1] - fl[j]);
             i[last] = s->in[last] - 1;
             next_pixel(s, i);
         }
@@ -306,8 +317,8 @@ sbx_status sbx_conv_indices(const sbx_conv_shape *s, int ws, int64_t nkern, sbx_
             for (int64_t p = lo; p < hi;) { /* the part of map f = p / per_map in [p, hi) */
                 const int64_t f = p / per_map, in_map = p - f * per_map;
                 const int64_t n = (f + 1) * per_map < hi ? (f + 1) * per_map - p : hi - p;
-                add_copy(m->indices + in_map, (int64_t *)m->data + in_map, n, f * row_step, f * tap_step,
-                         m->indices + p, (int64_t *)m->data + p);
+                add_copies(m->indices + in_map, (int64_t *)m->data + in_map, n, 1, f * row_step, f * tap_step,
+                           m->indices + p, (int64_t *)m->data + p);
                 p += n;
             }
         }
