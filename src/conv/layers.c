@@ -201,10 +201,22 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     }
     if (st == SBX_OK && res[1] && p->taps && batch > 0) { /* the kernel gradient by the direct kernel */
         int nk = threads_for((N + KB - 1) / KB * ((W + JB - 1) / JB), KB * JB * batch * p->shape.out_size);
-        if (p->dtype == SBX_FLOAT32)
-            kgrad_direct_f32(p, batch, images->data, grad_out->data, res[1]->data, nk);
+        const int f32 = p->dtype == SBX_FLOAT32;
+        void *gflat = NULL; /* the flat stretch when it applies and its memory is had (else the rows) */
+        if (f32 ? kgrad_flat_f32(p, batch, images->data) : kgrad_flat_f64(p, batch, images->data)) {
+            int64_t count = 0;
+            const int64_t per_map = (p->shape.out[0] - 1) * p->shape.in[1];
+            if (sbx_mul_i64(batch * N, per_map, &count) != SBX_OK ||
+                sbx__alloc_raw(count, sbx_dtype_size(p->dtype), &gflat, "flat output gradient") != SBX_OK)
+                gflat = NULL; /* the rows instead */
+            if (gflat && f32) flatten_grad_f32(p, batch, grad_out->data, gflat, nt);
+            if (gflat && !f32) flatten_grad_f64(p, batch, grad_out->data, gflat, nt);
+        }
+        if (f32)
+            kgrad_direct_f32(p, batch, images->data, grad_out->data, gflat, res[1]->data, nk);
         else
-            kgrad_direct_f64(p, batch, images->data, grad_out->data, res[1]->data, nk);
+            kgrad_direct_f64(p, batch, images->data, grad_out->data, gflat, res[1]->data, nk);
+        sbx__free(gflat);
         done_kerns = 1;
     }
     if (st == SBX_OK) {

@@ -235,11 +235,15 @@ static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x,
 /* The kernel gradient by the direct kernel (valid mode, stride 1 on the last axis):
  * gk[n][j] = sum over images, rows q and positions i of g[b][n][q + i] * x[b][base[q] + taps[j] + i].
  * Each call owns a block of KB kernels x JB taps, kept in KB x JB vector accumulators over every
- * image and row (so the sums do not depend on how blocks are spread over threads), then reduced. */
-SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, int64_t n0,
-                                         int64_t j0, T *gk) {
+ * image and row (so the sums do not depend on how blocks are spread over threads), then reduced.
+ * With gflat (see kgrad_flat), the rows but the last run as one flat stretch of whole vectors: gflat
+ * holds them at the image's row pitch, zeros past each row's end, so that position f of the stretch
+ * meets the image at f + taps[j] with no partial vector at any row's end. */
+SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g,
+                                         const T *gflat, int64_t n0, int64_t j0, T *gk) {
     const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
     const int64_t row = p->shape.out[p->shape.ndim - 1], L = (int64_t)(64 / sizeof(T)), vend = row / L * L;
+    const int64_t stretch = gflat ? (O / row - 1) * p->shape.in[p->shape.ndim - 1] : 0; /* gflat per kernel */
     int64_t nn[KB], jj[JB];
     for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
     for (int c = 0; c < JB; c++) jj[c] = j0 + c < W ? p->taps[j0 + c] : p->taps[W - 1];
@@ -252,9 +256,17 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
     T rest[KB][JB];
     memset(acc, 0, sizeof acc);
     memset(rest, 0, sizeof rest);
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t q = 0; q < O; q += row) {
-            const T *xq = x + b * in + p->base[q], *gq = g + b * N * O + q;
+    for (int64_t b = 0; b < batch; b++) {
+        const T *xb = x + b * in, *gb = gflat ? gflat + b * N * stretch : NULL;
+        for (int64_t f = 0; f < stretch; f += L) {
+            NAME(vec) gv[KB], xv[JB];
+            for (int a = 0; a < KB; a++) memcpy(&gv[a], gb + nn[a] * stretch + f, sizeof gv[a]);
+            for (int c = 0; c < JB; c++) memcpy(&xv[c], xb + jj[c] + f, sizeof xv[c]);
+            for (int a = 0; a < KB; a++)
+                for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
+        }
+        for (int64_t q = gflat ? O - row : 0; q < O; q += row) {
+            const T *xq = xb + p->base[q], *gq = g + b * N * O + q;
             for (int64_t i = 0; i < vend + (tail && row >= L ? L : 0); i += L) {
                 const int64_t at = i < vend ? i : row - L;
                 NAME(vec) gv[KB], xv[JB];
@@ -271,6 +283,7 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
                 for (int a = 0; a < KB; a++)
                     for (int c = 0; c < JB; c++) rest[a][c] += gq[nn[a] * O + i] * xq[jj[c] + i];
         }
+    }
     for (int a = 0; a < KB && n0 + a < N; a++)
         for (int c = 0; c < JB && j0 + c < W; c++) {
             T sum = rest[a][c];
@@ -279,10 +292,38 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
         }
 }
 
-static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gk, int nt) {
+/* Whether kgrad_block can run flat: 2-d, stride 1 along both axes (row q of outputs starts q / row
+ * image rows down), an image row of whole vectors, two output rows or more, and every image value
+ * finite (the zeros of gflat meet image values, and 0 * inf would be NaN). */
+static int NAME(kgrad_flat)(const sbx_conv_plan *p, int64_t batch, const T *x) {
+    const sbx_conv_shape *s = &p->shape;
+    if (s->ndim != 2 || s->stride[0] != 1 || s->stride[1] != 1 || s->in[1] % (int64_t)(64 / sizeof(T)) != 0 ||
+        s->out[0] < 2)
+        return 0;
+    int bad = 0;
+    for (int64_t i = 0; i < batch * s->in_size; i++) bad |= !(x[i] * 0 == 0);
+    return !bad;
+}
+
+/* gflat for kgrad_block: the output gradient's rows but each map's last, at the image's row pitch,
+ * zero past each row's end. */
+static void NAME(flatten_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gflat, int nt) {
+    const int64_t O = p->shape.out_size, row = p->shape.out[1], pitch = p->shape.in[1], rows = O / row - 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t map = 0; map < batch * p->nkern; map++)
+        for (int64_t r = 0; r < rows; r++) {
+            T *dst = gflat + (map * rows + r) * pitch;
+            memcpy(dst, g + map * O + r * row, (size_t)row * sizeof(T));
+            memset(dst + row, 0, (size_t)(pitch - row) * sizeof(T));
+        }
+}
+
+static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, const T *gflat, T *gk,
+                               int nt) {
     const int64_t nb = (p->nkern + KB - 1) / KB, jb = (p->width + JB - 1) / JB;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-    for (int64_t blk = 0; blk < nb * jb; blk++) NAME(kgrad_block)(p, batch, x, g, blk / jb * KB, blk % jb * JB, gk);
+    for (int64_t blk = 0; blk < nb * jb; blk++)
+        NAME(kgrad_block)(p, batch, x, g, gflat, blk / jb * KB, blk % jb * JB, gk);
 }
 
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by

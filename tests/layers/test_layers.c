@@ -731,6 +731,63 @@ static void test_adjoint_gradient(void **state) {
                 }
 }
 
+/* The kernel gradient on images whose rows are whole vectors (the flat stretch of kgrad_block), in
+ * float64 and float32, against sums written with coordinates; the same at 1 and 2 threads, bit for
+ * bit; and with an infinite pixel (the rows path), inf and NaN where the plain sums have them. */
+static void test_kernel_gradient_flat(void **state) {
+    (void)state;
+    const int64_t shapes[][5] = {{2, 6, 16, 3, 3}, {3, 9, 32, 5, 2}, {1, 2, 16, 1, 1}, {2, 5, 8, 2, 3}, {1, 4, 48, 4, 5}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int with_inf = 0; with_inf < 2; with_inf++) {
+                const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+                const int64_t in[2] = {shapes[si][1], shapes[si][2]}, k[2] = {shapes[si][3], shapes[si][4]};
+                sbx_conv_shape s;
+                assert_int_equal(sbx_conv_shape_make(2, shapes[si][0], in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+                const int64_t batch = 3, nkern = 6, O = s.out_size, W = s.channels * s.kernel_size;
+                sbx_conv_plan *p;
+                assert_int_equal(sbx_conv_plan_create(&s, nkern, dtype, &p), SBX_OK);
+                sbx_array *x64 = random_matrix(batch, s.in_size), *k64 = random_matrix(nkern, W);
+                sbx_array *g64 = random_matrix(batch, nkern * O), *x, *kk, *g, *x2, *g2, *gk[2];
+                if (with_inf) ((double *)x64->data)[s.in_size + 5] = INFINITY;
+                assert_int_equal(sbx_array_cast(x64, dtype, &x), SBX_OK);
+                assert_int_equal(sbx_array_cast(k64, dtype, &kk), SBX_OK);
+                assert_int_equal(sbx_array_cast(g64, dtype, &g), SBX_OK);
+                for (int t = 0; t < 2; t++) {
+                    sbx_set_num_threads(t + 1);
+                    assert_int_equal(sbx_conv_backward(p, x, kk, g, NULL, &gk[t], NULL), SBX_OK);
+                }
+                sbx_set_num_threads(0);
+                const size_t bytes = (size_t)(nkern * W) * sbx_dtype_size(dtype);
+                assert_memory_equal(gk[0]->data, gk[1]->data, bytes);
+                sbx_array *got;
+                assert_int_equal(sbx_array_cast(gk[0], SBX_FLOAT64, &got), SBX_OK);
+                /* The sums on the values the plan saw (rounded to its dtype). */
+                assert_int_equal(sbx_array_cast(x, SBX_FLOAT64, &x2), SBX_OK);
+                assert_int_equal(sbx_array_cast(g, SBX_FLOAT64, &g2), SBX_OK);
+                const double *xv = x2->data, *gv = g2->data, *rv = got->data;
+                for (int64_t n = 0; n < nkern; n++)
+                    for (int64_t j = 0; j < W; j++) {
+                        double want = 0, size = 0;
+                        for (int64_t b = 0; b < batch; b++)
+                            for (int64_t o = 0; o < O; o++) {
+                                const double term = gv[(b * nkern + n) * O + o] *
+                                                    xv[b * s.in_size + tap_input(&s, j / s.kernel_size, o, j % s.kernel_size)];
+                                want += term;
+                                size += fabs(term);
+                            }
+                        const double have = rv[n * W + j], tol = (dt ? 1e-5 : 1e-13) * (1 + size);
+                        const int same = isnan(want) ? isnan(have) : isinf(want) ? have == want : fabs(have - want) <= tol;
+                        if (!same)
+                            fail_msg("shape %zu dtype %d inf %d: gk[%lld][%lld] = %.17g, expected %.17g", si, dt, with_inf,
+                                     (long long)n, (long long)j, have, want);
+                    }
+                sbx_array *all[] = {x64, k64, g64, x, kk, g, x2, g2, gk[0], gk[1], got};
+                for (size_t i = 0; i < 11; i++) sbx_array_free(all[i]);
+                sbx_conv_plan_free(p);
+            }
+}
+
 /* A valid-mode geometry whose gather table (> 16 MB) makes the layers copy contiguous runs instead. */
 static void test_copy_runs(void **state) {
     (void)state;
@@ -848,6 +905,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_kernel_gradient_flat),
         cmocka_unit_test(test_direct_rows),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_pool_masks),
