@@ -327,38 +327,56 @@ static int64_t row_n(const sbx_array *n, int64_t r) {
 }
 
 /* Multinomial over the rows of a CSR matrix. */
+/* 1 when row r of p (values pv) cannot be drawn: empty with n > 0, a probability negative or not
+ * finite, or a sum not 1 within 1e-6 (renormalize: not positive); with report, the error says which. */
+static int bad_row(const sbx_sparse *p, const double *pv, const sbx_array *n, int64_t r, int renormalize, int report) {
+    const int64_t lo = p->indptr[r], hi = p->indptr[r + 1], nr = row_n(n, r);
+    double sum = 0;
+    if (nr > 0 && hi == lo) {
+        if (report) sbx__error(SBX_ERR_ARG, "p: row %lld is empty but n = %lld", (long long)r, (long long)nr);
+        return 1;
+    }
+    for (int64_t k = lo; k < hi; k++) {
+        if (!(pv[k] >= 0) || isinf(pv[k])) {
+            if (report)
+                sbx__error(SBX_ERR_ARG, "p: row %lld has probability %g (column %lld), negative or not finite",
+                           (long long)r, pv[k], (long long)p->indices[k]);
+            return 1;
+        }
+        sum += pv[k];
+    }
+    if (hi > lo && (renormalize ? !(sum > 0) : fabs(sum - 1) > 1e-6)) {
+        if (report)
+            sbx__error(SBX_ERR_ARG,
+                       renormalize ? "p: row %lld sums to %.17g, not a positive mass"
+                                   : "p: row %lld sums to %.17g, not 1 within 1e-6 (renormalize to accept)",
+                       (long long)r, sum);
+        return 1;
+    }
+    return 0;
+}
+
 static sbx_status multinomial_csr(const sbx_rng *rng, const sbx_array *n, const sbx_sparse *p, int renormalize,
                                   sbx_sparse **out) {
     const int64_t rows = p->nrows, nnz = p->nnz;
+    const int nt = nnz < 20000 ? 1 : sbx__threads();
     double *converted = NULL; /* p's values as doubles when they are not */
-    int64_t *counts = NULL;
+    int64_t *counts = NULL, first_bad = rows;
     sbx_sparse *m = NULL;
     sbx_status st = SBX_OK;
     if (p->dtype != SBX_FLOAT64) {
         SBX_CHECK(sbx__alloc_raw(nnz, sizeof(double), &converted, "multinomial probabilities"));
+#pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t k = 0; k < nnz; k++) converted[k] = sbx__get_f64(p->data, p->dtype, k);
     }
     const double *pv = converted ? converted : p->data;
-    for (int64_t r = 0; r < rows && st == SBX_OK; r++) { /* every row checked first, so sampling cannot fail */
-        const int64_t lo = p->indptr[r], hi = p->indptr[r + 1], nr = row_n(n, r);
-        double sum = 0;
-        if (nr > 0 && hi == lo) {
-            st = sbx__error(SBX_ERR_ARG, "p: row %lld is empty but n = %lld", (long long)r, (long long)nr);
-            break;
-        }
-        for (int64_t k = lo; k < hi; k++) {
-            if (!(pv[k] >= 0) || isinf(pv[k])) {
-                st = sbx__error(SBX_ERR_ARG, "p: row %lld has probability %g (column %lld), negative or not finite",
-                                (long long)r, pv[k], (long long)p->indices[k]);
-                break;
-            }
-            sum += pv[k];
-        }
-        if (st == SBX_OK && hi > lo && (renormalize ? !(sum > 0) : fabs(sum - 1) > 1e-6))
-            st = sbx__error(SBX_ERR_ARG,
-                            renormalize ? "p: row %lld sums to %.17g, not a positive mass"
-                                        : "p: row %lld sums to %.17g, not 1 within 1e-6 (renormalize to accept)",
-                            (long long)r, sum);
+    /* Every row is checked first, so that sampling cannot fail; the error names the first bad row. */
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : first_bad)
+    for (int64_t r = 0; r < rows; r++)
+        if (r < first_bad && bad_row(p, pv, n, r, renormalize, 0)) first_bad = r;
+    if (first_bad < rows) {
+        bad_row(p, pv, n, first_bad, renormalize, 1);
+        st = SBX_ERR_ARG;
     }
     if (st == SBX_OK) st = sbx__alloc_raw(nnz, sizeof(int64_t), &counts, "multinomial counts");
     if (st == SBX_OK) st = sbx__sparse_new(SBX_CSR, p->dtype, p->nrows, p->ncols, nnz, 0, &m);
@@ -382,10 +400,11 @@ static sbx_status multinomial_csr(const sbx_rng *rng, const sbx_array *n, const 
                     }
                 }
 #pragma omp for schedule(static)
-                for (int t = 0; t < nt; t++) { /* the counts in p's dtype, a slice per thread */
+                for (int t = 0; t < nt; t++) { /* the counts in p's dtype and p's indices, a slice per thread */
                     const int64_t k0 = nnz / nt * t, k1 = t + 1 == nt ? nnz : nnz / nt * (t + 1);
                     cast[t] = sbx__cast((char *)m->data + (size_t)k0 * sbx_dtype_size(m->dtype), m->dtype, counts + k0,
                                         SBX_INT64, k1 - k0, "multinomial counts");
+                    if (k1 > k0) memcpy(m->indices + k0, p->indices + k0, (size_t)(k1 - k0) * sizeof(int64_t));
                 }
             }
             for (int t = 0; t < nt && st == SBX_OK; t++) st = cast[t];
@@ -395,7 +414,6 @@ static sbx_status multinomial_csr(const sbx_rng *rng, const sbx_array *n, const 
     }
     if (st == SBX_OK) {
         memcpy(m->indptr, p->indptr, (size_t)(rows + 1) * sizeof(int64_t));
-        if (nnz > 0) memcpy(m->indices, p->indices, (size_t)nnz * sizeof(int64_t));
         *out = m;
         m = NULL;
     }

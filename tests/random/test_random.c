@@ -260,6 +260,20 @@ static void test_sparse_multinomial(void **state) {
     same_matrix(drawn[0], drawn[1]);
     same_matrix(drawn[0], drawn[2]);
     for (int t = 0; t < 3; t++) sbx_sparse_free(drawn[t]);
+    /* Rows checked by several threads: the error names the first bad row whichever thread met it. */
+    const int64_t late = big->nrows - 3, early = big->nrows / 3;
+    ((float *)big->data)[big->indptr[late]] = -1;
+    ((float *)big->data)[big->indptr[early] + 1] = NAN;
+    for (int t = 0; t < 3; t++) {
+        char want[64];
+        sbx_sparse *none = NULL;
+        sbx_set_num_threads(threads[t]);
+        assert_int_equal(sbx_random_multinomial(&rng, &scalar, big, 1, &none), SBX_ERR_ARG);
+        snprintf(want, sizeof want, "row %lld has probability nan", (long long)early);
+        if (!strstr(sbx_last_error(), want)) fail_msg("%d threads: %s", threads[t], sbx_last_error());
+        assert_null(none);
+    }
+    sbx_set_num_threads(0);
     sbx_sparse_free(big);
     /* One n for every row. */
     assert_int_equal(sbx_random_multinomial(&rng, &scalar, &p, 0, &out), SBX_OK);
