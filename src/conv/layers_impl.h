@@ -84,7 +84,8 @@ __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx
                                                                        T *const *y, int64_t nb, int64_t O) {
     typedef T half_vec __attribute__((vector_size(32)));
     const int64_t W = p->width, *restrict taps = p->taps;
-    NAME(vec) a0[NB] = {0}, a1[NB] = {0};
+    NAME(vec) a0[NB], a1[NB];
+    for (int n = 0; n < NB; n++) a0[n] = a1[n] = (NAME(vec)){0}; /* in registers (an initialiser was a memset) */
     for (int64_t j = 0; j < W; j++) {
         NAME(vec) v0, v1;
         if (packed) {
@@ -143,7 +144,8 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
             i0 = row - LANES;
             done = 1;
         }
-        NAME(vec) a0[NB] = {0};
+        NAME(vec) a0[NB];
+        for (int n = 0; n < NB; n++) a0[n] = (NAME(vec)){0};
         for (int64_t j = 0; j < W; j++) {
             NAME(vec) x0;
             memcpy(&x0, xq + taps[j] + i0, sizeof x0);
