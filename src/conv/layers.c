@@ -146,7 +146,7 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
     if (p->shape.mode == SBX_CONV_VALID) {
         if (sbx_mul_i64(batch, a->shape.in_size, &n) != SBX_OK)
             return sbx__error(SBX_ERR_OVERFLOW, "the padded output gradient's size overflows int64");
-        st = sbx__alloc(n, (size_t)es, &gpad, "padded output gradient");
+        st = sbx__alloc_raw(n, (size_t)es, &gpad, "padded output gradient"); /* zeroed by pad_grad */
     }
     if (st == SBX_OK) st = sbx__alloc(rows * a->width, (size_t)es, &kflip, "flipped kernels");
     if (st == SBX_OK) {
@@ -154,11 +154,11 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
         int nt = threads_for(batch * (a->shape.out_size / a->shape.out[a->shape.ndim - 1]),
                              a->nkern * a->shape.out[a->shape.ndim - 1] * a->width);
         if (p->dtype == SBX_FLOAT32) {
-            if (gpad) pad_grad_f32(p, batch, g, gpad);
+            if (gpad) pad_grad_f32(p, batch, g, gpad, nt);
             flip_kernels_f32(p, k, kflip);
             conv_direct_f32(a, batch, src, kflip, NULL, gx, nt);
         } else {
-            if (gpad) pad_grad_f64(p, batch, g, gpad);
+            if (gpad) pad_grad_f64(p, batch, g, gpad, nt);
             flip_kernels_f64(p, k, kflip);
             conv_direct_f64(a, batch, src, kflip, NULL, gx, nt);
         }
@@ -203,7 +203,7 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         int nk = threads_for((N + KB - 1) / KB * ((W + JB - 1) / JB), KB * JB * batch * p->shape.out_size);
         const int f32 = p->dtype == SBX_FLOAT32;
         void *gflat = NULL; /* the flat stretch when it applies and its memory is had (else the rows) */
-        if (f32 ? kgrad_flat_f32(p, batch, images->data) : kgrad_flat_f64(p, batch, images->data)) {
+        if (f32 ? kgrad_flat_f32(p, batch, images->data, nt) : kgrad_flat_f64(p, batch, images->data, nt)) {
             int64_t count = 0;
             const int64_t per_map = (p->shape.out[0] - 1) * p->shape.in[1];
             if (sbx_mul_i64(batch * N, per_map, &count) != SBX_OK ||

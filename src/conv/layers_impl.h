@@ -297,12 +297,13 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
 /* Whether kgrad_block can run flat: 2-d, stride 1 along both axes (row q of outputs starts q / row
  * image rows down), an image row of whole vectors, two output rows or more, and every image value
  * finite (the zeros of gflat meet image values, and 0 * inf would be NaN). */
-static int NAME(kgrad_flat)(const sbx_conv_plan *p, int64_t batch, const T *x) {
+static int NAME(kgrad_flat)(const sbx_conv_plan *p, int64_t batch, const T *x, int nt) {
     const sbx_conv_shape *s = &p->shape;
     if (s->ndim != 2 || s->stride[0] != 1 || s->stride[1] != 1 || s->in[1] % (int64_t)(64 / sizeof(T)) != 0 ||
         s->out[0] < 2)
         return 0;
     int bad = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
     for (int64_t i = 0; i < batch * s->in_size; i++) bad |= !(x[i] * 0 == 0);
     return !bad;
 }
@@ -331,12 +332,14 @@ static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by
  * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles
  * swapped, kflip[c][n * K + l] = k[n][c * K + K - 1 - l] (rows past C left zero). */
-static void NAME(pad_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gpad) {
+static void NAME(pad_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gpad, int nt) {
     const sbx_conv_shape *s = &p->shape, *a = &p->adjoint->shape;
     const int64_t O = s->out_size, row = s->out[s->ndim - 1], padded = a->in_size / a->channels;
     int64_t pstride[SBX_MAX_NDIM];
     for (int d = s->ndim - 1; d >= 0; d--) pstride[d] = d == s->ndim - 1 ? 1 : pstride[d + 1] * a->in[d + 1];
-    for (int64_t m = 0; m < batch * p->nkern; m++)
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t m = 0; m < batch * p->nkern; m++) {
+        memset(gpad + m * padded, 0, (size_t)padded * sizeof(T)); /* each map zeroed by the thread filling it */
         for (int64_t q = 0; q < O; q += row) {
             int64_t rest = q, at = 0;
             for (int d = s->ndim - 1; d >= 0; d--) {
@@ -345,6 +348,7 @@ static void NAME(pad_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T 
             }
             memcpy(gpad + m * padded + at, g + m * O + q, (size_t)row * sizeof(T));
         }
+    }
 }
 
 static void NAME(flip_kernels)(const sbx_conv_plan *p, const T *k, T *kflip) {
