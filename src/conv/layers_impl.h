@@ -196,6 +196,59 @@ SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T
     NAME(two_vectors_at)(p, xh, 1, kp, bias, yh, nb, O);
 }
 
+/* Few kernels (at most FEW_KERNELS: an image gradient's adjoint over a few input maps): four vectors of
+ * outputs per step for those kernels, rather than NB kernels of which most would be padding. x[v], y[v]:
+ * vector v's image run and outputs. Each output sums the same terms in the same order as two_vectors_at,
+ * so the bits are the same. */
+#define FEW_KERNELS 4
+SBX_CLONES static void NAME(four_vectors)(const sbx_conv_plan *p, const T *const *x, const T *restrict kp,
+                                          const T *bias, T *const *y, int64_t nb, int64_t O) {
+    const int64_t W = p->width, *restrict taps = p->taps;
+    NAME(vec) a[4][FEW_KERNELS];
+    for (int v = 0; v < 4; v++)
+        for (int n = 0; n < FEW_KERNELS; n++) a[v][n] = (NAME(vec)){0};
+    for (int64_t j = 0; j < W; j++) {
+        NAME(vec) xv[4];
+        for (int v = 0; v < 4; v++) memcpy(&xv[v], x[v] + taps[j], sizeof xv[v]);
+        for (int n = 0; n < FEW_KERNELS; n++) {
+            const T w = kp[n * W + j];
+            for (int v = 0; v < 4; v++) a[v][n] += xv[v] * w;
+        }
+    }
+    for (int64_t n = 0; n < nb; n++)
+        for (int v = 0; v < 4; v++) {
+            a[v][n] += bias ? bias[n] : 0;
+            memcpy(y[v] + n * O, &a[v][n], sizeof a[v][n]);
+        }
+}
+
+/* The rows of an item for few kernels: their vectors (the last of a row ending at its end) four at a
+ * time, a last group of fewer filled up by repeating its last vector (the same outputs again). */
+static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb, int64_t r0,
+                                   int64_t here, int64_t nb, int64_t row, int64_t O) {
+    const int64_t L = (int64_t)(64 / sizeof(T));
+    const T *xs[4];
+    T *ys[4];
+    int filled = 0;
+    for (int64_t r = r0; r < r0 + here; r++)
+        for (int64_t i0 = 0, done = 0; !done; i0 += L) {
+            if (i0 + L >= row) {
+                i0 = row - L;
+                done = 1;
+            }
+            xs[filled] = xb + p->base[r * row] + i0;
+            ys[filled] = yb + r * row + i0;
+            if (++filled == 4 || (done && r + 1 == r0 + here)) {
+                for (int v = filled; v < 4; v++) {
+                    xs[v] = xs[filled - 1];
+                    ys[v] = ys[filled - 1];
+                }
+                NAME(four_vectors)(p, xs, kp, bias, ys, nb, O);
+                filled = 0;
+            }
+        }
+}
+
 static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,
                               int nt) {
     const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, row = p->shape.out[p->shape.ndim - 1];
@@ -211,6 +264,10 @@ static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x,
         const int64_t b = item / steps, r0 = (item % steps) * group;
         const int64_t here = rows - r0 < group ? rows - r0 : group; /* rows in this item */
         const T *xb = x + b * in;
+        if (N <= FEW_KERNELS && row >= L) {
+            NAME(few_kernels_rows)(p, xb, kp, bias, y + b * N * O, r0, here, N, row, O);
+            continue;
+        }
         for (int64_t n0 = 0; n0 < N; n0 += NB) {
             const int64_t nb = N - n0 < NB ? N - n0 : NB;
             const T *kn = kp + n0 * p->width, *bn = bias ? bias + n0 : NULL;
