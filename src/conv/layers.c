@@ -14,6 +14,7 @@
 #define NB 8     /* kernels per block of the direct convolution */
 #define KB 4     /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */
 #define JB 5     /* best of 4x4, 4x5, 4x6, 5x4, 8x2, 2x8, 3x8 on configs a, b, c) */
+#define KG 8     /* blocks of JB taps per pass over the images (kgrad_block) */
 
 /* The calling thread's number in the library's parallel loop, after making the CBLAS calls it is
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
