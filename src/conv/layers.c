@@ -141,27 +141,38 @@ sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, con
 static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const void *k, const void *g, void *gx) {
     const sbx_conv_plan *a = p->adjoint;
     const int64_t es = (int64_t)sbx_dtype_size(p->dtype), rows = (a->nkern + NB - 1) / NB * NB;
+    const int nt = threads_for(batch * (a->shape.out_size / a->shape.out[a->shape.ndim - 1]),
+                               a->nkern * a->shape.out[a->shape.ndim - 1] * a->width);
+    /* Valid mode pads the output gradient: an image at a time into per-thread buffers when there are
+     * images enough for every thread (adjoint_by_image), else the whole batch at once. */
+    const int valid = p->shape.mode == SBX_CONV_VALID, by_image = valid && batch >= 2 * (int64_t)nt;
     void *gpad = NULL, *kflip = NULL;
     int64_t n;
     sbx_status st = SBX_OK;
-    if (p->shape.mode == SBX_CONV_VALID) {
-        if (sbx_mul_i64(batch, a->shape.in_size, &n) != SBX_OK)
+    if (valid) {
+        if (sbx_mul_i64(by_image ? nt : batch, a->shape.in_size, &n) != SBX_OK)
             return sbx__error(SBX_ERR_OVERFLOW, "the padded output gradient's size overflows int64");
-        st = sbx__alloc_raw(n, (size_t)es, &gpad, "padded output gradient"); /* zeroed by pad_grad */
+        st = sbx__alloc_raw(n, (size_t)es, &gpad, "padded output gradient"); /* zeroed by pad_map */
     }
     if (st == SBX_OK) st = sbx__alloc(rows * a->width, (size_t)es, &kflip, "flipped kernels");
     if (st == SBX_OK) {
         const void *src = gpad ? gpad : g;
-        int nt = threads_for(batch * (a->shape.out_size / a->shape.out[a->shape.ndim - 1]),
-                             a->nkern * a->shape.out[a->shape.ndim - 1] * a->width);
         if (p->dtype == SBX_FLOAT32) {
-            if (gpad) pad_grad_f32(p, batch, g, gpad, nt);
             flip_kernels_f32(p, k, kflip);
-            conv_direct_f32(a, batch, src, kflip, NULL, gx, nt);
+            if (by_image) {
+                adjoint_by_image_f32(p, batch, g, kflip, gx, gpad, nt);
+            } else {
+                if (gpad) pad_grad_f32(p, batch, g, gpad, nt);
+                conv_direct_f32(a, batch, src, kflip, NULL, gx, nt);
+            }
         } else {
-            if (gpad) pad_grad_f64(p, batch, g, gpad, nt);
             flip_kernels_f64(p, k, kflip);
-            conv_direct_f64(a, batch, src, kflip, NULL, gx, nt);
+            if (by_image) {
+                adjoint_by_image_f64(p, batch, g, kflip, gx, gpad, nt);
+            } else {
+                if (gpad) pad_grad_f64(p, batch, g, gpad, nt);
+                conv_direct_f64(a, batch, src, kflip, NULL, gx, nt);
+            }
         }
     }
     sbx__free(gpad);

@@ -249,45 +249,55 @@ static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T 
         }
 }
 
+/* Rows per item of the direct convolution: rows of a vector or more go in pairs, one vector of each
+ * per step, so that every step has two vectors (the last one alone when their number is odd); rows
+ * longer than whole vectors by at most half a vector go in fours (a last group of fewer rows as pairs). */
+static int64_t NAME(direct_group)(const sbx_conv_plan *p) {
+    const int64_t L = (int64_t)(64 / sizeof(T)), row = p->shape.out[p->shape.ndim - 1];
+    const int packed = row > L && row % L != 0 && row % L <= L / 2;
+    return packed ? 4 : row >= L ? 2 : 1;
+}
+
+/* Output rows r0 .. r0 + here - 1 of one image (xb its input, yb its output maps). */
+static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb_image, int64_t r0,
+                              int64_t here) {
+    const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
+    const int64_t L = (int64_t)(64 / sizeof(T));
+    if (N <= FEW_KERNELS && row >= L) {
+        NAME(few_kernels_rows)(p, xb, kp, bias, yb_image, r0, here, N, row, O);
+        return;
+    }
+    for (int64_t n0 = 0; n0 < N; n0 += NB) {
+        const int64_t nb = N - n0 < NB ? N - n0 : NB;
+        const T *kn = kp + n0 * p->width, *bn = bias ? bias + n0 : NULL;
+        T *yb = yb_image + n0 * O;
+        if (here == 4) {
+            const T *xs[4];
+            T *ys[4];
+            for (int r = 0; r < 4; r++) {
+                xs[r] = xb + p->base[(r0 + r) * row];
+                ys[r] = yb + (r0 + r) * row;
+            }
+            NAME(direct_rows4_packed)(p, xs, kn, bn, ys, nb, row, O);
+            continue;
+        }
+        int64_t r = 0;
+        for (; r + 1 < here; r += 2) /* pairs */
+            NAME(direct_rows2)(p, xb + p->base[(r0 + r) * row], xb + p->base[(r0 + r + 1) * row], kn, bn,
+                               yb + (r0 + r) * row, yb + (r0 + r + 1) * row, nb, row, O);
+        if (r < here) NAME(direct_row)(p, xb + p->base[(r0 + r) * row], kn, bn, yb + (r0 + r) * row, nb, row, O);
+    }
+}
+
 static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,
                               int nt) {
     const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, row = p->shape.out[p->shape.ndim - 1];
-    const int64_t L = (int64_t)(64 / sizeof(T)), rows = O / row;
-    /* Rows of a vector or more go in pairs, one vector of each per step, so that every step has two
-     * vectors (the last one alone when their number is odd); rows longer than whole vectors by at most
-     * half a vector go in fours (a last group of fewer rows as pairs). */
-    const int packed = row > L && row % L != 0 && row % L <= L / 2;
-    const int64_t group = packed ? 4 : row >= L ? 2 : 1;
+    const int64_t rows = O / row, group = NAME(direct_group)(p);
     const int64_t steps = (rows + group - 1) / group, items = batch * steps;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; item++) {
         const int64_t b = item / steps, r0 = (item % steps) * group;
-        const int64_t here = rows - r0 < group ? rows - r0 : group; /* rows in this item */
-        const T *xb = x + b * in;
-        if (N <= FEW_KERNELS && row >= L) {
-            NAME(few_kernels_rows)(p, xb, kp, bias, y + b * N * O, r0, here, N, row, O);
-            continue;
-        }
-        for (int64_t n0 = 0; n0 < N; n0 += NB) {
-            const int64_t nb = N - n0 < NB ? N - n0 : NB;
-            const T *kn = kp + n0 * p->width, *bn = bias ? bias + n0 : NULL;
-            T *yb = y + (b * N + n0) * O;
-            if (here == 4) {
-                const T *xs[4];
-                T *ys[4];
-                for (int r = 0; r < 4; r++) {
-                    xs[r] = xb + p->base[(r0 + r) * row];
-                    ys[r] = yb + (r0 + r) * row;
-                }
-                NAME(direct_rows4_packed)(p, xs, kn, bn, ys, nb, row, O);
-                continue;
-            }
-            int64_t r = 0;
-            for (; r + 1 < here; r += 2) /* pairs */
-                NAME(direct_rows2)(p, xb + p->base[(r0 + r) * row], xb + p->base[(r0 + r + 1) * row], kn, bn,
-                                   yb + (r0 + r) * row, yb + (r0 + r + 1) * row, nb, row, O);
-            if (r < here) NAME(direct_row)(p, xb + p->base[(r0 + r) * row], kn, bn, yb + (r0 + r) * row, nb, row, O);
-        }
+        NAME(direct_item)(p, x + b * in, kp, bias, y + b * N * O, r0, rows - r0 < group ? rows - r0 : group);
     }
 }
 
@@ -448,22 +458,45 @@ static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by
  * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles
  * swapped, kflip[c][n * K + l] = k[n][c * K + K - 1 - l] (rows past C left zero). */
-static void NAME(pad_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gpad, int nt) {
+/* One map of the output gradient (gm) into its padded place (gpm, zeroed here first). */
+static void NAME(pad_map)(const sbx_conv_plan *p, const T *gm, T *gpm) {
     const sbx_conv_shape *s = &p->shape, *a = &p->adjoint->shape;
     const int64_t O = s->out_size, row = s->out[s->ndim - 1], padded = a->in_size / a->channels;
     int64_t pstride[SBX_MAX_NDIM];
     for (int d = s->ndim - 1; d >= 0; d--) pstride[d] = d == s->ndim - 1 ? 1 : pstride[d + 1] * a->in[d + 1];
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t m = 0; m < batch * p->nkern; m++) {
-        memset(gpad + m * padded, 0, (size_t)padded * sizeof(T)); /* each map zeroed by the thread filling it */
-        for (int64_t q = 0; q < O; q += row) {
-            int64_t rest = q, at = 0;
-            for (int d = s->ndim - 1; d >= 0; d--) {
-                at += (rest % s->out[d] + s->kernel[d] - 1) * pstride[d];
-                rest /= s->out[d];
-            }
-            memcpy(gpad + m * padded + at, g + m * O + q, (size_t)row * sizeof(T));
+    memset(gpm, 0, (size_t)padded * sizeof(T));
+    for (int64_t q = 0; q < O; q += row) {
+        int64_t rest = q, at = 0;
+        for (int d = s->ndim - 1; d >= 0; d--) {
+            at += (rest % s->out[d] + s->kernel[d] - 1) * pstride[d];
+            rest /= s->out[d];
         }
+        memcpy(gpm + at, gm + q, (size_t)row * sizeof(T));
+    }
+}
+
+static void NAME(pad_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gpad, int nt) {
+    const int64_t O = p->shape.out_size, padded = p->adjoint->shape.in_size / p->adjoint->shape.channels;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t m = 0; m < batch * p->nkern; m++) NAME(pad_map)(p, g + m * O, gpad + m * padded);
+}
+
+/* The image gradient through the adjoint an image at a time: each thread pads an image's output
+ * gradient into its own buffer (buf: nt images' worth), which stays in its caches while the direct
+ * kernel reads it, rather than the whole batch going through memory padded. The same operations on
+ * the same values as pad_grad + conv_direct, so the same bits. */
+static void NAME(adjoint_by_image)(const sbx_conv_plan *p, int64_t batch, const T *g, const T *kflip, T *gx, T *buf,
+                                   int nt) {
+    const sbx_conv_plan *a = p->adjoint;
+    const int64_t O = p->shape.out_size, N = p->nkern, image = a->shape.in_size, padded = image / N;
+    const int64_t rows = a->shape.out_size / a->shape.out[a->shape.ndim - 1], group = NAME(direct_group)(a);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t b = 0; b < batch; b++) {
+        T *mine = buf + (int64_t)omp_thread() * image;
+        for (int64_t n = 0; n < N; n++) NAME(pad_map)(p, g + (b * N + n) * O, mine + n * padded);
+        for (int64_t r0 = 0; r0 < rows; r0 += group)
+            NAME(direct_item)(a, mine, kflip, NULL, gx + b * a->nkern * a->shape.out_size, r0,
+                              rows - r0 < group ? rows - r0 : group);
     }
 }
 

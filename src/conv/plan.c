@@ -114,9 +114,9 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     if (valid) st = direct_tables(p, kind == PLAN_CONV && shape->stride[shape->ndim - 1] == 1);
     int unit = 1;
     for (int d = 0; d < shape->ndim; d++) unit &= shape->stride[d] == 1;
-    /* The adjoint computes `channels` maps in blocks of 8 kernels: with fewer than 4 maps most of its
-     * work would be padding, and the gather + GEMM path measured faster. */
-    if (st == SBX_OK && kind == PLAN_CONV && unit && shape->channels >= 4) st = adjoint_create(p);
+    /* The adjoint computes `channels` maps (4 at a time below 5, else in blocks of 8 kernels): for a
+     * single map 3 in 4 of its lanes would be padding, and the gather + GEMM path measured faster. */
+    if (st == SBX_OK && kind == PLAN_CONV && unit && shape->channels >= 2) st = adjoint_create(p);
     if (st != SBX_OK) {
         sbx_conv_plan_free(p);
         return st;

@@ -789,6 +789,44 @@ static void test_kernel_gradient_flat(void **state) {
             }
 }
 
+/* The image gradient through the adjoint, padded an image at a time (a batch of at least two images
+ * per thread) or the whole batch at once (fewer): the same bits, image for image, in both dtypes. */
+static void test_adjoint_by_image(void **state) {
+    (void)state;
+    const int64_t in[2] = {10, 12}, k[2] = {3, 3}, batch = 6, nkern = 5;
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 3, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    for (int dt = 0; dt < 2; dt++) {
+        const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+        const size_t es = sbx_dtype_size(dtype);
+        sbx_conv_plan *p;
+        assert_int_equal(sbx_conv_plan_create(&s, nkern, dtype, &p), SBX_OK);
+        sbx_array *x64 = random_matrix(batch, s.in_size), *k64 = random_matrix(nkern, 3 * s.kernel_size);
+        sbx_array *g64 = random_matrix(batch, nkern * s.out_size), *x = as(x64, dtype), *kk = as(k64, dtype);
+        sbx_array *g = as(g64, dtype), *whole;
+        for (int t = 1; t <= 2; t++) {
+            sbx_set_num_threads(t);
+            assert_int_equal(sbx_conv_backward(p, x, kk, g, &whole, NULL, NULL), SBX_OK);
+            for (int64_t b = 0; b < batch; b++) { /* one image: the whole-batch padding */
+                int64_t one_x[2] = {1, s.in_size}, one_g[2] = {1, nkern * s.out_size};
+                sbx_array xb = {dtype, 2, {0}, (char *)x->data + (size_t)(b * s.in_size) * es};
+                sbx_array gb = {dtype, 2, {0}, (char *)g->data + (size_t)(b * nkern * s.out_size) * es}, *alone;
+                memcpy(xb.shape, one_x, sizeof one_x);
+                memcpy(gb.shape, one_g, sizeof one_g);
+                assert_int_equal(sbx_conv_backward(p, &xb, kk, &gb, &alone, NULL, NULL), SBX_OK);
+                assert_memory_equal(alone->data, (char *)whole->data + (size_t)(b * s.in_size) * es,
+                                    (size_t)s.in_size * es);
+                sbx_array_free(alone);
+            }
+            sbx_array_free(whole);
+        }
+        sbx_set_num_threads(0);
+        sbx_array *all[] = {x64, k64, g64, x, kk, g};
+        for (size_t i = 0; i < 6; i++) sbx_array_free(all[i]);
+        sbx_conv_plan_free(p);
+    }
+}
+
 /* A valid-mode geometry whose gather table (> 16 MB) makes the layers copy contiguous runs instead. */
 static void test_copy_runs(void **state) {
     (void)state;
@@ -907,6 +945,7 @@ int main(void) {
         cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_kernel_gradient_flat),
+        cmocka_unit_test(test_adjoint_by_image),
         cmocka_unit_test(test_direct_rows),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_pool_masks),
