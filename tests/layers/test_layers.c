@@ -737,7 +737,8 @@ static void test_adjoint_gradient(void **state) {
  * bit; and with an infinite pixel (the rows path), inf and NaN where the plain sums have them. */
 static void test_kernel_gradient_flat(void **state) {
     (void)state;
-    const int64_t shapes[][5] = {{2, 6, 16, 3, 3}, {3, 9, 32, 5, 2}, {1, 2, 16, 1, 1}, {2, 5, 8, 2, 3}, {1, 4, 48, 4, 5}};
+    const int64_t shapes[][5] = {{2, 6, 16, 3, 3}, {3, 9, 32, 5, 2}, {1, 2, 16, 1, 1}, {2, 5, 8, 2, 3},
+                                 {1, 4, 48, 4, 5}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int dt = 0; dt < 2; dt++)
             for (int with_inf = 0; with_inf < 2; with_inf++) {
@@ -772,16 +773,17 @@ static void test_kernel_gradient_flat(void **state) {
                         double want = 0, size = 0;
                         for (int64_t b = 0; b < batch; b++)
                             for (int64_t o = 0; o < O; o++) {
-                                const double term = gv[(b * nkern + n) * O + o] *
-                                                    xv[b * s.in_size + tap_input(&s, j / s.kernel_size, o, j % s.kernel_size)];
+                                const int64_t i = tap_input(&s, j / s.kernel_size, o, j % s.kernel_size);
+                                const double term = gv[(b * nkern + n) * O + o] * xv[b * s.in_size + i];
                                 want += term;
                                 size += fabs(term);
                             }
                         const double have = rv[n * W + j], tol = (dt ? 1e-5 : 1e-13) * (1 + size);
-                        const int same = isnan(want) ? isnan(have) : isinf(want) ? have == want : fabs(have - want) <= tol;
+                        const int same =
+                            isnan(want) ? isnan(have) : isinf(want) ? have == want : fabs(have - want) <= tol;
                         if (!same)
-                            fail_msg("shape %zu dtype %d inf %d: gk[%lld][%lld] = %.17g, expected %.17g", si, dt, with_inf,
-                                     (long long)n, (long long)j, have, want);
+                            fail_msg("shape %zu dtype %d inf %d: gk[%lld][%lld] = %.17g, expected %.17g", si, dt,
+                                     with_inf, (long long)n, (long long)j, have, want);
                     }
                 sbx_array *all[] = {x64, k64, g64, x, kk, g, x2, g2, gk[0], gk[1], got};
                 for (size_t i = 0; i < 11; i++) sbx_array_free(all[i]);
