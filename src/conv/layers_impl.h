@@ -303,63 +303,18 @@ static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x,
 
 /* The kernel gradient by the direct kernel (valid mode, stride 1 on the last axis):
  * gk[n][j] = sum over images, rows q and positions i of g[b][n][q + i] * x[b][base[q] + taps[j] + i].
- * Each call owns a block of KB kernels x JB taps, kept in KB x JB vector accumulators over every
- * image and row (so the sums do not depend on how blocks are spread over threads), then reduced. */
-SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, int64_t n0,
-                                         int64_t j0, T *gk) {
+ * Each call owns KB kernels x `blocks` blocks of JB taps (at most KG), each block kept in KB x JB
+ * vector accumulators (so the sums do not depend on how blocks are spread over threads), then reduced.
+ * With gflat (see kgrad_flat) every row but the last runs first as one flat stretch of whole vectors:
+ * gflat holds those rows at the image's row pitch with zeros past each row's end, so position f of
+ * the stretch meets the image at f + taps[j] with no partial vector; the blocks share each image's
+ * pass (its gradients stay in the caches), their accumulators saved between images. Then, block by
+ * block, the rows left (all of them without gflat) of every image. */
+SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g,
+                                         const T *gflat, int64_t n0, int64_t j0, int blocks, T *gk) {
     const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
     const int64_t row = p->shape.out[p->shape.ndim - 1], L = (int64_t)(64 / sizeof(T)), vend = row / L * L;
-    int64_t nn[KB], jj[JB];
-    for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
-    for (int c = 0; c < JB; c++) jj[c] = j0 + c < W ? p->taps[j0 + c] : p->taps[W - 1];
-    /* A partial last vector is read as the vector ending at the row's end, with the lanes already
-     * counted zeroed in both factors (so 0 * 0, never 0 * inf). */
-    const int64_t tail = row - vend;
-    NAME(ivec) keep;
-    for (int64_t l = 0; l < L; l++) keep[l] = l >= L - tail ? (TI)-1 : 0;
-    NAME(vec) acc[KB][JB];
-    T rest[KB][JB];
-    memset(acc, 0, sizeof acc);
-    memset(rest, 0, sizeof rest);
-    for (int64_t b = 0; b < batch; b++) {
-        const T *xb = x + b * in;
-        for (int64_t q = 0; q < O; q += row) {
-            const T *xq = xb + p->base[q], *gq = g + b * N * O + q;
-            for (int64_t i = 0; i < vend + (tail && row >= L ? L : 0); i += L) {
-                const int64_t at = i < vend ? i : row - L;
-                NAME(vec) gv[KB], xv[JB];
-                for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
-                for (int c = 0; c < JB; c++) memcpy(&xv[c], xq + jj[c] + at, sizeof xv[c]);
-                if (i >= vend) {
-                    for (int a = 0; a < KB; a++) gv[a] = (NAME(vec))((NAME(ivec))gv[a] & keep);
-                    for (int c = 0; c < JB; c++) xv[c] = (NAME(vec))((NAME(ivec))xv[c] & keep);
-                }
-                for (int a = 0; a < KB; a++)
-                    for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
-            }
-            for (int64_t i = row < L ? 0 : row; i < row; i++) /* rows shorter than a vector */
-                for (int a = 0; a < KB; a++)
-                    for (int c = 0; c < JB; c++) rest[a][c] += gq[nn[a] * O + i] * xq[jj[c] + i];
-        }
-    }
-    for (int a = 0; a < KB && n0 + a < N; a++)
-        for (int c = 0; c < JB && j0 + c < W; c++) {
-            T sum = rest[a][c];
-            for (int64_t l = 0; l < L; l++) sum += acc[a][c][l];
-            gk[(n0 + a) * W + j0 + c] = sum;
-        }
-}
-
-/* The same sums for a map of rows that are whole vectors apart (kgrad_flat): every row but the last
- * runs as one flat stretch of whole vectors, gflat holding them at the image's row pitch with zeros
- * past each row's end, so position f of the stretch meets the image at f + taps[j] with no partial
- * vector; KG blocks of JB taps share each image's pass (its gradients stay in the caches), their
- * accumulators saved between images; then the last rows of all images, block by block. */
-SBX_CLONES static void NAME(kgrad_flat_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g,
-                                              const T *gflat, int64_t n0, int64_t j0, int blocks, T *gk) {
-    const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
-    const int64_t row = p->shape.out[1], L = (int64_t)(64 / sizeof(T)), vend = row / L * L, tail = row - vend;
-    const int64_t stretch = (O / row - 1) * p->shape.in[1]; /* per kernel and image */
+    const int64_t stretch = gflat ? (O / row - 1) * p->shape.in[1] : 0; /* per kernel and image */
     int64_t nn[KB], jj[KG][JB];
     for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
     for (int t = 0; t < blocks; t++)
@@ -367,11 +322,14 @@ SBX_CLONES static void NAME(kgrad_flat_block)(const sbx_conv_plan *p, int64_t ba
             const int64_t j = j0 + t * JB + c;
             jj[t][c] = j < W ? p->taps[j] : p->taps[W - 1];
         }
-    NAME(ivec) keep; /* the last row's partial vector, as in kgrad_block */
+    /* A partial last vector is read as the vector ending at the row's end, with the lanes already
+     * counted zeroed in both factors (so 0 * 0, never 0 * inf). */
+    const int64_t tail = row - vend;
+    NAME(ivec) keep;
     for (int64_t l = 0; l < L; l++) keep[l] = l >= L - tail ? (TI)-1 : 0;
     NAME(vec) saved[KG][KB][JB];
     memset(saved, 0, sizeof saved);
-    for (int64_t b = 0; b < batch; b++)
+    for (int64_t b = 0; b < batch && gflat; b++)
         for (int t = 0; t < blocks; t++) {
             const T *xb = x + b * in, *gb = gflat + b * N * stretch;
             NAME(vec) acc[KB][JB];
@@ -387,32 +345,38 @@ SBX_CLONES static void NAME(kgrad_flat_block)(const sbx_conv_plan *p, int64_t ba
         }
     for (int t = 0; t < blocks; t++) {
         NAME(vec) acc[KB][JB];
+        T rest[KB][JB];
         memcpy(acc, saved[t], sizeof acc);
-        for (int64_t b = 0; b < batch; b++) {
-            const T *xq = x + b * in + p->base[O - row], *gq = g + b * N * O + O - row;
-            for (int64_t i = 0; i < vend + (tail ? L : 0); i += L) {
-                const int64_t at = i < vend ? i : row - L;
-                NAME(vec) gv[KB], xv[JB];
-                for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
-                for (int c = 0; c < JB; c++) memcpy(&xv[c], xq + jj[t][c] + at, sizeof xv[c]);
-                if (i >= vend) {
-                    for (int a = 0; a < KB; a++) gv[a] = (NAME(vec))((NAME(ivec))gv[a] & keep);
-                    for (int c = 0; c < JB; c++) xv[c] = (NAME(vec))((NAME(ivec))xv[c] & keep);
+        memset(rest, 0, sizeof rest);
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t q = gflat ? O - row : 0; q < O; q += row) {
+                const T *xq = x + b * in + p->base[q], *gq = g + b * N * O + q;
+                for (int64_t i = 0; i < vend + (tail && row >= L ? L : 0); i += L) {
+                    const int64_t at = i < vend ? i : row - L;
+                    NAME(vec) gv[KB], xv[JB];
+                    for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
+                    for (int c = 0; c < JB; c++) memcpy(&xv[c], xq + jj[t][c] + at, sizeof xv[c]);
+                    if (i >= vend) {
+                        for (int a = 0; a < KB; a++) gv[a] = (NAME(vec))((NAME(ivec))gv[a] & keep);
+                        for (int c = 0; c < JB; c++) xv[c] = (NAME(vec))((NAME(ivec))xv[c] & keep);
+                    }
+                    for (int a = 0; a < KB; a++)
+                        for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
                 }
-                for (int a = 0; a < KB; a++)
-                    for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
+                for (int64_t i = row < L ? 0 : row; i < row; i++) /* rows shorter than a vector */
+                    for (int a = 0; a < KB; a++)
+                        for (int c = 0; c < JB; c++) rest[a][c] += gq[nn[a] * O + i] * xq[jj[t][c] + i];
             }
-        }
         for (int a = 0; a < KB && n0 + a < N; a++)
             for (int c = 0; c < JB && j0 + t * JB + c < W; c++) {
-                T sum = 0;
+                T sum = rest[a][c];
                 for (int64_t l = 0; l < L; l++) sum += acc[a][c][l];
                 gk[(n0 + a) * W + j0 + t * JB + c] = sum;
             }
     }
 }
 
-/* Whether kgrad_flat_block applies: 2-d, stride 1 along both axes (row q of outputs starts q / row
+/* Whether kgrad_block can take the flat stretch: 2-d, stride 1 along both axes (row q of outputs starts q / row
  * image rows down), an image row of whole vectors, two output rows or more of a vector or more, and
  * every image value finite (the zeros of gflat meet image values, and 0 * inf would be NaN). */
 static int NAME(kgrad_flat)(const sbx_conv_plan *p, int64_t batch, const T *x, int nt) {
@@ -426,7 +390,7 @@ static int NAME(kgrad_flat)(const sbx_conv_plan *p, int64_t batch, const T *x, i
     return !bad;
 }
 
-/* gflat for kgrad_flat_block: the output gradient's rows but each map's last, at the image's row pitch,
+/* gflat for kgrad_block: the output gradient's rows but each map's last, at the image's row pitch,
  * zero past each row's end. */
 static void NAME(flatten_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gflat, int nt) {
     const int64_t O = p->shape.out_size, row = p->shape.out[1], pitch = p->shape.in[1], rows = O / row - 1;
@@ -441,17 +405,14 @@ static void NAME(flatten_grad)(const sbx_conv_plan *p, int64_t batch, const T *g
 
 static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, const T *gflat, T *gk,
                                int nt) {
-    const int64_t nb = (p->nkern + KB - 1) / KB, jb = (p->width + JB - 1) / JB, groups = (jb + KG - 1) / KG;
-    if (!gflat) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
-        for (int64_t blk = 0; blk < nb * jb; blk++) NAME(kgrad_block)(p, batch, x, g, blk / jb * KB, blk % jb * JB, gk);
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    /* Blocks of taps go KG to an item on the flat stretch; the rows path measured best one at a time. */
+    const int64_t per = gflat ? KG : 1, nb = (p->nkern + KB - 1) / KB, jb = (p->width + JB - 1) / JB;
+    const int64_t groups = (jb + per - 1) / per;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, gflat ? 1 : 4)
     for (int64_t item = 0; item < nb * groups; item++) {
-        const int64_t first = item % groups * KG; /* the item's first block of taps */
-        NAME(kgrad_flat_block)(p, batch, x, g, gflat, item / groups * KB, first * JB,
-                               (int)(jb - first < KG ? jb - first : KG), gk);
+        const int64_t first = item % groups * per; /* the item's first block of taps */
+        NAME(kgrad_block)(p, batch, x, g, gflat, item / groups * KB, first * JB,
+                          (int)(jb - first < per ? jb - first : per), gk);
     }
 }
 
