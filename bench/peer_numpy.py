@@ -20,16 +20,11 @@ When numpy or scipy cannot be imported it prints "skip <reason>" and exits with 
 """
 import math
 import os
-import platform
 import statistics
 import sys
 import time
 
-
-def print_versions(np, scipy):
-    print("python_version", platform.python_version())
-    print("numpy_version", np.__version__)
-    print("scipy_version", scipy.__version__)
+import peer_common
 
 
 def read_cases(folder):
@@ -172,16 +167,9 @@ def sparse_ops(np, scipy, legacy, folder, settings):
 
 
 def main(argv):
-    try:
-        import numpy as np
-        import scipy
-        import scipy.sparse
-    except ImportError as e:
-        print("skip", f"{sys.executable}: {e}")
-        return 3
-    print_versions(np, scipy)
-    if argv[1:] == ["--versions"]:
-        return 0
+    np, scipy, status = peer_common.numpy_and_scipy(argv)
+    if status is not None:
+        return status
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2

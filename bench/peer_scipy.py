@@ -17,19 +17,14 @@ Output, one "key value" line each, read by bench_sparse:
 When numpy or scipy cannot be imported it prints "skip <reason>" and exits with status 3.
 """
 import os
-import platform
 import statistics
 import sys
 import time
 
+import peer_common
+
 # Relative tolerance of the product check: max |ours - scipy| <= PRODUCT_RTOL * max |scipy|.
 PRODUCT_RTOL = 1e-12
-
-
-def print_versions(np, scipy):
-    print("python_version", platform.python_version())
-    print("numpy_version", np.__version__)
-    print("scipy_version", scipy.__version__)
 
 
 def median_seconds(fn, repeats):
@@ -83,16 +78,9 @@ def check_product(np, folder, ref):
 
 
 def main(argv):
-    try:
-        import numpy as np
-        import scipy
-        import scipy.sparse
-    except ImportError as e:
-        print("skip", f"{sys.executable}: {e}")
-        return 3
-    print_versions(np, scipy)
-    if argv[1:] == ["--versions"]:
-        return 0
+    np, scipy, status = peer_common.numpy_and_scipy(argv)
+    if status is not None:
+        return status
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
