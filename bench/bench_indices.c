@@ -20,6 +20,9 @@
 #include <sparsebox/core.h>
 #include <sparsebox/sparse.h>
 
+#define BENCH_NAME "bench_indices"
+#include "bench_util.h"
+
 #define MIN_REPEATS 5
 #define MIN_TOTAL_SECONDS 0.2
 #define MAX_REPEATS 1000000
@@ -99,23 +102,6 @@ static const char *grouped(int64_t v, char buf[32]) {
 static const char *verdict(int met) { return met ? "met" : "MISSED"; }
 
 /* ---- timing ---- */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of n values, sorted in place; the mean of the middle two for even n. */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* One warm-up, then timed runs until MIN_REPEATS of them have taken MIN_TOTAL_SECONDS. */
 static sbx_status measure(run_fn run, const void *arg, timing *out) {

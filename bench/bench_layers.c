@@ -48,8 +48,9 @@
 #include <sparsebox/io.h>
 #include <sparsebox/sparse.h>
 
-/* The peer sits next to this source file. */
-#define BENCH_SOURCE_FILE __FILE__
+#define BENCH_NAME "bench_layers"
+#include "bench_util.h"
+
 #define CHILD_VAR "SBX_BENCH_CHILD"
 #define DEFAULT_PYTHON "/usr/bin/python3"
 
@@ -167,17 +168,6 @@ static double clock_seconds(clockid_t id) {
 
 static double wall_now(void) { return clock_seconds(CLOCK_MONOTONIC); }
 static double cpu_now(void) { return clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
-
-static int compare_doubles(const void *pa, const void *pb) {
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return (a > b) - (a < b);
-}
-
-/* Sorts v; the middle value, or the mean of the middle two. */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Timed runs for a call whose warm-up took `seconds`: about BUDGET_SECONDS in all, within limits. */
 static int repeats_for(double seconds) {
@@ -380,18 +370,11 @@ static int time_all(const layer *l, timing t[NUM_OPS][NUM_THREADS]) {
 
 /* ---- files for the peer ---- */
 
-static int make_path(char *buf, size_t len, const char *dir, const char *name) {
-    int n = snprintf(buf, len, "%s/%s", dir, name);
-    if (n >= 0 && (size_t)n < len) return 0;
-    fprintf(stderr, "bench_layers: path too long: %s/%s\n", dir, name);
-    return 1;
-}
-
 /* DIR/KIND_NAME_DTYPE_PART.npy */
 static int save_array(const char *dir, const layer *l, const char *part, const sbx_array *a) {
     char name[256], path[PATH_LEN];
     snprintf(name, sizeof name, "%s_%s_%s_%s.npy", l->c->kind, l->c->name, sbx_dtype_name(l->dtype), part);
-    if (make_path(path, sizeof path, dir, name)) return 1;
+    if (join_path(path, sizeof path, dir, name)) return 1;
     sbx_status st = sbx_npy_write(path, a);
     return st == SBX_OK ? 0 : report(path, st);
 }
@@ -436,7 +419,7 @@ static int save_patch_matrix(const char *dir, const layer *l) {
 /* manifest.txt: the timing rule, the thread counts, the dtypes and the cases, for the peer. */
 static int write_manifest(const char *dir) {
     char path[PATH_LEN];
-    if (make_path(path, sizeof path, dir, "manifest.txt")) return 1;
+    if (join_path(path, sizeof path, dir, "manifest.txt")) return 1;
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "bench_layers: cannot write %s: %s\n", path, strerror(errno));
@@ -458,7 +441,7 @@ static void remove_dir(const char *dir) {
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !make_path(path, sizeof path, dir, e->d_name))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !join_path(path, sizeof path, dir, e->d_name))
             unlink(path);
     if (d) closedir(d);
     if (rmdir(dir) != 0) fprintf(stderr, "bench_layers: cannot remove %s: %s\n", dir, strerror(errno));
@@ -496,26 +479,10 @@ static int append_quoted(char *buf, size_t len, const char *text) {
     return bad || append(buf, len, "'");
 }
 
-/* The folder of peer_torch.py: argv[1], else $SBX_BENCH_DIR, else this source file's folder. */
-static void peer_dir(int argc, char **argv, char *dir, size_t len) {
-    const char *env = getenv("SBX_BENCH_DIR");
-    if (argc > 1) {
-        snprintf(dir, len, "%s", argv[1]);
-        return;
-    }
-    snprintf(dir, len, "%s", env && *env ? env : BENCH_SOURCE_FILE);
-    if (env && *env) return;
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, len, ".");
-}
-
 static int peer_command(int argc, char **argv, const char *data_dir, char *cmd, size_t len) {
     char dir[PATH_LEN], script[PATH_LEN];
-    peer_dir(argc, argv, dir, sizeof dir);
-    if (make_path(script, sizeof script, dir, "peer_torch.py")) return 1;
+    peer_folder(argc > 1 ? argv[1] : NULL, dir, sizeof dir);
+    if (join_path(script, sizeof script, dir, "peer_torch.py")) return 1;
     cmd[0] = '\0';
     return append_quoted(cmd, len, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON)) || append(cmd, len, " ") ||
            append_quoted(cmd, len, script) || append(cmd, len, " ") || append_quoted(cmd, len, data_dir) ||

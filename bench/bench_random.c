@@ -36,8 +36,8 @@
 #include <sparsebox/random.h>
 #include <sparsebox/sparse.h>
 
-/* This file's path as the compiler saw it; peer_numpy.py sits next to it. */
-#define BENCH_SOURCE_FILE __FILE__
+#define BENCH_NAME "bench_random"
+#include "bench_util.h"
 
 #define SEED 12345u
 #define BLOCK 4096
@@ -152,23 +152,6 @@ static int check(sbx_status st, const char *what) {
     if (st == SBX_OK) return 0;
     fprintf(stderr, "bench_random: %s failed: %s: %s\n", what, sbx_status_str(st), sbx_last_error());
     return 1;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *pa, const void *pb) {
-    const double a = *(const double *)pa, b = *(const double *)pb;
-    return (a > b) - (a < b);
-}
-
-/* Sorts v; the middle value, or the mean of the middle two (as Python's statistics.median). */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* Timed runs of an op whose warm-up took `seconds`: about OP_BUDGET in all, within limits. */
@@ -466,13 +449,6 @@ static const char *const FILE_NAMES[] = {
 };
 #define NUM_FILES (sizeof FILE_NAMES / sizeof FILE_NAMES[0])
 
-static int join_path(char *buf, size_t len, const char *dir, const char *name) {
-    const int n = snprintf(buf, len, "%s/%s", dir, name);
-    if (n >= 0 && (size_t)n < len) return 0;
-    fprintf(stderr, "bench_random: path too long: %s/%s\n", dir, name);
-    return 1;
-}
-
 /* n values of a dtype as a 1-d .npy file, through an sbx_array that borrows them. */
 static int write_vector(const char *dir, const char *name, sbx_dtype dtype, void *values, int64_t n) {
     char path[PATH_LEN];
@@ -662,21 +638,11 @@ static int probe_python(peer *p, const char *python) {
     return 0;
 }
 
-/* The folder of peer_numpy.py: argv[1], else $SBX_BENCH_DIR, else this source file's folder. */
-static void bench_dir(int argc, char **argv, char *dir, size_t len) {
-    const char *env = getenv("SBX_BENCH_DIR");
-    snprintf(dir, len, "%s", argc > 1 ? argv[1] : env && *env ? env : BENCH_SOURCE_FILE);
-    if (argc > 1 || (env && *env)) return;
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(dir, len, ".");
-}
-
 /* /usr/bin/python3 (Debian's, which sees python3-numpy and python3-scipy) first, then python3. */
 static void find_peer(int argc, char **argv, peer *p) {
     char dir[PATH_LEN], first[LINE_LEN] = "";
     memset(p, 0, sizeof *p);
-    bench_dir(argc, argv, dir, sizeof dir);
+    peer_folder(argc > 1 ? argv[1] : NULL, dir, sizeof dir);
     if (join_path(p->script, sizeof p->script, dir, "peer_numpy.py")) return;
     if (access(p->script, R_OK) != 0) {
         snprintf(p->why, sizeof p->why, "cannot read %.900s: %s", p->script, strerror(errno));

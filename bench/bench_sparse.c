@@ -24,8 +24,8 @@
 #include <sparsebox/io.h>
 #include <sparsebox/sparse.h>
 
-/* This source file's path as the compiler saw it; peer_scipy.py sits next to it. */
-#define BENCH_SOURCE_FILE __FILE__
+#define BENCH_NAME "bench_sparse"
+#include "bench_util.h"
 
 #define DENSE_COLS 64
 #define DEFAULT_REPEATS 7
@@ -147,24 +147,6 @@ static sbx_status make_dense(int64_t nrows, int64_t ncols, uint64_t seed, sbx_ar
 
 /* ---- timing ---- */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of n values (sorts them in place); the mean of the middle two for even n, as Python's
- * statistics.median. */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Runs op once and measures only the call: the result is freed after the clock stops, as the
  * Python peer drops its result after reading perf_counter. */
 static sbx_status run_once(enum op op, const sbx_sparse *a, const sbx_array *b, double *seconds) {
@@ -199,15 +181,6 @@ static const char *const FILE_NAMES[] = {
     "ours_csc_indptr.npy", "ours_csc_indices.npy", "ours_csc_data.npy", "ours_product.npy",
 };
 #define NUM_FILES (sizeof FILE_NAMES / sizeof FILE_NAMES[0])
-
-static int join_path(char *buf, size_t len, const char *dir, const char *name) {
-    int n = snprintf(buf, len, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= len) {
-        fprintf(stderr, "bench_sparse: path too long: %s/%s\n", dir, name);
-        return 1;
-    }
-    return 0;
-}
 
 static int write_npy(const char *dir, const char *name, const sbx_array *a) {
     char path[PATH_LEN];
@@ -383,23 +356,6 @@ static int version_line(void *ctx, const char *key, const char *value) {
     return 0;
 }
 
-/* The folder of peer_scipy.py: argv[2], else $SBX_BENCH_DIR, else the folder of this source file. */
-static void bench_dir(int argc, char **argv, char *dir, size_t len) {
-    const char *env = getenv("SBX_BENCH_DIR");
-    if (argc > 2) {
-        snprintf(dir, len, "%s", argv[2]);
-    } else if (env && *env) {
-        snprintf(dir, len, "%s", env);
-    } else {
-        snprintf(dir, len, "%s", BENCH_SOURCE_FILE);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *slash = '\0';
-        else
-            snprintf(dir, len, ".");
-    }
-}
-
 /* Tries one interpreter with `--versions`; 1 when it has numpy and scipy. */
 static int probe_python(peer_info *info, const char *python) {
     char cmd[3 * PATH_LEN], other[LINE_LEN] = "";
@@ -427,7 +383,7 @@ static int probe_python(peer_info *info, const char *python) {
 static void find_peer(int argc, char **argv, peer_info *info) {
     char dir[PATH_LEN], why_first[LINE_LEN] = "";
     memset(info, 0, sizeof *info);
-    bench_dir(argc, argv, dir, sizeof dir);
+    peer_folder(argc > 2 ? argv[2] : NULL, dir, sizeof dir);
     if (join_path(info->script, sizeof info->script, dir, "peer_scipy.py")) return;
     if (access(info->script, R_OK) != 0) {
         snprintf(info->why, sizeof info->why, "cannot read %.800s: %s", info->script, strerror(errno));
