@@ -20,14 +20,6 @@
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
  * sizes its own team from the caller's omp_get_max_threads(). (Left to itself, a BLAS team inside
  * every small product made some products 50x slower here.) */
-static int omp_thread(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static int blas_thread(void) {
 #ifdef _OPENMP
     omp_set_num_threads(1);

@@ -453,7 +453,7 @@ static void NAME(adjoint_by_image)(const sbx_conv_plan *p, int64_t batch, const 
     const int64_t rows = a->shape.out_size / a->shape.out[a->shape.ndim - 1], group = NAME(direct_group)(a);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t b = 0; b < batch; b++) {
-        T *mine = buf + (int64_t)omp_thread() * image;
+        T *mine = buf + (int64_t)sbx__thread() * image;
         for (int64_t n = 0; n < N; n++) NAME(pad_map)(p, g + (b * N + n) * O, mine + n * padded);
         for (int64_t r0 = 0; r0 < rows; r0 += group)
             NAME(direct_item)(a, mine, kflip, NULL, gx + b * a->nkern * a->shape.out_size, r0,
@@ -667,7 +667,7 @@ static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *
         if (p->base) { /* maxima by rows, as the forward pass, then each window's selection */
             const T *xm = x + b * in + c * spatial;
             const int64_t row = p->shape.out[p->shape.ndim - 1], *restrict delta = p->delta;
-            T *gxm = gx + b * in + c * spatial, *restrict mr = work + (int64_t)omp_thread() * row;
+            T *gxm = gx + b * in + c * spatial, *restrict mr = work + (int64_t)sbx__thread() * row;
             for (int64_t q = 0; q < O; q += row) {
                 NAME(pool_row)(p, xm, q, mr);
                 for (int64_t i = 0; i < row; i++) {

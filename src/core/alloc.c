@@ -26,7 +26,7 @@
 #ifdef SBX_SANITIZE
 #define MAPPED SIZE_MAX
 #else
-#define MAPPED ((size_t)128 << 10) /* from here on, blocks are mapped and cached */
+#define MAPPED ((size_t)64 << 10) /* from here on, blocks are mapped and cached (docs/design.md: why 64 KiB) */
 #endif
 #define HUGE_MIN ((size_t)1 << 20) /* from here on, mapped blocks use huge pages */
 #define CACHE_SLOTS 8

@@ -62,6 +62,8 @@ int sbx__dtype_valid(sbx_dtype dtype);
 
 /* Threads for parallel loops (sbx_get_num_threads, clamped to at least 1). */
 int sbx__threads(void);
+/* The calling thread's number in the current parallel region (0 outside one). */
+int sbx__thread(void);
 
 #define SBX_CHECK(expr)                        \
     do {                                       \

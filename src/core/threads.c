@@ -29,3 +29,11 @@ int sbx__threads(void) {
     int n = sbx_get_num_threads();
     return n > 0 ? n : 1;
 }
+
+int sbx__thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}

@@ -229,6 +229,32 @@ static void test_one_and_three_d(void **state) {
     check_against_reference(&s, 0, 2);
 }
 
+/* Matrices of 200,000 entries and more are built by several threads (the first feature map's columns
+ * in blocks, then the other maps in equal shares): the same entries at 1, 2 and 3 threads. The three
+ * cases have 494,508, 273,600 and 369,360 entries. */
+static void test_threads(void **state) {
+    (void)state;
+    int64_t in2[2] = {64, 64}, k2[2] = {7, 7}, in2b[2] = {60, 57}, k2b[2] = {5, 4}, st2b[2] = {1, 2};
+    int64_t in3[3] = {20, 21, 22}, k3[3] = {3, 3, 3};
+    sbx_conv_shape s[3];
+    assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, NULL, SBX_CONV_VALID, &s[0]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 2, in2b, k2b, st2b, SBX_CONV_FULL, &s[1]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(3, 2, in3, k3, NULL, SBX_CONV_VALID, &s[2]), SBX_OK);
+    const int ws[3] = {1, 0, 1};
+    const int64_t nkern[3] = {1, 4, 1};
+    for (int i = 0; i < 3; i++) {
+        sbx_sparse *m;
+        assert_int_equal(sbx_conv_indices(&s[i], ws[i], nkern[i], SBX_CSC, &m, NULL), SBX_OK);
+        assert_true(m->nnz >= 200000);
+        sbx_sparse_free(m);
+    }
+    for (int threads = 1; threads <= 3; threads++) {
+        sbx_set_num_threads(threads);
+        for (int i = 0; i < 3; i++) check_against_reference(&s[i], ws[i], nkern[i]);
+    }
+    sbx_set_num_threads(0);
+}
+
 static void test_aesara_step_order(void **state) {
     (void)state;
     /* step (dx, dy) = (1, 2): output rows 2 apart, columns 1 apart. */
@@ -339,7 +365,7 @@ int main(void) {
         cmocka_unit_test(test_golden_indices),      cmocka_unit_test(test_nd_against_reference),
         cmocka_unit_test(test_one_and_three_d),     cmocka_unit_test(test_aesara_step_order),
         cmocka_unit_test(test_bad_shapes),          cmocka_unit_test(test_bad_indices_arguments),
-        cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_allocation_failures), cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
