@@ -15,6 +15,8 @@
 #define KB 4     /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */
 #define JB 5     /* best of 4x4, 4x5, 4x6, 5x4, 8x2, 2x8, 3x8 on configs a, b, c) */
 #define KG 8     /* blocks of JB taps per pass over the images (kgrad_block) */
+#define KJ 8     /* taps per item of kgrad_lanes: 2 x KJ vector accumulators */
+#define LANES_BUFFER ((int64_t)1 << 20) /* kgrad_lanes's buffer per thread at most (its L2 cache) */
 
 /* The calling thread's number in the library's parallel loop, after making the CBLAS calls it is
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
@@ -35,6 +37,10 @@ static int blas_thread(void) {
 #define GEMM cblas_sgemm
 #define LOW_LANES 0, 1, 2, 3, 4, 5, 6, 7 /* the lanes of half a 64-byte vector */
 #define HIGH_LANES 8, 9, 10, 11, 12, 13, 14, 15
+/* F(h, i) for every lane i, and the stages h of an in-register transpose (kgrad_lanes) */
+#define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7), F(h, 8), F(h, 9), \
+                        F(h, 10), F(h, 11), F(h, 12), F(h, 13), F(h, 14), F(h, 15)
+#define TRANSPOSE_STAGES(S) S(8) S(4) S(2) S(1)
 #include "conv/layers_impl.h"
 #undef T
 #undef TI
@@ -42,12 +48,16 @@ static int blas_thread(void) {
 #undef GEMM
 #undef LOW_LANES
 #undef HIGH_LANES
+#undef EACH_LANE
+#undef TRANSPOSE_STAGES
 #define T double
 #define TI int64_t
 #define NAME(x) x##_f64
 #define GEMM cblas_dgemm
 #define LOW_LANES 0, 1, 2, 3
 #define HIGH_LANES 4, 5, 6, 7
+#define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7)
+#define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
 #include "conv/layers_impl.h"
 #undef T
 #undef TI
@@ -55,6 +65,8 @@ static int blas_thread(void) {
 #undef GEMM
 #undef LOW_LANES
 #undef HIGH_LANES
+#undef EACH_LANE
+#undef TRANSPOSE_STAGES
 
 /* Threads for a loop over `items` each costing about `work` operations. */
 static int threads_for(int64_t items, int64_t work) {
@@ -203,9 +215,26 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         st = adjoint_gradient(p, batch, kerns->data, grad_out->data, res[0]->data);
         if (st == SBX_OK) done_images = 1;
     }
-    if (st == SBX_OK && res[1] && p->taps && batch > 0) { /* the kernel gradient by the direct kernel */
+    const int f32 = p->dtype == SBX_FLOAT32;
+    const int64_t es = (int64_t)sbx_dtype_size(p->dtype), L = 64 / es, O = p->shape.out_size;
+    if (st == SBX_OK && res[1] && p->taps && batch > 0 && N >= L && O <= LANES_BUFFER / (2 * L * es)) {
+        /* The kernel gradient with the kernels in the lanes; its workspace: a buffer of O x 2L per
+         * thread, then every item's sums (KJ x 2L). */
+        const int64_t items = f32 ? lanes_items_count_f32(p) : lanes_items_count_f64(p);
+        const int nk = threads_for(items, KJ * 2 * L * batch * O);
+        int64_t count;
+        void *work_lanes = NULL;
+        if (sbx_mul_i64(items, KJ * 2 * L, &count) != SBX_OK || sbx_add_i64(count, nk * O * 2 * L, &count) != SBX_OK)
+            st = sbx__error(SBX_ERR_OVERFLOW, "kernel gradient workspace size overflows");
+        else
+            st = sbx__alloc_raw(count, (size_t)es, &work_lanes, "kernel gradient workspace");
+        if (st == SBX_OK && f32) kgrad_lanes_f32(p, batch, images->data, grad_out->data, res[1]->data, work_lanes, nk);
+        if (st == SBX_OK && !f32) kgrad_lanes_f64(p, batch, images->data, grad_out->data, res[1]->data, work_lanes, nk);
+        sbx__free(work_lanes);
+        done_kerns = 1;
+    }
+    if (st == SBX_OK && res[1] && p->taps && batch > 0 && !done_kerns) { /* the kernel gradient by the direct kernel */
         int nk = threads_for((N + KB - 1) / KB * ((W + JB - 1) / JB), KB * JB * batch * p->shape.out_size);
-        const int f32 = p->dtype == SBX_FLOAT32;
         void *gflat = NULL; /* the flat stretch when it applies and its memory is had (else the rows) */
         if (f32 ? kgrad_flat_f32(p, batch, images->data, nt) : kgrad_flat_f64(p, batch, images->data, nt)) {
             int64_t count = 0;

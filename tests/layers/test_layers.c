@@ -732,9 +732,57 @@ static void test_adjoint_gradient(void **state) {
                 }
 }
 
-/* The kernel gradient on images whose rows are whole vectors (the flat stretch of kgrad_block), in
- * float64 and float32, against sums written with coordinates; the same at 1 and 2 threads, bit for
- * bit; and with an infinite pixel (the rows path), inf and NaN where the plain sums have them. */
+/* The kernel gradient of plan p on random data (a pixel infinite when with_inf) against sums written
+ * with coordinates (inf and NaN where they have them), the same bits at 1, 2 and 3 threads. */
+static void check_kernel_gradient(const sbx_conv_shape *s, int64_t nkern, sbx_dtype dtype, int with_inf,
+                                  const char *label) {
+    const int64_t batch = 3, O = s->out_size, W = s->channels * s->kernel_size;
+    const int f32 = dtype == SBX_FLOAT32;
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_conv_plan_create(s, nkern, dtype, &p), SBX_OK);
+    sbx_array *x64 = random_matrix(batch, s->in_size), *k64 = random_matrix(nkern, W);
+    sbx_array *g64 = random_matrix(batch, nkern * O), *x, *kk, *g, *x2, *g2, *gk[3];
+    if (with_inf) ((double *)x64->data)[s->in_size + 5] = INFINITY;
+    assert_int_equal(sbx_array_cast(x64, dtype, &x), SBX_OK);
+    assert_int_equal(sbx_array_cast(k64, dtype, &kk), SBX_OK);
+    assert_int_equal(sbx_array_cast(g64, dtype, &g), SBX_OK);
+    for (int t = 0; t < 3; t++) {
+        sbx_set_num_threads(t + 1);
+        assert_int_equal(sbx_conv_backward(p, x, kk, g, NULL, &gk[t], NULL), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    const size_t bytes = (size_t)(nkern * W) * sbx_dtype_size(dtype);
+    assert_memory_equal(gk[0]->data, gk[1]->data, bytes);
+    assert_memory_equal(gk[0]->data, gk[2]->data, bytes);
+    sbx_array *got;
+    assert_int_equal(sbx_array_cast(gk[0], SBX_FLOAT64, &got), SBX_OK);
+    /* The sums on the values the plan saw (rounded to its dtype). */
+    assert_int_equal(sbx_array_cast(x, SBX_FLOAT64, &x2), SBX_OK);
+    assert_int_equal(sbx_array_cast(g, SBX_FLOAT64, &g2), SBX_OK);
+    const double *xv = x2->data, *gv = g2->data, *rv = got->data;
+    for (int64_t n = 0; n < nkern; n++)
+        for (int64_t j = 0; j < W; j++) {
+            double want = 0, size = 0;
+            for (int64_t b = 0; b < batch; b++)
+                for (int64_t o = 0; o < O; o++) {
+                    const int64_t i = tap_input(s, j / s->kernel_size, o, j % s->kernel_size);
+                    const double term = gv[(b * nkern + n) * O + o] * xv[b * s->in_size + i];
+                    want += term;
+                    size += fabs(term);
+                }
+            const double have = rv[n * W + j], tol = (f32 ? 1e-5 : 1e-13) * (1 + size);
+            const int same = isnan(want) ? isnan(have) : isinf(want) ? have == want : fabs(have - want) <= tol;
+            if (!same)
+                fail_msg("%s, %d kernels, %s, inf %d: gk[%lld][%lld] = %.17g, expected %.17g", label, (int)nkern,
+                         f32 ? "float32" : "float64", with_inf, (long long)n, (long long)j, have, want);
+        }
+    sbx_array *all[] = {x64, k64, g64, x, kk, g, x2, g2, gk[0], gk[1], gk[2], got};
+    for (size_t i = 0; i < 12; i++) sbx_array_free(all[i]);
+    sbx_conv_plan_free(p);
+}
+
+/* The kernel gradient of 6 kernels on images whose rows are whole vectors (the flat stretch of
+ * kgrad_block) and with an infinite pixel (the rows path). */
 static void test_kernel_gradient_flat(void **state) {
     (void)state;
     const int64_t shapes[][5] = {{2, 6, 16, 3, 3}, {3, 9, 32, 5, 2}, {1, 2, 16, 1, 1}, {2, 5, 8, 2, 3},
@@ -742,53 +790,34 @@ static void test_kernel_gradient_flat(void **state) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int dt = 0; dt < 2; dt++)
             for (int with_inf = 0; with_inf < 2; with_inf++) {
-                const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
                 const int64_t in[2] = {shapes[si][1], shapes[si][2]}, k[2] = {shapes[si][3], shapes[si][4]};
                 sbx_conv_shape s;
                 assert_int_equal(sbx_conv_shape_make(2, shapes[si][0], in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
-                const int64_t batch = 3, nkern = 6, O = s.out_size, W = s.channels * s.kernel_size;
-                sbx_conv_plan *p;
-                assert_int_equal(sbx_conv_plan_create(&s, nkern, dtype, &p), SBX_OK);
-                sbx_array *x64 = random_matrix(batch, s.in_size), *k64 = random_matrix(nkern, W);
-                sbx_array *g64 = random_matrix(batch, nkern * O), *x, *kk, *g, *x2, *g2, *gk[2];
-                if (with_inf) ((double *)x64->data)[s.in_size + 5] = INFINITY;
-                assert_int_equal(sbx_array_cast(x64, dtype, &x), SBX_OK);
-                assert_int_equal(sbx_array_cast(k64, dtype, &kk), SBX_OK);
-                assert_int_equal(sbx_array_cast(g64, dtype, &g), SBX_OK);
-                for (int t = 0; t < 2; t++) {
-                    sbx_set_num_threads(t + 1);
-                    assert_int_equal(sbx_conv_backward(p, x, kk, g, NULL, &gk[t], NULL), SBX_OK);
-                }
-                sbx_set_num_threads(0);
-                const size_t bytes = (size_t)(nkern * W) * sbx_dtype_size(dtype);
-                assert_memory_equal(gk[0]->data, gk[1]->data, bytes);
-                sbx_array *got;
-                assert_int_equal(sbx_array_cast(gk[0], SBX_FLOAT64, &got), SBX_OK);
-                /* The sums on the values the plan saw (rounded to its dtype). */
-                assert_int_equal(sbx_array_cast(x, SBX_FLOAT64, &x2), SBX_OK);
-                assert_int_equal(sbx_array_cast(g, SBX_FLOAT64, &g2), SBX_OK);
-                const double *xv = x2->data, *gv = g2->data, *rv = got->data;
-                for (int64_t n = 0; n < nkern; n++)
-                    for (int64_t j = 0; j < W; j++) {
-                        double want = 0, size = 0;
-                        for (int64_t b = 0; b < batch; b++)
-                            for (int64_t o = 0; o < O; o++) {
-                                const int64_t i = tap_input(&s, j / s.kernel_size, o, j % s.kernel_size);
-                                const double term = gv[(b * nkern + n) * O + o] * xv[b * s.in_size + i];
-                                want += term;
-                                size += fabs(term);
-                            }
-                        const double have = rv[n * W + j], tol = (dt ? 1e-5 : 1e-13) * (1 + size);
-                        const int same =
-                            isnan(want) ? isnan(have) : isinf(want) ? have == want : fabs(have - want) <= tol;
-                        if (!same)
-                            fail_msg("shape %zu dtype %d inf %d: gk[%lld][%lld] = %.17g, expected %.17g", si, dt,
-                                     with_inf, (long long)n, (long long)j, have, want);
-                    }
-                sbx_array *all[] = {x64, k64, g64, x, kk, g, x2, g2, gk[0], gk[1], got};
-                for (size_t i = 0; i < 11; i++) sbx_array_free(all[i]);
-                sbx_conv_plan_free(p);
+                check_kernel_gradient(&s, 6, dt ? SBX_FLOAT32 : SBX_FLOAT64, with_inf, "flat");
             }
+}
+
+/* The kernel gradient with the kernels in the vector lanes (a vector of kernels or more: 8 float64,
+ * 16 float32): one or two vectors per block, blocks not full, tap groups not full, positions not a
+ * multiple of the transposed tiles; 1-d, 2-d with a stride on the outer axis, 3-d. */
+static void test_kernel_gradient_lanes(void **state) {
+    (void)state;
+    const int64_t in1 = 40, k1 = 5, in2[2] = {9, 20}, k2[2] = {3, 4}, st2[2] = {2, 1}, in3[3] = {4, 5, 6};
+    const int64_t k3[3] = {2, 2, 3};
+    sbx_conv_shape shapes[4];
+    assert_int_equal(sbx_conv_shape_make(1, 2, &in1, &k1, NULL, SBX_CONV_VALID, &shapes[0]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, NULL, SBX_CONV_VALID, &shapes[1]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, st2, SBX_CONV_VALID, &shapes[2]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(3, 2, in3, k3, NULL, SBX_CONV_VALID, &shapes[3]), SBX_OK);
+    const char *labels[4] = {"1-d", "2-d", "2-d, stride 2 x 1", "3-d"};
+    const int64_t nkerns[] = {8, 16, 20, 40};
+    for (int si = 0; si < 4; si++)
+        for (size_t ni = 0; ni < sizeof nkerns / sizeof nkerns[0]; ni++)
+            for (int dt = 0; dt < 2; dt++)
+                for (int with_inf = 0; with_inf < 2; with_inf++) {
+                    if (dt && nkerns[ni] < 16) continue; /* below a float32 vector: kgrad_block */
+                    check_kernel_gradient(&shapes[si], nkerns[ni], dt ? SBX_FLOAT32 : SBX_FLOAT64, with_inf, labels[si]);
+                }
 }
 
 /* The image gradient through the adjoint, padded an image at a time (a batch of at least two images
@@ -946,7 +975,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
-        cmocka_unit_test(test_kernel_gradient_flat),
+        cmocka_unit_test(test_kernel_gradient_flat), cmocka_unit_test(test_kernel_gradient_lanes),
         cmocka_unit_test(test_adjoint_by_image),
         cmocka_unit_test(test_direct_rows),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
