@@ -156,7 +156,7 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
     if (valid) {
         if (sbx_mul_i64(by_image ? nt : batch, a->shape.in_size, &n) != SBX_OK)
             return sbx__error(SBX_ERR_OVERFLOW, "the padded output gradient's size overflows int64");
-        st = sbx__alloc_raw(n, (size_t)es, &gpad, "padded output gradient"); /* zeroed by pad_map */
+        st = sbx__alloc(n, (size_t)es, &gpad, "padded output gradient"); /* zeroed: pad_map writes the rows */
     }
     if (st == SBX_OK) st = sbx__alloc(rows * a->width, (size_t)es, &kflip, "flipped kernels");
     if (st == SBX_OK) {

@@ -531,13 +531,13 @@ static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by
  * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles
  * swapped, kflip[c][n * K + l] = k[n][c * K + K - 1 - l] (rows past C left zero). */
-/* One map of the output gradient (gm) into its padded place (gpm, zeroed here first). */
+/* One map of the output gradient (gm) into its padded place (gpm, whose padding is zero: only the
+ * rows of gm are written, so a buffer zeroed once serves map after map). */
 static void NAME(pad_map)(const sbx_conv_plan *p, const T *gm, T *gpm) {
     const sbx_conv_shape *s = &p->shape, *a = &p->adjoint->shape;
-    const int64_t O = s->out_size, row = s->out[s->ndim - 1], padded = a->in_size / a->channels;
+    const int64_t O = s->out_size, row = s->out[s->ndim - 1];
     int64_t pstride[SBX_MAX_NDIM];
     for (int d = s->ndim - 1; d >= 0; d--) pstride[d] = d == s->ndim - 1 ? 1 : pstride[d + 1] * a->in[d + 1];
-    memset(gpm, 0, (size_t)padded * sizeof(T));
     for (int64_t q = 0; q < O; q += row) {
         int64_t rest = q, at = 0;
         for (int d = s->ndim - 1; d >= 0; d--) {
