@@ -126,9 +126,11 @@ SBX_API sbx_status sbx_pool_forward(const sbx_conv_plan *plan, const sbx_array *
 SBX_API sbx_status sbx_pool_backward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *grad_out,
                                      sbx_array **grad_images);
 /* For training: the forward pass also returns, per window, which taps reach its maximum, so that the
- * backward pass is a scatter instead of a second search. mask: a new uint64 array shaped like the
- * output, bit l of an element set when tap l (kernel raster order) equals the window's maximum (ties
- * all set; none for a NaN maximum). Windows of at most 64 taps (SBX_ERR_UNSUPPORTED otherwise).
+ * backward pass is a scatter instead of a second search. mask: a new array shaped like the output, of
+ * the narrowest unsigned type with a bit per tap (uint8 up to 8 taps, uint16 up to 16, uint32 up to
+ * 32, uint64 up to 64: a 2x2 window's mask is a byte), bit l of an element set when tap l (kernel
+ * raster order) equals the window's maximum (ties all set; none for a NaN maximum). Windows of at most
+ * 64 taps (SBX_ERR_UNSUPPORTED otherwise).
  * sbx_pool_backward_mask gives exactly sbx_pool_backward's gradient for the same images. */
 SBX_API sbx_status sbx_pool_forward_mask(const sbx_conv_plan *plan, const sbx_array *images, sbx_array **out,
                                          sbx_array **mask);

@@ -31,6 +31,34 @@ static int blas_thread(void) {
 #endif
 }
 
+/* A tap mask is the narrowest unsigned integer with a bit per tap: 1, 2, 4 or 8 bytes (mb). */
+static int mask_bytes(int64_t taps) { return taps <= 8 ? 1 : taps <= 16 ? 2 : taps <= 32 ? 4 : 8; }
+static inline uint64_t mask_get(const void *m, int mb, int64_t i) {
+    switch (mb) {
+    case 1: return ((const uint8_t *)m)[i];
+    case 2: return ((const uint16_t *)m)[i];
+    case 4: return ((const uint32_t *)m)[i];
+    default: return ((const uint64_t *)m)[i];
+    }
+}
+/* w[0 .. n-1] = masks at .. at + n - 1, as 64-bit values. */
+static inline void mask_widen(const void *m, int mb, int64_t at, int64_t n, uint64_t *w) {
+    switch (mb) {
+    case 1: for (int64_t i = 0; i < n; i++) w[i] = ((const uint8_t *)m)[at + i]; break;
+    case 2: for (int64_t i = 0; i < n; i++) w[i] = ((const uint16_t *)m)[at + i]; break;
+    case 4: for (int64_t i = 0; i < n; i++) w[i] = ((const uint32_t *)m)[at + i]; break;
+    default: memcpy(w, (const uint64_t *)m + at, (size_t)n * sizeof *w);
+    }
+}
+static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
+    switch (mb) {
+    case 1: ((uint8_t *)m)[i] = (uint8_t)bits; break;
+    case 2: ((uint16_t *)m)[i] = (uint16_t)bits; break;
+    case 4: ((uint32_t *)m)[i] = (uint32_t)bits; break;
+    default: ((uint64_t *)m)[i] = bits;
+    }
+}
+
 #define T float
 #define TI int32_t /* the integer of T's width, for lane masks */
 #define NAME(x) x##_f32
@@ -41,6 +69,8 @@ static int blas_thread(void) {
 #define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7), F(h, 8), F(h, 9), \
                         F(h, 10), F(h, 11), F(h, 12), F(h, 13), F(h, 14), F(h, 15)
 #define TRANSPOSE_STAGES(S) S(8) S(4) S(2) S(1)
+#define PAIR_LANES 0, 0, 1, 1, 2, 2, 3, 3 /* each lane of a quarter vector twice (unpool_row_2x2) */
+#define PAIR_BITS(a, b) a, b, a, b, a, b, a, b
 #include "conv/layers_impl.h"
 #undef T
 #undef TI
@@ -50,6 +80,8 @@ static int blas_thread(void) {
 #undef HIGH_LANES
 #undef EACH_LANE
 #undef TRANSPOSE_STAGES
+#undef PAIR_LANES
+#undef PAIR_BITS
 #define T double
 #define TI int64_t
 #define NAME(x) x##_f64
@@ -58,6 +90,8 @@ static int blas_thread(void) {
 #define HIGH_LANES 4, 5, 6, 7
 #define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7)
 #define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
+#define PAIR_LANES 0, 0, 1, 1
+#define PAIR_BITS(a, b) a, b, a, b
 #include "conv/layers_impl.h"
 #undef T
 #undef TI
@@ -67,6 +101,8 @@ static int blas_thread(void) {
 #undef HIGH_LANES
 #undef EACH_LANE
 #undef TRANSPOSE_STAGES
+#undef PAIR_LANES
+#undef PAIR_BITS
 
 /* Threads for a loop over `items` each costing about `work` operations. */
 static int threads_for(int64_t items, int64_t work) {
@@ -366,6 +402,11 @@ sbx_status sbx_pool_backward(const sbx_conv_plan *p, const sbx_array *images, co
     return SBX_OK;
 }
 
+static sbx_dtype mask_dtype(int64_t taps) {
+    const int mb = mask_bytes(taps);
+    return mb == 1 ? SBX_UINT8 : mb == 2 ? SBX_UINT16 : mb == 4 ? SBX_UINT32 : SBX_UINT64;
+}
+
 sbx_status sbx_pool_forward_mask(const sbx_conv_plan *p, const sbx_array *images, sbx_array **out, sbx_array **mask) {
     int64_t batch;
     sbx_array *y = NULL, *m = NULL;
@@ -377,7 +418,7 @@ sbx_status sbx_pool_forward_mask(const sbx_conv_plan *p, const sbx_array *images
                           (long long)p->shape.kernel_size);
     const int64_t shape[2] = {batch, p->shape.channels * p->shape.out_size};
     sbx_status st = new_output(p, batch, shape[1], &y);
-    if (st == SBX_OK) st = sbx__array_new(SBX_UINT64, 2, shape, 0, &m);
+    if (st == SBX_OK) st = sbx__array_new(mask_dtype(p->shape.kernel_size), 2, shape, 0, &m);
     if (st != SBX_OK) {
         sbx_array_free(y);
         return st;
@@ -399,10 +440,11 @@ sbx_status sbx_pool_backward_mask(const sbx_conv_plan *p, const sbx_array *mask,
     SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
     const int64_t width = p->shape.channels * p->shape.out_size, K = p->shape.kernel_size;
     SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", -1, width, &batch));
-    if (!mask || mask->dtype != SBX_UINT64 || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
+    const sbx_dtype mt = mask_dtype(K);
+    if (!mask || mask->dtype != mt || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
         (batch * width > 0 && !mask->data))
-        return sbx__error(SBX_ERR_ARG, "mask must be a uint64 array of %lld x %lld (from sbx_pool_forward_mask)",
-                          (long long)batch, (long long)width);
+        return sbx__error(SBX_ERR_ARG, "mask must be a %s array of %lld x %lld (from sbx_pool_forward_mask)",
+                          sbx_dtype_name(mt), (long long)batch, (long long)width);
     if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
     SBX_CHECK(new_output(p, batch, p->shape.in_size, &gx)); /* written map by map by the kernel */
     int nt = threads_for(batch * p->shape.channels, p->shape.out_size);
@@ -410,12 +452,12 @@ sbx_status sbx_pool_backward_mask(const sbx_conv_plan *p, const sbx_array *mask,
                         ? pool_backward_mask_f32(p, batch, mask->data, grad_out->data, gx->data, nt)
                         : pool_backward_mask_f64(p, batch, mask->data, grad_out->data, gx->data, nt);
     if (bad) { /* the kernel found a bit past the window (and did not follow it): name the first */
-        const uint64_t *bits = mask->data;
+        const int mb = mask_bytes(K);
         int64_t i = 0;
-        while (!(bits[i] >> K)) i++;
+        while (!(mask_get(mask->data, mb, i) >> K)) i++;
         sbx_array_free(gx);
         return sbx__error(SBX_ERR_ARG, "mask element %lld = %llu names a tap past the window's %lld", (long long)i,
-                          (unsigned long long)bits[i], (long long)K);
+                          (unsigned long long)mask_get(mask->data, mb, i), (long long)K);
     }
     *grad_images = gx;
     return SBX_OK;

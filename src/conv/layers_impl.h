@@ -802,14 +802,15 @@ static void NAME(pool_backward)(const sbx_conv_plan *p, int64_t batch, const T *
 }
 
 /* The forward pass, also writing each window's tap mask. */
-static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, uint64_t *mask, int nt) {
+static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const T *x, T *y, void *mask, int nt) {
     const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
     const int64_t spatial = in / C, maps = batch * C;
+    const int mb = mask_bytes(K);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t map = 0; map < maps; map++) {
         const int64_t b = map / C, c = map % C;
         T *ym = y + map * O;
-        uint64_t *mm = mask + map * O;
+        char *mm = (char *)mask + map * O * mb;
         if (p->base) {
             const T *xm = x + b * in + c * spatial;
             const int64_t row = p->shape.out[p->shape.ndim - 1], *restrict delta = p->delta;
@@ -819,7 +820,7 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
                     const T *w = xm + p->base[o], m = ym[o];
                     uint64_t bits = 0;
                     for (int64_t l = 0; l < K; l++) bits |= (uint64_t)(w[delta[l]] == m) << l;
-                    mm[o] = bits;
+                    mask_put(mm, mb, o, bits);
                 }
             }
         } else {
@@ -830,7 +831,7 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
                 uint64_t bits = 0;
                 for (int64_t l = 0; l < K; l++) bits |= (uint64_t)(go[l] >= 0 && xb[go[l]] == m) << l;
                 ym[o] = m;
-                mm[o] = bits;
+                mask_put(mm, mb, o, bits);
             }
         }
     }
@@ -840,72 +841,153 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
  * axis): each covered pixel lies in one window, so it is written once, the window's gradient when its
  * mask names it and 0 otherwise, with no zeroing pass and no read (zero_uncovered does the rest).
  * Returns the OR of the map's masks (for the caller's check of bits past the window). */
-__attribute__((always_inline)) static inline uint64_t NAME(unpool_map)(const sbx_conv_plan *p,
-                                                                        const uint64_t *restrict mm,
+/* A row of 2 x 2 windows side by side: each window's 4 pixels (top and bottom rows). Returns the OR
+ * of the masks. Half a window per lane of 32-byte vectors: each gradient and mask byte spread over two
+ * lanes, every lane keeping its value where its tap's bit is set (byte masks left the compiler's own
+ * vectorisation of this loop to rows of 32 windows and more). */
+__attribute__((always_inline)) static inline uint64_t NAME(unpool_row_2x2)(const uint8_t *restrict m,
+                                                                            const T *restrict g, T *restrict top,
+                                                                            T *restrict bottom, int64_t row) {
+    typedef T half_vec __attribute__((vector_size(32)));
+    typedef TI half_ivec __attribute__((vector_size(32)));
+    typedef T quarter_vec __attribute__((vector_size(16)));
+    typedef uint8_t bytes __attribute__((vector_size(16 / sizeof(T))));
+    typedef TI quarter_ivec __attribute__((vector_size(16)));
+    const int64_t per = 16 / (int64_t)sizeof(T); /* windows per step */
+    const half_ivec top_bits = {PAIR_BITS(1, 2)}, bottom_bits = {PAIR_BITS(4, 8)};
+    uint32_t any = 0;
+    int64_t i = 0;
+    for (; i + per <= row; i += per) {
+        quarter_vec gq;
+        bytes mb;
+        memcpy(&gq, g + i, sizeof gq);
+        memcpy(&mb, m + i, sizeof mb);
+        const quarter_ivec mq = __builtin_convertvector(mb, quarter_ivec);
+        const half_vec gv = __builtin_shufflevector(gq, gq, PAIR_LANES);
+        const half_ivec bits = __builtin_shufflevector(mq, mq, PAIR_LANES);
+        const half_vec t = (half_vec)((half_ivec)gv & ((bits & top_bits) != 0));
+        const half_vec u = (half_vec)((half_ivec)gv & ((bits & bottom_bits) != 0));
+        memcpy(top + 2 * i, &t, sizeof t);
+        memcpy(bottom + 2 * i, &u, sizeof u);
+        for (int64_t k = 0; k < per; k++) any |= m[i + k];
+    }
+    for (; i < row; i++) {
+        const uint32_t bits = m[i];
+        any |= bits;
+        top[2 * i] = bits & 1 ? g[i] : 0;
+        top[2 * i + 1] = bits & 2 ? g[i] : 0;
+        bottom[2 * i] = bits & 4 ? g[i] : 0;
+        bottom[2 * i + 1] = bits & 8 ? g[i] : 0;
+    }
+    return any;
+}
+
+/* A row of 3 x 3 windows side by side: 8 windows (24 pixels of each of their 3 rows) per step, as
+ * unpool_row_2x2: each output vector takes its windows' gradients and masks by a shuffle and keeps
+ * the lanes whose tap's bit is set. Returns the OR of the masks. */
+__attribute__((always_inline)) static inline uint64_t NAME(unpool_row_3x3)(const uint16_t *restrict m,
+                                                                            const T *restrict g, T *restrict top,
+                                                                            T *restrict mid, T *restrict bottom,
+                                                                            int64_t row) {
+    typedef T oct_vec __attribute__((vector_size(8 * sizeof(T))));
+    typedef TI oct_ivec __attribute__((vector_size(8 * sizeof(T))));
+    typedef uint16_t oct_masks __attribute__((vector_size(16)));
+    /* Output vector k of a step: the windows of its lanes, and the bit of each lane's tap in the window's top row. */
+    static const oct_ivec tap_bit[3] = {{1, 2, 4, 1, 2, 4, 1, 2}, {4, 1, 2, 4, 1, 2, 4, 1}, {2, 4, 1, 2, 4, 1, 2, 4}};
+    T *restrict const out[3] = {top, mid, bottom};
+    oct_ivec any = {0};
+    int64_t i = 0;
+    for (; i + 8 <= row; i += 8) {
+        oct_vec gq;
+        oct_masks mb;
+        memcpy(&gq, g + i, sizeof gq);
+        memcpy(&mb, m + i, sizeof mb);
+        const oct_ivec mq = __builtin_convertvector(mb, oct_ivec);
+        any |= mq;
+        const oct_vec gv[3] = {__builtin_shufflevector(gq, gq, 0, 0, 0, 1, 1, 1, 2, 2),
+                               __builtin_shufflevector(gq, gq, 2, 3, 3, 3, 4, 4, 4, 5),
+                               __builtin_shufflevector(gq, gq, 5, 5, 6, 6, 6, 7, 7, 7)};
+        const oct_ivec mv[3] = {__builtin_shufflevector(mq, mq, 0, 0, 0, 1, 1, 1, 2, 2),
+                                __builtin_shufflevector(mq, mq, 2, 3, 3, 3, 4, 4, 4, 5),
+                                __builtin_shufflevector(mq, mq, 5, 5, 6, 6, 6, 7, 7, 7)};
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 3; k++) {
+                const oct_vec v = (oct_vec)((oct_ivec)gv[k] & ((mv[k] & (tap_bit[k] << (3 * r))) != 0));
+                memcpy(out[r] + 3 * i + 8 * k, &v, sizeof v);
+            }
+    }
+    uint64_t seen = 0;
+    for (int l = 0; l < 8; l++) seen |= (uint64_t)any[l];
+    for (; i < row; i++) {
+        const uint32_t bits = m[i];
+        seen |= bits;
+        for (int t = 0; t < 3; t++) {
+            top[3 * i + t] = bits >> t & 1 ? g[i] : 0;
+            mid[3 * i + t] = bits >> (t + 3) & 1 ? g[i] : 0;
+            bottom[3 * i + t] = bits >> (t + 6) & 1 ? g[i] : 0;
+        }
+    }
+    return seen;
+}
+
+__attribute__((always_inline)) static inline uint64_t NAME(unpool_map)(const sbx_conv_plan *p, const void *mm,
                                                                         const T *restrict gm, T *restrict gxm) {
     const int last = p->shape.ndim - 1;
     const int64_t O = p->shape.out_size, row = p->shape.out[last], kl = p->shape.kernel[last], K = p->shape.kernel_size;
+    const int mb = mask_bytes(K);
+    const uint8_t *restrict m8 = mm; /* 2 x 2 windows: a byte each */
     uint64_t seen = 0;
     for (int64_t q = 0; q < O; q += row) {
         if (K == 4 && kl == 2) { /* 2 x 2 windows: both pixel rows of a window row in one pass over the masks */
-            T *restrict top = gxm + p->base[q] + p->delta[0], *restrict bottom = gxm + p->base[q] + p->delta[2];
-            for (int64_t i = 0; i < row; i++) {
-                const uint32_t bits = (uint32_t)mm[q + i];
-                seen |= mm[q + i];
-                top[2 * i] = bits & 1 ? gm[q + i] : 0;
-                top[2 * i + 1] = bits & 2 ? gm[q + i] : 0;
-                bottom[2 * i] = bits & 4 ? gm[q + i] : 0;
-                bottom[2 * i + 1] = bits & 8 ? gm[q + i] : 0;
-            }
+            seen |= NAME(unpool_row_2x2)(m8 + q, gm + q, gxm + p->base[q] + p->delta[0], gxm + p->base[q] + p->delta[2],
+                                         row);
             continue;
         }
-        if (K == 9 && kl == 3 && sizeof(T) == 4) { /* 3 x 3 windows, the same way (float: doubles do better below) */
-            T *restrict top = gxm + p->base[q] + p->delta[0], *restrict mid = gxm + p->base[q] + p->delta[3];
-            T *restrict bottom = gxm + p->base[q] + p->delta[6];
-            for (int64_t i = 0; i < row; i++) {
-                const uint32_t bits = (uint32_t)mm[q + i];
-                seen |= mm[q + i];
-                for (int t = 0; t < 3; t++) {
-                    top[3 * i + t] = bits >> t & 1 ? gm[q + i] : 0;
-                    mid[3 * i + t] = bits >> (t + 3) & 1 ? gm[q + i] : 0;
-                    bottom[3 * i + t] = bits >> (t + 6) & 1 ? gm[q + i] : 0;
-                }
-            }
+        if (K == 9 && kl == 3) { /* 3 x 3 windows, the same way */
+            T *gx0 = gxm + p->base[q];
+            seen |= NAME(unpool_row_3x3)((const uint16_t *)mm + q, gm + q, gx0 + p->delta[0], gx0 + p->delta[3],
+                                         gx0 + p->delta[6], row);
             continue;
         }
-        for (int64_t r = 0; r < K; r += kl) {
-            T *restrict dst = gxm + p->base[q] + p->delta[r];
-            if (kl == 2) {
-                for (int64_t i = 0; i < row; i++) {
-                    const uint32_t bits = (uint32_t)(mm[q + i] >> r);
-                    dst[2 * i] = bits & 1 ? gm[q + i] : 0;
-                    dst[2 * i + 1] = bits & 2 ? gm[q + i] : 0;
+        for (int64_t i0 = 0; i0 < row; i0 += 64) { /* the masks widened to 64 bits, 64 windows at a time */
+            const int64_t n = row - i0 < 64 ? row - i0 : 64;
+            const T *restrict gq = gm + q + i0;
+            uint64_t w[64];
+            mask_widen(mm, mb, q + i0, n, w);
+            for (int64_t i = 0; i < n; i++) seen |= w[i];
+            for (int64_t r = 0; r < K; r += kl) {
+                T *restrict dst = gxm + p->base[q] + p->delta[r] + kl * i0;
+                if (kl == 2) {
+                    for (int64_t i = 0; i < n; i++) {
+                        const uint32_t bits = (uint32_t)(w[i] >> r);
+                        dst[2 * i] = bits & 1 ? gq[i] : 0;
+                        dst[2 * i + 1] = bits & 2 ? gq[i] : 0;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if (kl == 3) {
-                for (int64_t i = 0; i < row; i++) {
-                    const uint32_t bits = (uint32_t)(mm[q + i] >> r);
-                    dst[3 * i] = bits & 1 ? gm[q + i] : 0;
-                    dst[3 * i + 1] = bits & 2 ? gm[q + i] : 0;
-                    dst[3 * i + 2] = bits & 4 ? gm[q + i] : 0;
+                if (kl == 3) {
+                    for (int64_t i = 0; i < n; i++) {
+                        const uint32_t bits = (uint32_t)(w[i] >> r);
+                        dst[3 * i] = bits & 1 ? gq[i] : 0;
+                        dst[3 * i + 1] = bits & 2 ? gq[i] : 0;
+                        dst[3 * i + 2] = bits & 4 ? gq[i] : 0;
+                    }
+                    continue;
                 }
-                continue;
+                for (int64_t t = 0; t < kl; t++)
+                    for (int64_t i = 0; i < n; i++) dst[i * kl + t] = (w[i] >> (r + t)) & 1 ? gq[i] : 0;
             }
-            for (int64_t t = 0; t < kl; t++)
-                for (int64_t i = 0; i < row; i++) dst[i * kl + t] = (mm[q + i] >> (r + t)) & 1 ? gm[q + i] : 0;
         }
-        for (int64_t i = 0; i < row; i++) seen |= mm[q + i];
     }
     return seen;
 }
 
 /* unpool_map compiled for 256-bit vectors at most (short rows, as pool_map) and for 512-bit ones. */
-SBX_CLONES_256 static uint64_t NAME(unpool_map_short)(const sbx_conv_plan *p, const uint64_t *restrict mm,
+SBX_CLONES_256 static uint64_t NAME(unpool_map_short)(const sbx_conv_plan *p, const void *mm,
                                                       const T *restrict gm, T *restrict gxm) {
     return NAME(unpool_map)(p, mm, gm, gxm);
 }
-SBX_CLONES static uint64_t NAME(unpool_map_long)(const sbx_conv_plan *p, const uint64_t *restrict mm,
+SBX_CLONES static uint64_t NAME(unpool_map_long)(const sbx_conv_plan *p, const void *mm,
                                                  const T *restrict gm, T *restrict gxm) {
     return NAME(unpool_map)(p, mm, gm, gxm);
 }
@@ -939,10 +1021,11 @@ static int NAME(tiles)(const sbx_conv_plan *p) {
 /* The backward pass from masks: each window's gradient goes to the taps its mask names. Every map's
  * block of gx is written (or zeroed, then added to) by the thread that fills it (gx arrives unfilled).
  * Returns 1 when some mask names a tap past the window (those bits are not followed). */
-static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const uint64_t *mask, const T *g, T *gx,
+static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const void *mask, const T *g, T *gx,
                                     int nt) {
     const int64_t O = p->shape.out_size, C = p->shape.channels, K = p->shape.kernel_size, in = p->shape.in_size;
     const int64_t spatial = in / C, maps = batch * C;
+    const int mb = mask_bytes(K);
     const uint64_t taps = K < 64 ? ((uint64_t)1 << K) - 1 : ~(uint64_t)0;
     const int tiled = NAME(tiles)(p);
     int bad = 0, covered = 1; /* covered: the windows cover every pixel */
@@ -950,7 +1033,7 @@ static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
     for (int64_t map = 0; map < maps; map++) {
         const int64_t b = map / C, c = map % C;
-        const uint64_t *mm = mask + map * O;
+        const char *mm = (const char *)mask + map * O * mb;
         const T *gm = g + map * O;
         T *gxb = gx + b * in;
         if (tiled) {
@@ -962,11 +1045,11 @@ static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const
             continue;
         }
         uint64_t past = 0;
-        for (int64_t o = 0; o < O; o++) past |= mm[o] & ~taps;
+        for (int64_t o = 0; o < O; o++) past |= mask_get(mm, mb, o) & ~taps;
         bad |= past != 0;
         memset(gxb + c * spatial, 0, (size_t)spatial * sizeof(T));
         for (int64_t o = 0; o < O; o++)
-            for (uint64_t bits = mm[o] & taps; bits; bits &= bits - 1) {
+            for (uint64_t bits = mask_get(mm, mb, o) & taps; bits; bits &= bits - 1) {
                 const int l = __builtin_ctzll(bits);
                 gxb[p->base ? c * spatial + p->base[o] + p->delta[l] : p->gather[o * p->width + c * K + l]] += gm[o];
             }

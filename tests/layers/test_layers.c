@@ -522,8 +522,13 @@ static void test_pool_gradient_ties(void **state) {
     sbx_conv_plan_free(p);
 }
 
-/* The training pair: forward with masks gives the same maxima, and the backward pass from the masks
- * the same gradient as sbx_pool_backward, ties and full mode included. */
+/* The mask type the documentation gives for windows of `taps` taps. */
+static sbx_dtype mask_dtype(int64_t taps) {
+    return taps <= 8 ? SBX_UINT8 : taps <= 16 ? SBX_UINT16 : taps <= 32 ? SBX_UINT32 : SBX_UINT64;
+}
+
+/* The training pair: forward with masks gives the same maxima (and masks of the documented type), and
+ * the backward pass from the masks the same gradient as sbx_pool_backward, ties and full mode included. */
 static void test_pool_masks(void **state) {
     (void)state;
     for (int trial = 0; trial < 60; trial++) {
@@ -536,6 +541,7 @@ static void test_pool_masks(void **state) {
         sbx_array *y, *y2, *mask, *gx, *gx2;
         assert_int_equal(sbx_pool_forward(p, x, &y), SBX_OK);
         assert_int_equal(sbx_pool_forward_mask(p, x, &y2, &mask), SBX_OK);
+        assert_int_equal(mask->dtype, mask_dtype(s.kernel_size));
         assert_memory_equal(y->data, y2->data, (size_t)sbx_array_numel(y) * sizeof(double));
         assert_int_equal(sbx_pool_backward(p, x, g, &gx), SBX_OK);
         assert_int_equal(sbx_pool_backward_mask(p, mask, g, &gx2), SBX_OK);
@@ -545,10 +551,12 @@ static void test_pool_masks(void **state) {
         for (size_t i = 0; i < 7; i++) sbx_array_free(all[i]);
         sbx_conv_plan_free(p);
     }
-    /* Windows side by side (stride = kernel), with and without pixels left over, short and long rows,
-     * float32 and float64: the backward pass from masks against sbx_pool_backward. */
+    /* Windows side by side (stride = kernel), with and without pixels left over, short and long rows
+     * (more than 64 windows too), masks of 1 to 8 bytes, float32 and float64: the backward pass from
+     * masks against sbx_pool_backward. */
     const int64_t tiled[][5] = {{2, 24, 24, 2, 2}, {2, 25, 23, 2, 2}, {1, 128, 128, 3, 3}, {3, 9, 40, 3, 2},
-                                {1, 7, 70, 1, 3},  {2, 6, 6, 3, 3},   {1, 8, 8, 2, 4}};
+                                {1, 7, 70, 1, 3},  {2, 6, 6, 3, 3},   {1, 8, 8, 2, 4},    {1, 8, 16, 4, 4},
+                                {1, 10, 20, 5, 5}, {2, 12, 13, 6, 6}, {1, 6, 204, 3, 3},  {2, 4, 265, 2, 4}};
     for (size_t t = 0; t < sizeof tiled / sizeof tiled[0]; t++)
         for (int dt = 0; dt < 2; dt++) {
             const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
@@ -563,6 +571,7 @@ static void test_pool_masks(void **state) {
             assert_int_equal(sbx_array_cast(x64, dtype, &x), SBX_OK);
             assert_int_equal(sbx_array_cast(g64, dtype, &g), SBX_OK);
             assert_int_equal(sbx_pool_forward_mask(p, x, &y, &mask), SBX_OK);
+            assert_int_equal(mask->dtype, mask_dtype(s.kernel_size));
             assert_int_equal(sbx_pool_backward(p, x, g, &gx), SBX_OK);
             assert_int_equal(sbx_pool_backward_mask(p, mask, g, &gx2), SBX_OK);
             assert_memory_equal(gx->data, gx2->data, (size_t)(2 * s.in_size) * sbx_dtype_size(dtype));
@@ -578,9 +587,9 @@ static void test_pool_masks(void **state) {
     assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
     sbx_array *x = random_matrix(1, 16), *g = random_matrix(1, 4), *y, *mask, *gx = NULL;
     assert_int_equal(sbx_pool_forward_mask(p, x, &y, &mask), SBX_OK);
-    ((uint64_t *)mask->data)[2] = 1u << 4; /* tap 4 of a 4-tap window */
+    ((uint8_t *)mask->data)[2] = 1u << 4; /* tap 4 of a 4-tap window */
     expect_error(sbx_pool_backward_mask(p, mask, g, &gx), SBX_ERR_ARG, "mask element 2 = 16 names a tap past");
-    expect_error(sbx_pool_backward_mask(p, x, g, &gx), SBX_ERR_ARG, "mask must be a uint64 array of 1 x 4");
+    expect_error(sbx_pool_backward_mask(p, x, g, &gx), SBX_ERR_ARG, "mask must be a uint8 array of 1 x 4");
     assert_null(gx);
     sbx_array_free(y);
     sbx_array_free(mask);
@@ -592,7 +601,7 @@ static void test_pool_masks(void **state) {
         assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT32, &p), SBX_OK);
         sbx_array *x6 = matrix(SBX_FLOAT32, 1, 36), *g6 = matrix(SBX_FLOAT32, 1, s.out_size);
         assert_int_equal(sbx_pool_forward_mask(p, x6, &y, &mask), SBX_OK);
-        ((uint64_t *)mask->data)[3] |= (uint64_t)1 << 9; /* tap 9 of a 9-tap window */
+        ((uint16_t *)mask->data)[3] |= 1u << 9; /* tap 9 of a 9-tap window */
         expect_error(sbx_pool_backward_mask(p, mask, g6, &gx), SBX_ERR_ARG, "mask element 3 = ");
         assert_null(gx);
         sbx_array *all[] = {x6, g6, y, mask};
