@@ -457,10 +457,13 @@ static void test_gradients(void **state) {
                     if (ndim == 2) in[0] = 5;
                     sbx_conv_shape s;
                     assert_int_equal(sbx_conv_shape_make(ndim, channels, in, k, st, (sbx_conv_mode)mode, &s), SBX_OK);
-                    const int64_t batch = 2, nkern = 2, O = s.out_size, W = s.channels * s.kernel_size;
+                    const int64_t batch = 2, O = s.out_size, W = s.channels * s.kernel_size;
                     /* Convolution and local connections are linear in each argument: a large step is
-                     * exact up to rounding. */
-                    for (int kind = CONV; kind <= LOCAL; kind++) {
+                     * exact up to rounding. 9 kernels take the paths for a vector of kernels or more
+                     * (the kernel gradient in the lanes, a full block of 8 in the direct kernel), for
+                     * the convolution only (local connections have no such path). */
+                    for (int64_t nkern = 2; nkern <= 9; nkern += 7)
+                    for (int kind = CONV; kind <= (nkern == 2 ? LOCAL : CONV); kind++) {
                         sbx_conv_plan *p;
                         sbx_array *x = random_matrix(batch, s.in_size), *r = random_matrix(batch, nkern * O);
                         sbx_array *kk = kind == CONV ? random_matrix(nkern, W) : random_matrix(W * nkern * O, -1);
@@ -474,9 +477,10 @@ static void test_gradients(void **state) {
                         }
                         double e = fmax(fd_error(kind, p, x, kk, b, r, x, gx, 0.5),
                                         fmax(fd_error(kind, p, x, kk, b, r, kk, gk, 0.5), fd_error(kind, p, x, kk, b, r, b, gb, 0.5)));
-                        if (e > 1e-6) fail_msg("%s ndim %d mode %d step %lld channels %lld: relative error %.3g",
-                                               kind == CONV ? "conv" : "local", ndim, mode, (long long)step,
-                                               (long long)channels, e);
+                        if (e > 1e-6)
+                            fail_msg("%s ndim %d mode %d step %lld channels %lld nkern %lld: relative error %.3g",
+                                     kind == CONV ? "conv" : "local", ndim, mode, (long long)step, (long long)channels,
+                                     (long long)nkern, e);
                         sbx_array *all[] = {x, r, kk, b, gx, gk, gb};
                         for (size_t i = 0; i < 7; i++) sbx_array_free(all[i]);
                         sbx_conv_plan_free(p);
