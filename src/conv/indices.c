@@ -19,7 +19,7 @@ typedef struct {
     int64_t pairs;
 } axis;
 
-static void axis_free(axis *a) { /* first, o and t share one block */
+static void axis_free(axis *a) { /* first, row and tap share one block */
     sbx__free(a->first);
     memset(a, 0, sizeof *a);
 }

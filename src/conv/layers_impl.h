@@ -384,8 +384,8 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
  * own lane: no reduction across lanes, and the same bits at any thread count. Each thread transposes
  * an image's gradient, for one block of kernels at a time, into its own buffer (positions x 2L), which
  * stays in its caches while the thread's items of that block pass over it. Versus kgrad_block: no
- * lanes spent on padding (the flat stretch's row pitch) and no sums across lanes, the multiply-adds
- * to loads of the forward kernel; measured faster on configs a, b and c in both dtypes. */
+ * lanes spent on padding (the flat stretch's row pitch), no sums across lanes, and the forward
+ * kernel's ratio of multiply-adds to loads; measured faster on configs a, b and c in both dtypes. */
 #define LANES_T ((int64_t)(64 / sizeof(T)))
 #define SWAP_A(h, i) (((i) & (h)) ? LANES_T + (i) - (h) : (i)) /* row r: its lanes i & h from row r + h */
 #define SWAP_B(h, i) (((i) & (h)) ? LANES_T + (i) : (i) + (h)) /* row r + h: its lanes !(i & h) from row r */
