@@ -326,13 +326,14 @@ sbx_status sbx_conv_indices(const sbx_conv_shape *s, int ws, int64_t nkern, sbx_
         if (nt == 1) {
             fill_columns(&pl, 0, sp, ip, m->indices, m->data);
             copy_maps(&pl, m, 0, 1);
-        } else {
+        } else { /* shares by loop index, not thread number: the team may have fewer threads than nt */
 #pragma omp parallel num_threads(nt)
             {
-                const int t = sbx__thread();
-                fill_columns(&pl, sp / nt * t, t + 1 == nt ? sp : sp / nt * (t + 1), ip, m->indices, m->data);
-#pragma omp barrier
-                copy_maps(&pl, m, t, nt);
+#pragma omp for schedule(static)
+                for (int t = 0; t < nt; t++) /* the first feature map's columns, a block per share */
+                    fill_columns(&pl, sp / nt * t, t + 1 == nt ? sp : sp / nt * (t + 1), ip, m->indices, m->data);
+#pragma omp for schedule(static)
+                for (int t = 0; t < nt; t++) copy_maps(&pl, m, t, nt); /* after the loop above's barrier */
             }
         }
     }

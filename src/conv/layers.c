@@ -257,15 +257,17 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         /* The kernel gradient with the kernels in the lanes; its workspace: a buffer of O x 2L per
          * thread, then every item's sums (KJ x 2L). */
         const int64_t items = f32 ? lanes_items_count_f32(p) : lanes_items_count_f64(p);
-        const int nk = threads_for(items, KJ * 2 * L * batch * O);
+        const int nt_lanes = threads_for(items, KJ * 2 * L * batch * O);
         int64_t count;
         void *work_lanes = NULL;
-        if (sbx_mul_i64(items, KJ * 2 * L, &count) != SBX_OK || sbx_add_i64(count, nk * O * 2 * L, &count) != SBX_OK)
+        if (sbx_mul_i64(items, KJ * 2 * L, &count) != SBX_OK ||
+            sbx_add_i64(count, nt_lanes * O * 2 * L, &count) != SBX_OK)
             st = sbx__error(SBX_ERR_OVERFLOW, "kernel gradient workspace size overflows");
         else
             st = sbx__alloc_raw(count, (size_t)es, &work_lanes, "kernel gradient workspace");
-        if (st == SBX_OK && f32) kgrad_lanes_f32(p, batch, images->data, grad_out->data, res[1]->data, work_lanes, nk);
-        if (st == SBX_OK && !f32) kgrad_lanes_f64(p, batch, images->data, grad_out->data, res[1]->data, work_lanes, nk);
+        const void *x = images->data, *g = grad_out->data;
+        if (st == SBX_OK && f32) kgrad_lanes_f32(p, batch, x, g, res[1]->data, work_lanes, nt_lanes);
+        if (st == SBX_OK && !f32) kgrad_lanes_f64(p, batch, x, g, res[1]->data, work_lanes, nt_lanes);
         sbx__free(work_lanes);
         done_kerns = 1;
     }

@@ -472,7 +472,8 @@ SBX_CLONES static void NAME(lanes_items)(const sbx_conv_plan *p, int64_t batch, 
     for (int64_t item = lo; item < hi; item++) {
         const int64_t n0 = item / groups * 2 * L, j0 = item % groups * KJ;
         for (int64_t n = n0; n < N && n < n0 + 2 * L; n++)
-            for (int64_t j = j0; j < W && j < j0 + KJ; j++) gk[n * W + j] = saved[item * per + (j - j0) * 2 * L + n - n0];
+            for (int64_t j = j0; j < W && j < j0 + KJ; j++)
+                gk[n * W + j] = saved[item * per + (j - j0) * 2 * L + n - n0];
     }
 }
 
@@ -480,9 +481,9 @@ SBX_CLONES static void NAME(lanes_items)(const sbx_conv_plan *p, int64_t batch, 
 static void NAME(kgrad_lanes)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g, T *gk, T *work, int nt) {
     const int64_t items = NAME(lanes_items_count)(p), buffer = p->shape.out_size * 2 * LANES_T;
     T *saved = work + nt * buffer;
-#pragma omp parallel num_threads(nt)
-    {
-        const int64_t t = sbx__thread(), lo = items * t / nt, hi = items * (t + 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static) /* by share, not thread number: the team may be smaller */
+    for (int64_t t = 0; t < nt; t++) {
+        const int64_t lo = items * t / nt, hi = items * (t + 1) / nt;
         if (lo < hi) NAME(lanes_items)(p, batch, x, g, lo, hi, saved, work + t * buffer, gk);
     }
 }

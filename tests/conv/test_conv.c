@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "common/golden.h"
 #include "core/internal.h"
@@ -251,6 +252,24 @@ static void test_threads(void **state) {
     for (int threads = 1; threads <= 3; threads++) {
         sbx_set_num_threads(threads);
         for (int i = 0; i < 3; i++) check_against_reference(&s[i], ws[i], nkern[i]);
+    }
+    /* Called from a parallel region of the caller's, the library's regions get one thread while it asks
+     * for 3 (nested regions are inactive): the shares are still all done. */
+    omp_set_max_active_levels(1);
+    for (int i = 0; i < 3; i++) {
+        sbx_sparse *one, *nested = NULL;
+        sbx_set_num_threads(1);
+        assert_int_equal(sbx_conv_indices(&s[i], ws[i], nkern[i], SBX_CSC, &one, NULL), SBX_OK);
+        sbx_set_num_threads(3);
+        sbx_status st = SBX_OK;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+        st = sbx_conv_indices(&s[i], ws[i], nkern[i], SBX_CSC, &nested, NULL);
+        assert_int_equal(st, SBX_OK);
+        assert_memory_equal(one->indices, nested->indices, (size_t)one->nnz * sizeof(int64_t));
+        assert_memory_equal(one->data, nested->data, (size_t)one->nnz * sizeof(int64_t));
+        sbx_sparse_free(one);
+        sbx_sparse_free(nested);
     }
     sbx_set_num_threads(0);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "common/golden.h"
 #include "core/internal.h"
@@ -746,7 +747,8 @@ static void test_adjoint_gradient(void **state) {
 }
 
 /* The kernel gradient of plan p on random data (a pixel infinite when with_inf) against sums written
- * with coordinates (inf and NaN where they have them), the same bits at 1, 2 and 3 threads. */
+ * with coordinates (inf and NaN where they have them), the same bits at 1, 2 and 3 threads and from
+ * inside a parallel region of the caller's. */
 static void check_kernel_gradient(const sbx_conv_shape *s, int64_t nkern, sbx_dtype dtype, int with_inf,
                                   const char *label) {
     const int64_t batch = 3, O = s->out_size, W = s->channels * s->kernel_size;
@@ -763,10 +765,20 @@ static void check_kernel_gradient(const sbx_conv_shape *s, int64_t nkern, sbx_dt
         sbx_set_num_threads(t + 1);
         assert_int_equal(sbx_conv_backward(p, x, kk, g, NULL, &gk[t], NULL), SBX_OK);
     }
+    /* From a parallel region of the caller's: the library's regions get one thread while it asks for 3. */
+    sbx_array *nested = NULL;
+    sbx_status st = SBX_OK;
+    omp_set_max_active_levels(1);
+#pragma omp parallel num_threads(2)
+#pragma omp single
+    st = sbx_conv_backward(p, x, kk, g, NULL, &nested, NULL);
+    assert_int_equal(st, SBX_OK);
     sbx_set_num_threads(0);
     const size_t bytes = (size_t)(nkern * W) * sbx_dtype_size(dtype);
     assert_memory_equal(gk[0]->data, gk[1]->data, bytes);
     assert_memory_equal(gk[0]->data, gk[2]->data, bytes);
+    assert_memory_equal(gk[0]->data, nested->data, bytes);
+    sbx_array_free(nested);
     sbx_array *got;
     assert_int_equal(sbx_array_cast(gk[0], SBX_FLOAT64, &got), SBX_OK);
     /* The sums on the values the plan saw (rounded to its dtype). */
@@ -812,24 +824,27 @@ static void test_kernel_gradient_flat(void **state) {
 
 /* The kernel gradient with the kernels in the vector lanes (a vector of kernels or more: 8 float64,
  * 16 float32): one or two vectors per block, blocks not full, tap groups not full, positions not a
- * multiple of the transposed tiles; 1-d, 2-d with a stride on the outer axis, 3-d. */
+ * multiple of the transposed tiles (taps in groups of 8: the last of 2, 4, 7 or 8); 1-d, 2-d with a
+ * stride on the outer axis, 3-d. */
 static void test_kernel_gradient_lanes(void **state) {
     (void)state;
     const int64_t in1 = 40, k1 = 5, in2[2] = {9, 20}, k2[2] = {3, 4}, st2[2] = {2, 1}, in3[3] = {4, 5, 6};
-    const int64_t k3[3] = {2, 2, 3};
-    sbx_conv_shape shapes[4];
+    const int64_t k3[3] = {2, 2, 3}, in2b[2] = {12, 30}, k2b[2] = {3, 5};
+    sbx_conv_shape shapes[5];
     assert_int_equal(sbx_conv_shape_make(1, 2, &in1, &k1, NULL, SBX_CONV_VALID, &shapes[0]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, NULL, SBX_CONV_VALID, &shapes[1]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, st2, SBX_CONV_VALID, &shapes[2]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(3, 2, in3, k3, NULL, SBX_CONV_VALID, &shapes[3]), SBX_OK);
-    const char *labels[4] = {"1-d", "2-d", "2-d, stride 2 x 1", "3-d"};
+    assert_int_equal(sbx_conv_shape_make(2, 1, in2b, k2b, NULL, SBX_CONV_VALID, &shapes[4]), SBX_OK);
+    const char *labels[5] = {"1-d", "2-d", "2-d, stride 2 x 1", "3-d", "2-d, 15 taps"};
     const int64_t nkerns[] = {8, 16, 20, 40};
-    for (int si = 0; si < 4; si++)
+    for (int si = 0; si < 5; si++)
         for (size_t ni = 0; ni < sizeof nkerns / sizeof nkerns[0]; ni++)
             for (int dt = 0; dt < 2; dt++)
                 for (int with_inf = 0; with_inf < 2; with_inf++) {
                     if (dt && nkerns[ni] < 16) continue; /* below a float32 vector: kgrad_block */
-                    check_kernel_gradient(&shapes[si], nkerns[ni], dt ? SBX_FLOAT32 : SBX_FLOAT64, with_inf, labels[si]);
+                    const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+                    check_kernel_gradient(&shapes[si], nkerns[ni], dtype, with_inf, labels[si]);
                 }
 }
 
