@@ -29,7 +29,7 @@
 #define MAPPED ((size_t)64 << 10) /* from here on, blocks are mapped and cached (docs/design.md: why 64 KiB) */
 #endif
 #define HUGE_MIN ((size_t)1 << 20) /* from here on, mapped blocks use huge pages */
-#define CACHE_SLOTS 8
+#define CACHE_SLOTS 16
 #define CACHE_BYTES ((size_t)256 << 20)
 
 typedef struct {
