@@ -71,17 +71,7 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(8) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1, 2, 2, 3, 3 /* each lane of a quarter vector twice (unpool_row_2x2) */
 #define PAIR_BITS(a, b) a, b, a, b, a, b, a, b
-#include "conv/layers_impl.h"
-#undef T
-#undef TI
-#undef NAME
-#undef GEMM
-#undef LOW_LANES
-#undef HIGH_LANES
-#undef EACH_LANE
-#undef TRANSPOSE_STAGES
-#undef PAIR_LANES
-#undef PAIR_BITS
+#include "conv/layers_impl.h" /* undefines the parameters above */
 #define T double
 #define TI int64_t
 #define NAME(x) x##_f64
@@ -92,17 +82,7 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1
 #define PAIR_BITS(a, b) a, b, a, b
-#include "conv/layers_impl.h"
-#undef T
-#undef TI
-#undef NAME
-#undef GEMM
-#undef LOW_LANES
-#undef HIGH_LANES
-#undef EACH_LANE
-#undef TRANSPOSE_STAGES
-#undef PAIR_LANES
-#undef PAIR_BITS
+#include "conv/layers_impl.h" /* undefines the parameters above */
 
 /* Threads for a loop over `items` each costing about `work` operations. */
 static int threads_for(int64_t items, int64_t work) {

@@ -1,6 +1,8 @@
-/* The typed layer kernels, included by layers.c once per element type with T, NAME(x) (a suffixing
- * macro) and GEMM (cblas_sgemm or cblas_dgemm) defined. Every output element is computed by one
- * thread in an order fixed by the shapes alone, so results do not depend on the thread count. */
+/* The typed layer kernels, included by layers.c once per element type with T, TI (the integer of
+ * T's width), NAME(x) (a suffixing macro), GEMM (cblas_sgemm or cblas_dgemm) and the lane lists
+ * (LOW_LANES, HIGH_LANES, EACH_LANE, TRANSPOSE_STAGES, PAIR_LANES, PAIR_BITS) defined; undefined again
+ * at the end. Every output element is computed by one thread in an order fixed by the shapes alone,
+ * so results do not depend on the thread count. */
 
 /* P (rows o0 .. o1-1 of out_size x width) for one image x: P[o][j] = x[gather[o][j]], or 0 where
  * the tap is outside the image. */
@@ -1057,3 +1059,14 @@ static int NAME(pool_backward_mask)(const sbx_conv_plan *p, int64_t batch, const
     }
     return bad;
 }
+
+#undef T
+#undef TI
+#undef NAME
+#undef GEMM
+#undef LOW_LANES
+#undef HIGH_LANES
+#undef EACH_LANE
+#undef TRANSPOSE_STAGES
+#undef PAIR_LANES
+#undef PAIR_BITS
