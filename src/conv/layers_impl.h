@@ -840,10 +840,6 @@ static void NAME(pool_forward_mask)(const sbx_conv_plan *p, int64_t batch, const
     }
 }
 
-/* The backward pass of a map whose windows sit side by side (direct path, stride = kernel along every
- * axis): each covered pixel lies in one window, so it is written once, the window's gradient when its
- * mask names it and 0 otherwise, with no zeroing pass and no read (zero_uncovered does the rest).
- * Returns the OR of the map's masks (for the caller's check of bits past the window). */
 /* A row of 2 x 2 windows side by side: each window's 4 pixels (top and bottom rows). Returns the OR
  * of the masks. Half a window per lane of 32-byte vectors: each gradient and mask byte spread over two
  * lanes, every lane keeping its value where its tap's bit is set (byte masks left the compiler's own
@@ -933,20 +929,23 @@ __attribute__((always_inline)) static inline uint64_t NAME(unpool_row_3x3)(const
     return seen;
 }
 
+/* The backward pass of a map whose windows sit side by side (direct path, stride = kernel along every
+ * axis): each covered pixel lies in one window, so it is written once, the window's gradient when its
+ * mask names it and 0 otherwise, with no zeroing pass and no read (zero_uncovered does the rest).
+ * Returns the OR of the map's masks (for the caller's check of bits past the window). */
 __attribute__((always_inline)) static inline uint64_t NAME(unpool_map)(const sbx_conv_plan *p, const void *mm,
                                                                         const T *restrict gm, T *restrict gxm) {
     const int last = p->shape.ndim - 1;
     const int64_t O = p->shape.out_size, row = p->shape.out[last], kl = p->shape.kernel[last], K = p->shape.kernel_size;
     const int mb = mask_bytes(K);
-    const uint8_t *restrict m8 = mm; /* 2 x 2 windows: a byte each */
     uint64_t seen = 0;
     for (int64_t q = 0; q < O; q += row) {
-        if (K == 4 && kl == 2) { /* 2 x 2 windows: both pixel rows of a window row in one pass over the masks */
-            seen |= NAME(unpool_row_2x2)(m8 + q, gm + q, gxm + p->base[q] + p->delta[0], gxm + p->base[q] + p->delta[2],
-                                         row);
+        if (K == 4 && kl == 2) { /* 2 x 2 windows (byte masks): a window row's pixel rows in one pass */
+            T *gx0 = gxm + p->base[q];
+            seen |= NAME(unpool_row_2x2)((const uint8_t *)mm + q, gm + q, gx0 + p->delta[0], gx0 + p->delta[2], row);
             continue;
         }
-        if (K == 9 && kl == 3) { /* 3 x 3 windows, the same way */
+        if (K == 9 && kl == 3) { /* 3 x 3 windows (16-bit masks), the same way */
             T *gx0 = gxm + p->base[q];
             seen |= NAME(unpool_row_3x3)((const uint16_t *)mm + q, gm + q, gx0 + p->delta[0], gx0 + p->delta[3],
                                          gx0 + p->delta[6], row);
