@@ -8,5 +8,6 @@
 #include "sparsebox/io.h"
 #include "sparsebox/conv.h"
 #include "sparsebox/random.h"
+#include "sparsebox/op.h"
 
 #endif
