@@ -98,8 +98,11 @@ typedef struct sbx_perform_ctx {
 } sbx_perform_ctx;
 
 /* An op class: a const table of functions (Aesara's Op, XNNPACK's operator descriptor). Every entry
- * is set in the library's classes; docs/op.md has a worked example. Messages name the op, the
- * input by position and name, what was expected and what came. */
+ * is set in the library's classes; a user's class needs name, make_node and perform, and may leave
+ * infer_shape (then make_node on the values' types), grad (then every input undefined),
+ * connection_pattern (then all connected), the props functions (then byte equality and hash) and
+ * state_free NULL. docs/op.md has a worked example. Messages name the op, the input by position and
+ * name, what was expected and what came. */
 struct sbx_op_class {
     const char *name;
     size_t props_size;
@@ -303,6 +306,8 @@ typedef struct sbx_add_props {
 typedef struct sbx_scale_props {
     double c;
 } sbx_scale_props;
+/* Transpose: (2-d x) -> x^T. */
+SBX_API extern const sbx_op_class sbx_op_transpose;
 /* Reshape: (x) -> x with shape[0..ndim-1]; one extent may be -1 (inferred). */
 typedef struct sbx_reshape_props {
     int ndim;

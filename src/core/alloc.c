@@ -94,8 +94,49 @@ static size_t physical_memory(void) {
     return ram_bytes;
 }
 
+static header *header_of(void *p) { return (header *)((char *)p - HEADER); }
+
+/* The pool entered on this thread (internal.h), or NULL. */
+static _Thread_local sbx__pool *pool_now;
+
+sbx__pool *sbx__pool_enter(sbx__pool *pool) {
+    sbx__pool *before = pool_now;
+    pool_now = pool;
+    return before;
+}
+
+/* The smallest pooled block of at least `bytes` (and at most twice that and a page), taken out of
+ * the pool, or NULL. */
+static void *from_pool(size_t bytes) {
+    sbx__pool *p = pool_now;
+    int best = -1;
+    for (int i = 0; i < p->n; i++) {
+        size_t c = header_of(p->blocks[i])->capacity;
+        if (c >= bytes && c <= 2 * bytes + PAGE && (best < 0 || c < header_of(p->blocks[best])->capacity)) best = i;
+    }
+    if (best < 0) return NULL;
+    void *b = p->blocks[best];
+    memmove(&p->blocks[best], &p->blocks[best + 1], (size_t)(--p->n - best) * sizeof b); /* keeps the age order */
+    return b;
+}
+
+void sbx__pool_release(sbx__pool *pool) {
+    if (!pool) return;
+    sbx__pool *before = sbx__pool_enter(NULL);
+    for (int i = 0; i < pool->n; i++) sbx__free(pool->blocks[i]);
+    pool->n = 0;
+    sbx__pool_enter(before == pool ? NULL : before);
+}
+
 /* A block of `bytes` usable bytes, zeroed when `zero` is set, or NULL. */
 static void *obtain(size_t bytes, int zero) {
+    if (pool_now && pool_now->serve) {
+        void *b = from_pool(bytes);
+        if (b) {
+            if (zero) memset(b, 0, bytes);
+            return b;
+        }
+    }
     const int64_t number = atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) + 1;
     const int64_t failing = atomic_load_explicit(&fail_at, memory_order_relaxed);
     if (failing > 0 && number == failing) return NULL;
@@ -129,10 +170,22 @@ static void *obtain(size_t bytes, int zero) {
     return start + HEADER;
 }
 
-static header *header_of(void *p) { return (header *)((char *)p - HEADER); }
-
 void sbx__free(void *p) {
     if (!p) return;
+    if (pool_now) { /* into the pool; when it is full the oldest block (one not asked for since) leaves it */
+        sbx__pool *pool = pool_now;
+        void *oldest = NULL;
+        if (pool->n == SBX_POOL_SLOTS) {
+            oldest = pool->blocks[0];
+            memmove(&pool->blocks[0], &pool->blocks[1], (size_t)--pool->n * sizeof p);
+        }
+        pool->blocks[pool->n++] = p;
+        if (!oldest) return;
+        pool_now = NULL;
+        sbx__free(oldest);
+        pool_now = pool;
+        return;
+    }
     header *h = header_of(p);
     if (!h->mapped) {
         free(h);

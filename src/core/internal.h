@@ -32,6 +32,23 @@ void sbx__free(void *p);
  * Returns how many allocations happened since the previous call. */
 int64_t sbx__alloc_fail_at(int64_t k);
 
+/* A pool of freed blocks, for compiled functions (src/op/function.c), which make the same
+ * allocations on every call. While a pool is entered on a thread, blocks that thread frees go into
+ * the pool (the oldest of SBX_POOL_SLOTS leaving it when it is full) and, once serve is set, its
+ * allocations take the smallest pooled block that fits first; those are not counted by
+ * sbx__alloc_fail_at, nor failed by it. A function's first call only fills the pool: served then, the
+ * blocks its kernels free could go to the outputs it keeps, and its second call would allocate
+ * them again. sbx__pool_enter returns the pool that was entered before (restore it with another
+ * enter); release frees every block. */
+#define SBX_POOL_SLOTS 64
+typedef struct sbx__pool {
+    void *blocks[SBX_POOL_SLOTS];
+    int n;
+    int serve;
+} sbx__pool;
+sbx__pool *sbx__pool_enter(sbx__pool *pool);
+void sbx__pool_release(sbx__pool *pool);
+
 /* Element conversion with the rules of sbx_array_cast. On a value that cannot be represented it
  * returns SBX_ERR_ARG with a message naming `what` and the element's position. */
 sbx_status sbx__cast(void *dst, sbx_dtype dst_dtype, const void *src, sbx_dtype src_dtype, int64_t n,

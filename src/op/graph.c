@@ -110,6 +110,8 @@ sbx_status sbx_apply(sbx_graph *g, const sbx_op_class *cls, const void *props, i
     sbx_type tin[SBX_OP_MAX_INPUTS], tout[SBX_OP_MAX_OUTPUTS];
     int nout = 0;
     if (!g || !cls) return sbx__error(SBX_ERR_ARG, "sbx_apply: graph or op class is NULL");
+    if (!cls->name || !cls->make_node || !cls->perform)
+        return sbx__error(SBX_ERR_ARG, "sbx_apply: an op class needs a name, make_node and perform");
     if (cls->props_size && !props) return sbx__error(SBX_ERR_ARG, "%s: properties are NULL", cls->name);
     if (nin < 0 || nin > SBX_OP_MAX_INPUTS || (nin > 0 && !in))
         return sbx__error(SBX_ERR_ARG, "%s: %d inputs (at most %d)", cls->name, nin, SBX_OP_MAX_INPUTS);
@@ -236,6 +238,7 @@ static sbx_status check_inputs(const sbx_node *n, const sbx_value *in) {
 sbx_status sbx_node_infer_shape(const sbx_node *n, const sbx_value *in, sbx_type *out) {
     if (!n || !out) return sbx__error(SBX_ERR_ARG, "sbx_node_infer_shape: node or out is NULL");
     SBX_CHECK(check_inputs(n, in));
+    if (!n->op.cls->infer_shape) return sbx__infer_from_types(&n->op, n->nin, in, n->nout, out);
     return n->op.cls->infer_shape(&n->op, n->nin, in, n->nout, out);
 }
 
@@ -263,9 +266,20 @@ sbx_status sbx_node_grad(sbx_graph *g, const sbx_node *n, sbx_var *const *gout, 
         answer[i] = SBX_GRAD_DISCONNECTED;
         reason[i] = NULL;
     }
+    if (!n->op.cls->grad) { /* a user's class without one */
+        for (int i = 0; i < n->nin; i++) {
+            answer[i] = SBX_GRAD_UNDEFINED;
+            reason[i] = "the op class has no grad";
+        }
+        return SBX_OK;
+    }
     return n->op.cls->grad(g, n, gout, gin, answer, reason);
 }
 
 void sbx_node_connection_pattern(const sbx_node *n, int *pattern) {
-    if (n && pattern) n->op.cls->connection_pattern(&n->op, n->nin, n->nout, pattern);
+    if (!n || !pattern) return;
+    if (n->op.cls->connection_pattern)
+        n->op.cls->connection_pattern(&n->op, n->nin, n->nout, pattern);
+    else
+        sbx__all_connected(&n->op, n->nin, n->nout, pattern);
 }

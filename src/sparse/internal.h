@@ -18,4 +18,11 @@ sbx_status sbx__sparse_bad_index(const sbx_sparse *m, const char *name, int64_t 
 /* The line (row of CSR, column of CSC) holding position p, by binary search on indptr. */
 int64_t sbx__sparse_line_of(const sbx_sparse *m, int64_t p);
 
+/* sbx_sparse_dot_dense and sbx_dense_dot_sparse into an m x n array c the caller made (the op layer's output
+ * storage): c must have the operands' dtype and the product's shape and must not share the dense operand's
+ * data (SBX_ERR_ARG naming c otherwise); what it holds on entry does not matter (it is overwritten). The
+ * results are the public functions' to the bit. */
+sbx_status sbx__sparse_dot_dense_into(const sbx_sparse *a, const sbx_array *b, sbx_array *c);
+sbx_status sbx__dense_dot_sparse_into(const sbx_array *a, const sbx_sparse *b, sbx_array *c);
+
 #endif
