@@ -1,6 +1,7 @@
 /* Convolution, local connections and max pooling: forward and backward, executed from a plan.
- * Every entry point checks its arguments, allocates its outputs and a workspace, then runs the typed
- * kernels of layers_impl.h. */
+ * The _into functions (layers.h) check their arguments and write into output arrays the caller made,
+ * with a workspace of their own, running the typed kernels of layers_impl.h; the public entry points
+ * allocate the outputs and call them. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -91,17 +92,12 @@ static int threads_for(int64_t items, int64_t work) {
     return items * work < 50000 ? 1 : t;
 }
 
-/* A new zeroed rows x cols array of the plan's dtype into *out (untouched on failure); cols < 0 makes
- * a vector of rows. new_output leaves it unfilled, for outputs the kernels write whole. */
-static sbx_status new_array(const sbx_conv_plan *p, int64_t rows, int64_t cols, int zero, sbx_array **out) {
-    int64_t shape[2] = {rows, cols};
-    return sbx__array_new(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, zero, out);
-}
-static sbx_status new_matrix(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
-    return new_array(p, rows, cols, 1, out);
-}
+/* A new rows x cols array of the plan's dtype into *out (untouched on failure), unfilled: the _into
+ * functions write every element, zeroing first what their kernels add into. cols < 0 makes a vector
+ * of rows. */
 static sbx_status new_output(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
-    return new_array(p, rows, cols, 0, out);
+    int64_t shape[2] = {rows, cols};
+    return sbx__array_new(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, 0, out);
 }
 
 static void free_all(sbx_array **a, int n) {
@@ -111,20 +107,77 @@ static void free_all(sbx_array **a, int n) {
     }
 }
 
-sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
-                            const sbx_array *bias, sbx_array **out) {
+/* The wrappers' ending: *out = a on success, else a freed (and *out untouched). */
+static sbx_status hand_over(sbx_status st, sbx_array *a, sbx_array **out) {
+    if (st != SBX_OK) {
+        sbx_array_free(a);
+        return st;
+    }
+    *out = a;
+    return SBX_OK;
+}
+
+/* Zeroes an output whose kernel adds into it. */
+static void zero_array(sbx_array *a) {
+    const int64_t n = sbx_array_numel(a);
+    if (n > 0) memset(a->data, 0, (size_t)n * sbx_dtype_size(a->dtype));
+}
+
+/* Local connections: kerns is the vector of all weights, bias one per output unit. */
+static int64_t local_weights(const sbx_conv_plan *p) { return p->width * p->nkern * p->shape.out_size; }
+
+/* The inputs of a convolution or local-connections execution: a plan of the kind, images (their
+ * number into *batch), kerns, the bias when given, and grad_out for a backward pass. */
+static sbx_status layer_inputs(const sbx_conv_plan *p, sbx__plan_kind kind, const sbx_array *images,
+                               const sbx_array *kerns, const sbx_array *bias, int backward, const sbx_array *grad_out,
+                               int64_t *batch) {
+    SBX_CHECK(sbx__layer_plan(p, kind));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, batch));
+    const int64_t U = p->nkern * p->shape.out_size;
+    if (kind == PLAN_CONV)
+        SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
+    else
+        SBX_CHECK(sbx__layer_array(p, kerns, "kerns", 0, -local_weights(p), NULL));
+    if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, kind == PLAN_CONV ? -p->nkern : -U, NULL));
+    if (backward) SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", *batch, U, NULL));
+    return SBX_OK;
+}
+
+/* An array the caller made for an output: of the plan's dtype and rows x cols (cols < 0: a vector of
+ * -cols), and none of the arrays of others (the inputs, and the outputs checked before it), which
+ * the kernels read or write while they write it. */
+static sbx_status layer_output(const sbx_conv_plan *p, const sbx_array *a, const char *name, int64_t rows,
+                               int64_t cols, const sbx_array *const *others, int nothers) {
+    SBX_CHECK(sbx__layer_array(p, a, name, rows, cols, NULL));
+    for (int i = 0; i < nothers; i++)
+        if (others[i] && (others[i] == a || (a->data && others[i]->data == a->data)))
+            return sbx__error(SBX_ERR_ARG, "%s shares its data with an input or another output; an output needs an "
+                              "array of its own", name);
+    return SBX_OK;
+}
+
+/* A tap mask array: of the mask dtype for the plan's windows, batch x width. */
+static sbx_status mask_array(const sbx_conv_plan *p, const sbx_array *mask, int64_t batch, int64_t width,
+                             const char *from) {
+    const sbx_dtype mt = sbx__pool_mask_dtype(p->shape.kernel_size);
+    if (!mask || mask->dtype != mt || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
+        (batch * width > 0 && !mask->data))
+        return sbx__error(SBX_ERR_ARG, "mask must be a %s array of %lld x %lld%s", sbx_dtype_name(mt),
+                          (long long)batch, (long long)width, from);
+    return SBX_OK;
+}
+
+sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                  const sbx_array *bias, sbx_array *out) {
     int64_t batch;
-    sbx_array *y = NULL;
     void *work = NULL;
-    SBX_CHECK(sbx__layer_plan(p, PLAN_CONV));
-    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
-    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
-    if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, -p->nkern, NULL));
-    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, bias, 0, NULL, &batch));
+    const sbx_array *in[3] = {images, kerns, bias};
+    SBX_CHECK(layer_output(p, out, "out", batch, p->nkern * p->shape.out_size, in, 3));
     int64_t ws;
     int nt = threads_for(batch * p->tiles, p->nkern * p->tile * p->width);
-    sbx_status st = new_output(p, batch, p->nkern * p->shape.out_size, &y);
-    if (st == SBX_OK && sbx_mul_i64(p->tile * p->width, nt, &ws) != SBX_OK)
+    sbx_status st = SBX_OK;
+    if (sbx_mul_i64(p->tile * p->width, nt, &ws) != SBX_OK)
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
     if (st == SBX_OK && batch > 0 && p->taps) { /* the direct kernel, on kernels padded to NB rows */
@@ -136,24 +189,29 @@ sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, con
             nt = threads_for(batch * (p->shape.out_size / p->shape.out[p->shape.ndim - 1]),
                              p->nkern * p->shape.out[p->shape.ndim - 1] * p->width);
             if (p->dtype == SBX_FLOAT32)
-                conv_direct_f32(p, batch, images->data, kp, bias ? bias->data : NULL, y->data, nt);
+                conv_direct_f32(p, batch, images->data, kp, bias ? bias->data : NULL, out->data, nt);
             else
-                conv_direct_f64(p, batch, images->data, kp, bias ? bias->data : NULL, y->data, nt);
+                conv_direct_f64(p, batch, images->data, kp, bias ? bias->data : NULL, out->data, nt);
         }
         sbx__free(kp);
     } else if (st == SBX_OK && batch > 0) {
         if (p->dtype == SBX_FLOAT32)
-            conv_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, work, nt);
+            conv_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, nt);
         else
-            conv_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, work, nt);
+            conv_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, nt);
     }
     sbx__free(work);
-    if (st != SBX_OK) {
-        sbx_array_free(y);
-        return st;
-    }
-    *out = y;
-    return SBX_OK;
+    return st;
+}
+
+sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                            const sbx_array *bias, sbx_array **out) {
+    int64_t batch;
+    sbx_array *y = NULL;
+    SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, bias, 0, NULL, &batch));
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    SBX_CHECK(new_output(p, batch, p->nkern * p->shape.out_size, &y));
+    return hand_over(sbx__conv_forward_into(p, images, kerns, bias, y), y, out);
 }
 
 /* The image gradient of a stride-1 convolution through its adjoint plan: the direct kernel over the
@@ -200,40 +258,41 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
     return st;
 }
 
-sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
-                             const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
-                             sbx_array **grad_bias) {
+sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                   const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
+                                   sbx_array *grad_bias) {
     int64_t batch;
-    sbx_array *res[3] = {NULL, NULL, NULL};
     void *work = NULL, *partial = NULL;
-    SBX_CHECK(sbx__layer_plan(p, PLAN_CONV));
-    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
-    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", p->nkern, p->width, NULL));
-    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, p->nkern * p->shape.out_size, NULL));
+    SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, NULL, 1, grad_out, &batch));
+    const sbx_array *seen[5] = {images, kerns, grad_out, grad_images, grad_kerns};
+    if (grad_images) SBX_CHECK(layer_output(p, grad_images, "grad_images", batch, p->shape.in_size, seen, 3));
+    if (grad_kerns) SBX_CHECK(layer_output(p, grad_kerns, "grad_kerns", p->nkern, p->width, seen, 4));
+    if (grad_bias) SBX_CHECK(layer_output(p, grad_bias, "grad_bias", 0, -p->nkern, seen, 5));
     const int64_t N = p->nkern, W = p->width, nblocks = (batch * p->tiles + BLOCK - 1) / BLOCK;
     int nt = threads_for(batch * p->tiles, N * p->tile * W);
     int64_t ws = 0, ps = 0;
     int done_images = 0, done_kerns = 0;
     sbx_status st = SBX_OK;
-    if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
-    if (st == SBX_OK && grad_kerns) st = new_matrix(p, N, W, &res[1]);
-    if (st == SBX_OK && grad_bias) st = new_matrix(p, N, -1, &res[2]);
-    /* The workspace and the partial sums serve only the gather path: skipped when the direct kernels
-     * take both gradients (they were zeroed for nothing on every call). */
+    /* The gather path adds into its gradients, as the bias gradient does; the direct kernels write
+     * theirs whole. The workspace and the partial sums serve only the gather path: skipped when the
+     * direct kernels take both gradients (they were zeroed for nothing on every call). */
     const int gather_images = grad_images && !(p->adjoint && batch > 0);
     const int gather_kerns = grad_kerns && !(p->taps && batch > 0);
-    if (st == SBX_OK && (sbx_mul_i64(p->tile * W, nt, &ws) != SBX_OK || sbx_mul_i64(nblocks, N * W, &ps) != SBX_OK))
+    if (gather_images) zero_array(grad_images);
+    if (gather_kerns) zero_array(grad_kerns);
+    if (grad_bias) zero_array(grad_bias);
+    if (sbx_mul_i64(p->tile * W, nt, &ws) != SBX_OK || sbx_mul_i64(nblocks, N * W, &ps) != SBX_OK)
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK && (gather_images || gather_kerns))
         st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
     if (st == SBX_OK && gather_kerns) st = sbx__alloc(ps, sbx_dtype_size(p->dtype), &partial, "kernel gradient partials");
-    if (st == SBX_OK && res[0] && p->adjoint && batch > 0) { /* the image gradient as a direct convolution */
-        st = adjoint_gradient(p, batch, kerns->data, grad_out->data, res[0]->data);
+    if (st == SBX_OK && grad_images && p->adjoint && batch > 0) { /* the image gradient as a direct convolution */
+        st = adjoint_gradient(p, batch, kerns->data, grad_out->data, grad_images->data);
         if (st == SBX_OK) done_images = 1;
     }
     const int f32 = p->dtype == SBX_FLOAT32;
     const int64_t es = (int64_t)sbx_dtype_size(p->dtype), L = 64 / es, O = p->shape.out_size;
-    if (st == SBX_OK && res[1] && p->taps && batch > 0 && N >= L && O <= LANES_BUFFER / (2 * L * es)) {
+    if (st == SBX_OK && grad_kerns && p->taps && batch > 0 && N >= L && O <= LANES_BUFFER / (2 * L * es)) {
         /* The kernel gradient with the kernels in the lanes; its workspace: a buffer of O x 2L per
          * thread, then every item's sums (KJ x 2L). */
         const int64_t items = f32 ? lanes_items_count_f32(p) : lanes_items_count_f64(p);
@@ -246,12 +305,12 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
         else
             st = sbx__alloc_raw(count, (size_t)es, &work_lanes, "kernel gradient workspace");
         const void *x = images->data, *g = grad_out->data;
-        if (st == SBX_OK && f32) kgrad_lanes_f32(p, batch, x, g, res[1]->data, work_lanes, nt_lanes);
-        if (st == SBX_OK && !f32) kgrad_lanes_f64(p, batch, x, g, res[1]->data, work_lanes, nt_lanes);
+        if (st == SBX_OK && f32) kgrad_lanes_f32(p, batch, x, g, grad_kerns->data, work_lanes, nt_lanes);
+        if (st == SBX_OK && !f32) kgrad_lanes_f64(p, batch, x, g, grad_kerns->data, work_lanes, nt_lanes);
         sbx__free(work_lanes);
         done_kerns = 1;
     }
-    if (st == SBX_OK && res[1] && p->taps && batch > 0 && !done_kerns) { /* the kernel gradient by the direct kernel */
+    if (st == SBX_OK && grad_kerns && p->taps && batch > 0 && !done_kerns) { /* by the direct kernel */
         int nk = threads_for((N + KB - 1) / KB * ((W + JB - 1) / JB), KB * JB * batch * p->shape.out_size);
         void *gflat = NULL; /* the flat stretch when it applies and its memory is had (else the rows) */
         if (f32 ? kgrad_flat_f32(p, batch, images->data, nt) : kgrad_flat_f64(p, batch, images->data, nt)) {
@@ -264,15 +323,15 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
             if (gflat && !f32) flatten_grad_f64(p, batch, grad_out->data, gflat, nt);
         }
         if (f32)
-            kgrad_direct_f32(p, batch, images->data, grad_out->data, gflat, res[1]->data, nk);
+            kgrad_direct_f32(p, batch, images->data, grad_out->data, gflat, grad_kerns->data, nk);
         else
-            kgrad_direct_f64(p, batch, images->data, grad_out->data, gflat, res[1]->data, nk);
+            kgrad_direct_f64(p, batch, images->data, grad_out->data, gflat, grad_kerns->data, nk);
         sbx__free(gflat);
         done_kerns = 1;
     }
     if (st == SBX_OK) {
-        void *gx = res[0] && !done_images ? res[0]->data : NULL, *gk = res[1] && !done_kerns ? res[1]->data : NULL;
-        void *gb = res[2] ? res[2]->data : NULL;
+        void *gx = grad_images && !done_images ? grad_images->data : NULL;
+        void *gk = grad_kerns && !done_kerns ? grad_kerns->data : NULL, *gb = grad_bias ? grad_bias->data : NULL;
         if (p->dtype == SBX_FLOAT32)
             conv_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, partial, nt);
         else
@@ -280,6 +339,25 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     }
     sbx__free(work);
     sbx__free(partial);
+    return st;
+}
+
+/* The backward wrappers: a new unfilled array for each gradient asked for, then the _into function. */
+static sbx_status backward_wrapper(const sbx_conv_plan *p, sbx__plan_kind kind, const sbx_array *images,
+                                   const sbx_array *kerns, const sbx_array *grad_out, sbx_array **grad_images,
+                                   sbx_array **grad_kerns, sbx_array **grad_bias) {
+    int64_t batch;
+    sbx_array *res[3] = {NULL, NULL, NULL};
+    SBX_CHECK(layer_inputs(p, kind, images, kerns, NULL, 1, grad_out, &batch));
+    const int local = kind == PLAN_LOCAL;
+    sbx_status st = SBX_OK;
+    if (grad_images) st = new_output(p, batch, p->shape.in_size, &res[0]);
+    if (st == SBX_OK && grad_kerns)
+        st = local ? new_output(p, local_weights(p), -1, &res[1]) : new_output(p, p->nkern, p->width, &res[1]);
+    if (st == SBX_OK && grad_bias) st = new_output(p, local ? p->nkern * p->shape.out_size : p->nkern, -1, &res[2]);
+    if (st == SBX_OK)
+        st = (local ? sbx__local_backward_into : sbx__conv_backward_into)(p, images, kerns, grad_out, res[0], res[1],
+                                                                          res[2]);
     if (st != SBX_OK) {
         free_all(res, 3);
         return st;
@@ -290,57 +368,62 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     return SBX_OK;
 }
 
-/* Local connections: kerns is the vector of all weights, bias one per output unit. */
-static int64_t local_weights(const sbx_conv_plan *p) { return p->width * p->nkern * p->shape.out_size; }
+sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                             const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
+                             sbx_array **grad_bias) {
+    return backward_wrapper(p, PLAN_CONV, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
+}
+
+sbx_status sbx__local_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                   const sbx_array *bias, sbx_array *out) {
+    int64_t batch;
+    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, bias, 0, NULL, &batch));
+    const sbx_array *in[3] = {images, kerns, bias};
+    SBX_CHECK(layer_output(p, out, "out", batch, p->nkern * p->shape.out_size, in, 3));
+    int nt = threads_for(batch * p->nkern, p->shape.out_size * p->width);
+    if (p->dtype == SBX_FLOAT32)
+        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, nt);
+    else
+        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, nt);
+    return SBX_OK;
+}
 
 sbx_status sbx_local_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                              const sbx_array *bias, sbx_array **out) {
     int64_t batch;
     sbx_array *y = NULL;
-    SBX_CHECK(sbx__layer_plan(p, PLAN_LOCAL));
-    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
-    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", 0, -local_weights(p), NULL));
-    const int64_t U = p->nkern * p->shape.out_size;
-    if (bias) SBX_CHECK(sbx__layer_array(p, bias, "bias", 0, -U, NULL));
+    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, bias, 0, NULL, &batch));
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
-    SBX_CHECK(new_output(p, batch, U, &y));
-    int nt = threads_for(batch * p->nkern, p->shape.out_size * p->width);
+    SBX_CHECK(new_output(p, batch, p->nkern * p->shape.out_size, &y));
+    return hand_over(sbx__local_forward_into(p, images, kerns, bias, y), y, out);
+}
+
+sbx_status sbx__local_backward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                    const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
+                                    sbx_array *grad_bias) {
+    int64_t batch;
+    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, NULL, 1, grad_out, &batch));
+    const int64_t U = p->nkern * p->shape.out_size;
+    const sbx_array *seen[5] = {images, kerns, grad_out, grad_images, grad_kerns};
+    if (grad_images) SBX_CHECK(layer_output(p, grad_images, "grad_images", batch, p->shape.in_size, seen, 3));
+    if (grad_kerns) SBX_CHECK(layer_output(p, grad_kerns, "grad_kerns", 0, -local_weights(p), seen, 4));
+    if (grad_bias) SBX_CHECK(layer_output(p, grad_bias, "grad_bias", 0, -U, seen, 5));
+    if (grad_images) zero_array(grad_images); /* added into; the weights' gradient is written whole */
+    if (grad_bias) zero_array(grad_bias);
+    void *gx = grad_images ? grad_images->data : NULL, *gk = grad_kerns ? grad_kerns->data : NULL;
+    void *gb = grad_bias ? grad_bias->data : NULL;
+    int nt = threads_for(batch > U ? batch : U, p->width);
     if (p->dtype == SBX_FLOAT32)
-        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, nt);
+        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
     else
-        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, y->data, nt);
-    *out = y;
+        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
     return SBX_OK;
 }
 
 sbx_status sbx_local_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                               const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
                               sbx_array **grad_bias) {
-    int64_t batch;
-    sbx_array *res[3] = {NULL, NULL, NULL};
-    SBX_CHECK(sbx__layer_plan(p, PLAN_LOCAL));
-    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
-    SBX_CHECK(sbx__layer_array(p, kerns, "kerns", 0, -local_weights(p), NULL));
-    const int64_t U = p->nkern * p->shape.out_size;
-    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, U, NULL));
-    sbx_status st = SBX_OK;
-    if (grad_images) st = new_matrix(p, batch, p->shape.in_size, &res[0]);
-    if (st == SBX_OK && grad_kerns) st = new_matrix(p, local_weights(p), -1, &res[1]);
-    if (st == SBX_OK && grad_bias) st = new_matrix(p, U, -1, &res[2]);
-    if (st != SBX_OK) {
-        free_all(res, 3);
-        return st;
-    }
-    void *gx = res[0] ? res[0]->data : NULL, *gk = res[1] ? res[1]->data : NULL, *gb = res[2] ? res[2]->data : NULL;
-    int nt = threads_for(batch > U ? batch : U, p->width);
-    if (p->dtype == SBX_FLOAT32)
-        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
-    else
-        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
-    if (grad_images) *grad_images = res[0];
-    if (grad_kerns) *grad_kerns = res[1];
-    if (grad_bias) *grad_bias = res[2];
-    return SBX_OK;
+    return backward_wrapper(p, PLAN_LOCAL, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
 }
 
 sbx_status sbx_pool_forward(const sbx_conv_plan *p, const sbx_array *images, sbx_array **out) {
@@ -367,7 +450,8 @@ sbx_status sbx_pool_backward(const sbx_conv_plan *p, const sbx_array *images, co
     SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
     SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", batch, p->shape.channels * p->shape.out_size, NULL));
     if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
-    SBX_CHECK(new_matrix(p, batch, p->shape.in_size, &gx));
+    const int64_t shape[2] = {batch, p->shape.in_size};
+    SBX_CHECK(sbx__array_new(p->dtype, 2, shape, 1, &gx)); /* zeroed: the kernel adds into it */
     int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size); /* a map a step */
     void *work = NULL;
     sbx_status st = sbx__alloc_raw(nt * p->shape.out[p->shape.ndim - 1], sbx_dtype_size(p->dtype), &work, "pooling workspace");
@@ -384,34 +468,87 @@ sbx_status sbx_pool_backward(const sbx_conv_plan *p, const sbx_array *images, co
     return SBX_OK;
 }
 
-static sbx_dtype mask_dtype(int64_t taps) {
+sbx_dtype sbx__pool_mask_dtype(int64_t taps) {
     const int mb = mask_bytes(taps);
     return mb == 1 ? SBX_UINT8 : mb == 2 ? SBX_UINT16 : mb == 4 ? SBX_UINT32 : SBX_UINT64;
+}
+
+/* The inputs of sbx_pool_forward_mask (outputs: whether both output pointers are set), *batch from
+ * images. */
+static sbx_status pool_mask_inputs(const sbx_conv_plan *p, const sbx_array *images, int outputs, int64_t *batch) {
+    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
+    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, batch));
+    if (!outputs) return sbx__error(SBX_ERR_ARG, "out or mask is NULL");
+    if (p->shape.kernel_size > 64)
+        return sbx__error(SBX_ERR_UNSUPPORTED, "pool windows of %lld taps: a mask holds at most 64 (use sbx_pool_backward)",
+                          (long long)p->shape.kernel_size);
+    return SBX_OK;
+}
+
+sbx_status sbx__pool_forward_mask_into(const sbx_conv_plan *p, const sbx_array *images, sbx_array *out,
+                                       sbx_array *mask) {
+    int64_t batch;
+    SBX_CHECK(pool_mask_inputs(p, images, out && mask, &batch));
+    const int64_t width = p->shape.channels * p->shape.out_size;
+    const sbx_array *seen[2] = {images, out};
+    SBX_CHECK(layer_output(p, out, "out", batch, width, seen, 1));
+    SBX_CHECK(mask_array(p, mask, batch, width, ""));
+    for (int i = 0; i < 2; i++)
+        if (seen[i] == mask || (mask->data && seen[i]->data == mask->data))
+            return sbx__error(SBX_ERR_ARG, "mask shares its data with images or out; it needs an array of its own");
+    int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size);
+    if (p->dtype == SBX_FLOAT32)
+        pool_forward_mask_f32(p, batch, images->data, out->data, mask->data, nt);
+    else
+        pool_forward_mask_f64(p, batch, images->data, out->data, mask->data, nt);
+    return SBX_OK;
 }
 
 sbx_status sbx_pool_forward_mask(const sbx_conv_plan *p, const sbx_array *images, sbx_array **out, sbx_array **mask) {
     int64_t batch;
     sbx_array *y = NULL, *m = NULL;
-    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
-    SBX_CHECK(sbx__layer_array(p, images, "images", -1, p->shape.in_size, &batch));
-    if (!out || !mask) return sbx__error(SBX_ERR_ARG, "out or mask is NULL");
-    if (p->shape.kernel_size > 64)
-        return sbx__error(SBX_ERR_UNSUPPORTED, "pool windows of %lld taps: a mask holds at most 64 (use sbx_pool_backward)",
-                          (long long)p->shape.kernel_size);
+    SBX_CHECK(pool_mask_inputs(p, images, out && mask, &batch));
     const int64_t shape[2] = {batch, p->shape.channels * p->shape.out_size};
     sbx_status st = new_output(p, batch, shape[1], &y);
-    if (st == SBX_OK) st = sbx__array_new(mask_dtype(p->shape.kernel_size), 2, shape, 0, &m);
+    if (st == SBX_OK) st = sbx__array_new(sbx__pool_mask_dtype(p->shape.kernel_size), 2, shape, 0, &m);
+    if (st == SBX_OK) st = sbx__pool_forward_mask_into(p, images, y, m);
     if (st != SBX_OK) {
         sbx_array_free(y);
+        sbx_array_free(m);
         return st;
     }
-    int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size);
-    if (p->dtype == SBX_FLOAT32)
-        pool_forward_mask_f32(p, batch, images->data, y->data, m->data, nt);
-    else
-        pool_forward_mask_f64(p, batch, images->data, y->data, m->data, nt);
     *out = y;
     *mask = m;
+    return SBX_OK;
+}
+
+/* The inputs of sbx_pool_backward_mask, *batch from grad_out. */
+static sbx_status pool_unmask_inputs(const sbx_conv_plan *p, const sbx_array *mask, const sbx_array *grad_out,
+                                     int64_t *batch) {
+    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
+    const int64_t width = p->shape.channels * p->shape.out_size;
+    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", -1, width, batch));
+    return mask_array(p, mask, *batch, width, " (from sbx_pool_forward_mask)");
+}
+
+sbx_status sbx__pool_backward_mask_into(const sbx_conv_plan *p, const sbx_array *mask, const sbx_array *grad_out,
+                                        sbx_array *grad_images) {
+    int64_t batch;
+    SBX_CHECK(pool_unmask_inputs(p, mask, grad_out, &batch));
+    const sbx_array *seen[2] = {mask, grad_out};
+    SBX_CHECK(layer_output(p, grad_images, "grad_images", batch, p->shape.in_size, seen, 2));
+    const int64_t K = p->shape.kernel_size;
+    int nt = threads_for(batch * p->shape.channels, p->shape.out_size);
+    const int bad = p->dtype == SBX_FLOAT32
+                        ? pool_backward_mask_f32(p, batch, mask->data, grad_out->data, grad_images->data, nt)
+                        : pool_backward_mask_f64(p, batch, mask->data, grad_out->data, grad_images->data, nt);
+    if (bad) { /* the kernel found a bit past the window (and did not follow it): name the first */
+        const int mb = mask_bytes(K);
+        int64_t i = 0;
+        while (!(mask_get(mask->data, mb, i) >> K)) i++;
+        return sbx__error(SBX_ERR_ARG, "mask element %lld = %llu names a tap past the window's %lld", (long long)i,
+                          (unsigned long long)mask_get(mask->data, mb, i), (long long)K);
+    }
     return SBX_OK;
 }
 
@@ -419,28 +556,8 @@ sbx_status sbx_pool_backward_mask(const sbx_conv_plan *p, const sbx_array *mask,
                                   sbx_array **grad_images) {
     int64_t batch;
     sbx_array *gx = NULL;
-    SBX_CHECK(sbx__layer_plan(p, PLAN_POOL));
-    const int64_t width = p->shape.channels * p->shape.out_size, K = p->shape.kernel_size;
-    SBX_CHECK(sbx__layer_array(p, grad_out, "grad_out", -1, width, &batch));
-    const sbx_dtype mt = mask_dtype(K);
-    if (!mask || mask->dtype != mt || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
-        (batch * width > 0 && !mask->data))
-        return sbx__error(SBX_ERR_ARG, "mask must be a %s array of %lld x %lld (from sbx_pool_forward_mask)",
-                          sbx_dtype_name(mt), (long long)batch, (long long)width);
+    SBX_CHECK(pool_unmask_inputs(p, mask, grad_out, &batch));
     if (!grad_images) return sbx__error(SBX_ERR_ARG, "grad_images is NULL");
     SBX_CHECK(new_output(p, batch, p->shape.in_size, &gx)); /* written map by map by the kernel */
-    int nt = threads_for(batch * p->shape.channels, p->shape.out_size);
-    const int bad = p->dtype == SBX_FLOAT32
-                        ? pool_backward_mask_f32(p, batch, mask->data, grad_out->data, gx->data, nt)
-                        : pool_backward_mask_f64(p, batch, mask->data, grad_out->data, gx->data, nt);
-    if (bad) { /* the kernel found a bit past the window (and did not follow it): name the first */
-        const int mb = mask_bytes(K);
-        int64_t i = 0;
-        while (!(mask_get(mask->data, mb, i) >> K)) i++;
-        sbx_array_free(gx);
-        return sbx__error(SBX_ERR_ARG, "mask element %lld = %llu names a tap past the window's %lld", (long long)i,
-                          (unsigned long long)mask_get(mask->data, mb, i), (long long)K);
-    }
-    *grad_images = gx;
-    return SBX_OK;
+    return hand_over(sbx__pool_backward_mask_into(p, mask, grad_out, gx), gx, grad_images);
 }

@@ -72,8 +72,9 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     if (dtype != SBX_FLOAT32 && dtype != SBX_FLOAT64)
         return sbx__error(SBX_ERR_ARG, "dtype %s: layers compute in float32 or float64", sbx_dtype_name(dtype));
     /* CBLAS takes int dimensions: the workspace's and the kernels' must fit. */
-    int64_t width = shape->channels * shape->kernel_size, units; /* in_size * kernel_size bounds it: no overflow */
-    if (sbx_mul_i64(nkern, shape->out_size, &units) != SBX_OK || width > INT_MAX || shape->out_size > INT_MAX ||
+    int64_t width = 0, units; /* full mode's kernels may be larger than the image: the product is checked too */
+    if (sbx_mul_i64(shape->channels, shape->kernel_size, &width) != SBX_OK ||
+        sbx_mul_i64(nkern, shape->out_size, &units) != SBX_OK || width > INT_MAX || shape->out_size > INT_MAX ||
         nkern > INT_MAX || units > INT64_MAX / width)
         return sbx__error(SBX_ERR_OVERFLOW, "a layer of %lld kernels over %lld positions of %lld taps is too large "
                           "(dimensions must fit a C int for CBLAS)", (long long)nkern, (long long)shape->out_size,

@@ -128,9 +128,9 @@ sbx_status sbx_function_compile(sbx_graph *g, int nin, sbx_var *const *inputs, i
     f->nin = nin;
     f->nout = nout;
     f->nupd = nupd;
-    memcpy(f->inputs, inputs, (size_t)nin * sizeof *inputs);
-    memcpy(f->outputs, outputs, (size_t)nout * sizeof *outputs);
-    memcpy(f->updates, updates, (size_t)nupd * sizeof *updates);
+    if (nin) memcpy(f->inputs, inputs, (size_t)nin * sizeof *inputs); /* the lists may be NULL when empty */
+    if (nout) memcpy(f->outputs, outputs, (size_t)nout * sizeof *outputs);
+    if (nupd) memcpy(f->updates, updates, (size_t)nupd * sizeof *updates);
     for (int j = 0; j < nout; j++) used[outputs[j]->id] = 1;
     for (int u = 0; u < nupd; u++) used[updates[u].value->id] = 1;
     /* Backwards through the creation order (a topological order): a node is kept when one of its
