@@ -324,9 +324,10 @@ typedef struct sbx_broadcast_props {
     int mean;
 } sbx_broadcast_props;
 /* Mul: (a, b) -> a * b elementwise, broadcasting. Tanh, Relu: (x). ReluGrad: (x, g) -> g where x > 0,
- * else 0. ZerosLike: (x) -> zeros of x's type. SoftmaxCrossEntropy: (logits batch x classes, labels
- * of batch integers in [0, classes)) -> 0-d mean over the batch of -log softmax(logits)[label];
- * SoftmaxCrossEntropyGrad: (logits, labels, g 0-d) -> g (softmax - onehot) / batch. */
+ * else 0. ZerosLike: (x) -> zeros of x's type (a sparse x: its structure, values 0).
+ * SoftmaxCrossEntropy: (logits batch x classes, labels of batch integers in [0, classes)) -> 0-d mean
+ * over the batch of -log softmax(logits)[label]; SoftmaxCrossEntropyGrad: (logits, labels, g 0-d) ->
+ * g (softmax - onehot) / batch. */
 SBX_API extern const sbx_op_class sbx_op_dot, sbx_op_add, sbx_op_scale, sbx_op_mul, sbx_op_tanh, sbx_op_relu,
     sbx_op_relu_grad, sbx_op_reshape, sbx_op_sum, sbx_op_mean, sbx_op_sum_to, sbx_op_broadcast_like,
     sbx_op_zeros_like, sbx_op_softmax_cross_entropy, sbx_op_softmax_cross_entropy_grad;

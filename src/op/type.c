@@ -182,8 +182,11 @@ sbx_status sbx__infer_from_types(const sbx_op *op, int nin, const sbx_value *in,
     int n = 0;
     if (nin < 0 || nin > SBX_OP_MAX_INPUTS) return sbx__op_fail(op, SBX_ERR_ARG, "%d inputs", nin);
     for (int i = 0; i < nin; i++)
-        if (sbx_type_of(&in[i], &types[i]) != SBX_OK)
-            return sbx__op_error(op, i, "value", "%s", sbx_last_error());
+        if (sbx_type_of(&in[i], &types[i]) != SBX_OK) {
+            char why[512]; /* the message is rewritten in the buffer it lies in: copy it first */
+            snprintf(why, sizeof why, "%s", sbx_last_error());
+            return sbx__op_error(op, i, "value", "%s", why);
+        }
     SBX_CHECK(op->cls->make_node(op, nin, types, &n, out));
     if (n != nout) return sbx__op_fail(op, SBX_ERR_ARG, "%d outputs asked for, the op has %d", nout, n);
     return SBX_OK;
