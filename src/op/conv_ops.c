@@ -32,9 +32,6 @@ static words shape_words(int ndim, const int64_t *shape) {
     return w;
 }
 
-/* A library error, said again with the op's name in front. */
-static sbx_status again(const sbx_op *op, sbx_status st) { return sbx__op_fail(op, st, "%s", sbx_last_error()); }
-
 static sbx_status arity(const sbx_op *op, int nin, int lo, int hi, const char *inputs) {
     if (nin >= lo && nin <= hi) return SBX_OK;
     if (lo == hi)
@@ -172,7 +169,7 @@ static sbx_status node_plan(const sbx_op *op, sbx_perform_ctx *ctx, sbx__plan_ki
         sbx_status st = kind == PLAN_CONV    ? sbx_conv_plan_create(shape, nkern, dtype, &p)
                         : kind == PLAN_LOCAL ? sbx_local_plan_create(shape, nkern, dtype, &p)
                                              : sbx_pool_plan_create(shape, dtype, &p);
-        if (st != SBX_OK) return again(op, st);
+        if (st != SBX_OK) return sbx__op_again(op, st);
         *ctx->state = p;
     }
     *out = p;
@@ -235,7 +232,7 @@ static sbx_status forward_perform(const sbx_op *op, int local, sbx_perform_ctx *
     const sbx_array *bias = nin == 3 ? in[2].dense : NULL;
     sbx_status st = local ? sbx__local_forward_into(p, x, in[1].dense, bias, y)
                           : sbx__conv_forward_into(p, x, in[1].dense, bias, y);
-    return st == SBX_OK ? SBX_OK : again(op, st);
+    return st == SBX_OK ? SBX_OK : sbx__op_again(op, st);
 }
 
 /* Both: one backward node, whose outputs are the gradients of images, kerns and bias. */
@@ -322,7 +319,7 @@ static sbx_status backward_perform(const sbx_op *op, int local, sbx_perform_ctx 
     if (needed & 4u) SBX_CHECK(sbx_output_dense(&out[2], x->dtype, 1, &gb, 0, &res[2]));
     sbx_status st = local ? sbx__local_backward_into(p, x, in[1].dense, in[2].dense, res[0], res[1], res[2])
                           : sbx__conv_backward_into(p, x, in[1].dense, in[2].dense, res[0], res[1], res[2]);
-    return st == SBX_OK ? SBX_OK : again(op, st);
+    return st == SBX_OK ? SBX_OK : sbx__op_again(op, st);
 }
 
 /* gb broadcast over the batch (and, for a convolution, over positions) to grad_out's shape: the
@@ -523,7 +520,7 @@ static sbx_status max_pool_perform(const sbx_op *op, sbx_perform_ctx *ctx, int n
     SBX_CHECK(sbx_output_dense(&out[0], x->dtype, 2, shape, 0, &y));
     SBX_CHECK(sbx_output_dense(&out[1], sbx__pool_mask_dtype(pr->shape.kernel_size), 2, shape, 0, &m));
     sbx_status st = sbx__pool_forward_mask_into(p, x, y, m);
-    return st == SBX_OK ? SBX_OK : again(op, st);
+    return st == SBX_OK ? SBX_OK : sbx__op_again(op, st);
 }
 
 /* The images' gradient through the mask this node gives (the mask itself has none). */
@@ -569,7 +566,7 @@ static sbx_status max_pool_grad_perform(const sbx_op *op, sbx_perform_ctx *ctx, 
     const int64_t shape[2] = {rows_of(g), pr->shape.in_size};
     SBX_CHECK(sbx_output_dense(&out[0], g->dtype, 2, shape, 0, &gx));
     sbx_status st = sbx__pool_backward_mask_into(p, in[0].dense, g, gx);
-    return st == SBX_OK ? SBX_OK : again(op, st);
+    return st == SBX_OK ? SBX_OK : sbx__op_again(op, st);
 }
 
 static sbx_status max_pool_grad_grad(sbx_graph *g, const sbx_node *node, sbx_var *const *gout, sbx_var **gin,
@@ -696,7 +693,7 @@ static sbx_status indices_perform(const sbx_op *op, sbx_perform_ctx *ctx, int ni
     if (!(needed & (with_kmap ? 3u : 1u))) return SBX_OK;
     sbx_status st = sbx_conv_indices(&pr->shape, pr->weight_sharing, pr->nkern, pr->format, &m,
                                      with_kmap && (needed & 2u) ? &km : NULL);
-    if (st != SBX_OK) return again(op, st);
+    if (st != SBX_OK) return sbx__op_again(op, st);
     if (needed & 1u)
         sbx_output_sparse(&out[0], m);
     else

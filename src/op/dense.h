@@ -6,10 +6,6 @@
 
 #include "op/internal.h"
 
-/* The property functions of a class without properties: every op of it is the same op. */
-int sbx__dense_noprops_equal(const void *a, const void *b);
-uint64_t sbx__dense_noprops_hash(const void *props);
-int sbx__dense_noprops_str(const void *props, char *buf, size_t size);
 /* SBX_ERR_ARG unless the op has `want` inputs. */
 sbx_status sbx__dense_arity(const sbx_op *op, int nin, int want);
 /* Input i a dense float32 or float64 array (of ndim dimensions unless ndim < 0). */

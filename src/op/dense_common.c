@@ -11,24 +11,6 @@
  * 0.25 us, a few thousand elements' worth of a memory-bound loop. */
 #define PARALLEL_WORK 32768
 
-/* The property functions of a class without properties: every op of it is the same op. */
-int sbx__dense_noprops_equal(const void *a, const void *b) {
-    (void)a;
-    (void)b;
-    return 1;
-}
-
-uint64_t sbx__dense_noprops_hash(const void *props) {
-    (void)props;
-    return 0;
-}
-
-int sbx__dense_noprops_str(const void *props, char *buf, size_t size) {
-    (void)props;
-    if (buf && size) buf[0] = '\0';
-    return 0;
-}
-
 sbx_status sbx__dense_arity(const sbx_op *op, int nin, int want) {
     if (nin != want)
         return sbx__op_fail(op, SBX_ERR_ARG, "expected %d input%s, got %d", want, want == 1 ? "" : "s", nin);

@@ -201,9 +201,9 @@ static void zeros_like_pattern(const sbx_op *op, int nin, int nout, int *pattern
 
 const sbx_op_class sbx_op_zeros_like = {.name = "ZerosLike",
                                         .props_size = 0,
-                                        .props_equal = sbx__dense_noprops_equal,
-                                        .props_hash = sbx__dense_noprops_hash,
-                                        .props_str = sbx__dense_noprops_str,
+                                        .props_equal = sbx__noprops_equal,
+                                        .props_hash = sbx__noprops_hash,
+                                        .props_str = sbx__noprops_str,
                                         .make_node = zeros_like_make_node,
                                         .infer_shape = sbx__infer_from_types,
                                         .perform = zeros_like_perform,

@@ -44,6 +44,12 @@ sbx_status sbx__op_fail(const sbx_op *op, sbx_status st, const char *fmt, ...) S
 sbx_status sbx__infer_from_types(const sbx_op *op, int nin, const sbx_value *in, int nout, sbx_type *out);
 /* connection_pattern with every output depending on every input. */
 void sbx__all_connected(const sbx_op *op, int nin, int nout, int *pattern);
+/* The property functions of a class without properties: every op of it is the same op. */
+int sbx__noprops_equal(const void *a, const void *b);
+uint64_t sbx__noprops_hash(const void *props);
+int sbx__noprops_str(const void *props, char *buf, size_t size);
+/* The error just set said again with the op's name in front (status kept). */
+sbx_status sbx__op_again(const sbx_op *op, sbx_status st);
 /* Byte equality and a hash of the bytes (FNV-1a), for property structs without padding. */
 int sbx__props_equal_bytes(const void *a, const void *b, size_t size);
 uint64_t sbx__hash_bytes(const void *p, size_t size, uint64_t h);

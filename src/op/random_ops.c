@@ -24,9 +24,6 @@ static int count_is(const sbx_op *op, int nin, int want, const char *inputs, sbx
     return 0;
 }
 
-/* A library error from a sampler, said again with the op's name in front. */
-static sbx_status again(const sbx_op *op, sbx_status st) { return sbx__op_fail(op, st, "%s", sbx_last_error()); }
-
 /* The gradient answers of sbx_random_op_grad, with a reason for each undefined one. */
 static sbx_status random_grad(sbx_random_op kind, const sbx_node *node, sbx_grad *answer, const char **reason,
                               const char *const *reasons) {
@@ -44,21 +41,6 @@ static void random_pattern(sbx_random_op kind, int nin, int nout, int *pattern) 
         if (sbx_random_op_grad(kind, i, &g) != SBX_OK) g = SBX_GRAD_UNDEFINED; /* nin is the op's own */
         for (int j = 0; j < nout; j++) pattern[i * nout + j] = g != SBX_GRAD_DISCONNECTED;
     }
-}
-
-/* Properties of classes without any. */
-static int no_props_equal(const void *a, const void *b) {
-    (void)a;
-    (void)b;
-    return 1;
-}
-static uint64_t no_props_hash(const void *props) {
-    (void)props;
-    return 0;
-}
-static int no_props_str(const void *props, char *buf, size_t size) {
-    (void)props;
-    return snprintf(buf, size, "%s", "");
 }
 
 /* --- Binomial(format, dtype): (n, p, shape) -> sparse ------------------------------------------------ */
@@ -129,7 +111,7 @@ static sbx_status binomial_perform(const sbx_op *op, sbx_perform_ctx *ctx, int n
         return sbx__op_error(op, 2, "shape", "%s", sbx_last_error());
     st = sbx_random_binomial(&ctx->rng, n, sbx__get_f64(pa->data, pa->dtype, 0), shape[0], shape[1], pr->format,
                              pr->dtype, &m);
-    if (st != SBX_OK) return again(op, st);
+    if (st != SBX_OK) return sbx__op_again(op, st);
     sbx_output_sparse(&out[0], m);
     return SBX_OK;
 }
@@ -197,7 +179,7 @@ static sbx_status multinomial_perform(const sbx_op *op, sbx_perform_ctx *ctx, in
     if (!in[1].sparse || !sbx__is_float(in[1].sparse->dtype))
         return sbx__op_error(op, 1, "p", "expected a sparse float value");
     st = sbx_random_multinomial(&ctx->rng, in[0].dense, in[1].sparse, 0, &m); /* the original: no renormalising */
-    if (st != SBX_OK) return again(op, st);
+    if (st != SBX_OK) return sbx__op_again(op, st);
     sbx_output_sparse(&out[0], m);
     return SBX_OK;
 }
@@ -222,9 +204,9 @@ static void multinomial_pattern(const sbx_op *op, int nin, int nout, int *patter
 const sbx_op_class sbx_op_multinomial = {
     .name = "Multinomial",
     .props_size = 0,
-    .props_equal = no_props_equal,
-    .props_hash = no_props_hash,
-    .props_str = no_props_str,
+    .props_equal = sbx__noprops_equal,
+    .props_hash = sbx__noprops_hash,
+    .props_str = sbx__noprops_str,
     .make_node = multinomial_make_node,
     .infer_shape = sbx__infer_from_types, /* p's shape */
     .perform = multinomial_perform,
@@ -252,7 +234,7 @@ static sbx_status poisson_perform(const sbx_op *op, sbx_perform_ctx *ctx, int ni
     if (nout != 1) return sbx__op_fail(op, SBX_ERR_ARG, "%d outputs; the op has 1", nout);
     if (!in[0].sparse) return sbx__op_error(op, 0, "x", "expected a sparse value");
     st = sbx_random_poisson(&ctx->rng, in[0].sparse, &m);
-    if (st != SBX_OK) return again(op, st);
+    if (st != SBX_OK) return sbx__op_again(op, st);
     sbx_output_sparse(&out[0], m);
     return SBX_OK;
 }
@@ -275,9 +257,9 @@ static void poisson_pattern(const sbx_op *op, int nin, int nout, int *pattern) {
 const sbx_op_class sbx_op_poisson = {
     .name = "Poisson",
     .props_size = 0,
-    .props_equal = no_props_equal,
-    .props_hash = no_props_hash,
-    .props_str = no_props_str,
+    .props_equal = sbx__noprops_equal,
+    .props_hash = sbx__noprops_hash,
+    .props_str = sbx__noprops_str,
     .make_node = poisson_make_node,
     .infer_shape = sbx__infer_from_types, /* x's shape */
     .perform = poisson_perform,

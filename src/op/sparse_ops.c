@@ -35,24 +35,9 @@ static sbx_status counts(const sbx_op *op, int nin, int want, const char *inputs
     return SBX_OK;
 }
 
-/* A library error said again with the op's name, or with the op's name and an input's. */
-static sbx_status again(const sbx_op *op, sbx_status st) { return sbx__op_fail(op, st, "%s", sbx_last_error()); }
+/* A library error said again with the op's name and an input's. */
 static sbx_status again_in(const sbx_op *op, int i, const char *name, sbx_status st) {
     return sbx__op_fail(op, st, "input %d (%s): %s", i, name, sbx_last_error()); /* the status kept (FORMAT) */
-}
-
-static int no_props_equal(const void *a, const void *b) {
-    (void)a;
-    (void)b;
-    return 1;
-}
-static uint64_t no_props_hash(const void *props) {
-    (void)props;
-    return 0;
-}
-static int no_props_str(const void *props, char *buf, size_t size) {
-    (void)props;
-    return snprintf(buf, size, "%s", "");
 }
 
 /* An extent known in a, else b's. */
@@ -199,8 +184,6 @@ static int nothing_flows(const sbx_node *node, sbx_var *const *gout, sbx_grad *a
 
 static int props_01(int v) { return v == 0 || v == 1; }
 
-
-
 /* --- StructuredDot(transpose_sparse): (sparse a, dense b) -> op(a) b, (dense a, sparse b) -> a op(b) -------- */
 static int sdot_equal(const void *a, const void *b) {
     return sbx__props_equal_bytes(a, b, sizeof(sbx_structured_dot_props));
@@ -271,7 +254,7 @@ static sbx_status sdot_perform(const sbx_op *op, sbx_perform_ctx *ctx, int nin, 
     sbx_array *c;
     SBX_CHECK(sbx_output_dense(&out[0], s->dtype, 2, shape, 0, &c));
     st = sa ? sbx__sparse_dot_dense_into(&v, d, c) : sbx__dense_dot_sparse_into(d, &v, c);
-    return st == SBX_OK ? SBX_OK : again(op, st);
+    return st == SBX_OK ? SBX_OK : sbx__op_again(op, st);
 }
 
 static sbx_status sdot_grad(sbx_graph *g, const sbx_node *node, sbx_var *const *gout, sbx_var **gin, sbx_grad *answer,
@@ -476,9 +459,9 @@ static sbx_status transpose_grad(sbx_graph *g, const sbx_node *node, sbx_var *co
 const sbx_op_class sbx_op_transpose = {
     .name = "Transpose",
     .props_size = 0,
-    .props_equal = no_props_equal,
-    .props_hash = no_props_hash,
-    .props_str = no_props_str,
+    .props_equal = sbx__noprops_equal,
+    .props_hash = sbx__noprops_hash,
+    .props_str = sbx__noprops_str,
     .make_node = transpose_make_node,
     .infer_shape = sbx__infer_from_types,
     .perform = transpose_perform,
@@ -511,10 +494,10 @@ static sbx_status elim_perform(const sbx_op *op, sbx_perform_ctx *ctx, int nin, 
     if (!x) return sbx__op_error(op, 0, "x", "expected a sparse value");
     sbx_status st = sbx_sparse_validate_structure(x);
     if (st != SBX_OK) return again_in(op, 0, "x", st);
-    if ((st = sbx_sparse_copy(x, &m)) != SBX_OK) return again(op, st);
+    if ((st = sbx_sparse_copy(x, &m)) != SBX_OK) return sbx__op_again(op, st);
     if ((st = sbx_sparse_eliminate_zeros(m)) != SBX_OK) {
         sbx_sparse_free(m);
-        return again(op, st);
+        return sbx__op_again(op, st);
     }
     sbx_output_sparse(&out[0], m);
     return SBX_OK;
@@ -533,9 +516,9 @@ static sbx_status like_x_grad(sbx_graph *g, const sbx_node *node, sbx_var *const
 const sbx_op_class sbx_op_eliminate_zeros = {
     .name = "EliminateZeros",
     .props_size = 0,
-    .props_equal = no_props_equal,
-    .props_hash = no_props_hash,
-    .props_str = no_props_str,
+    .props_equal = sbx__noprops_equal,
+    .props_hash = sbx__noprops_hash,
+    .props_str = sbx__noprops_str,
     .make_node = elim_make_node,
     .infer_shape = sbx__infer_from_types,
     .perform = elim_perform,
@@ -588,9 +571,9 @@ static sbx_status dfs_perform(const sbx_op *op, sbx_perform_ctx *ctx, int nin, c
 const sbx_op_class sbx_op_dense_from_sparse = {
     .name = "DenseFromSparse",
     .props_size = 0,
-    .props_equal = no_props_equal,
-    .props_hash = no_props_hash,
-    .props_str = no_props_str,
+    .props_equal = sbx__noprops_equal,
+    .props_hash = sbx__noprops_hash,
+    .props_str = sbx__noprops_str,
     .make_node = dfs_make_node,
     .infer_shape = sbx__infer_from_types,
     .perform = dfs_perform,
@@ -736,7 +719,7 @@ static sbx_status like_perform(const sbx_op *op, sbx_perform_ctx *ctx, int nin, 
         if ((st = sbx_sparse_convert(gs, x->format, &converted)) != SBX_OK ||
             (st = sbx_sparse_sum_duplicates(converted)) != SBX_OK) {
             sbx_sparse_free(converted);
-            return again(op, st);
+            return sbx__op_again(op, st);
         }
         gs = converted;
     }
@@ -774,9 +757,9 @@ static void like_pattern(const sbx_op *op, int nin, int nout, int *pattern) {
 const sbx_op_class sbx_op_sparse_like = {
     .name = "SparseLike",
     .props_size = 0,
-    .props_equal = no_props_equal,
-    .props_hash = no_props_hash,
-    .props_str = no_props_str,
+    .props_equal = sbx__noprops_equal,
+    .props_hash = sbx__noprops_hash,
+    .props_str = sbx__noprops_str,
     .make_node = like_make_node,
     .infer_shape = sbx__infer_from_types,
     .perform = like_perform,

@@ -197,6 +197,23 @@ void sbx__all_connected(const sbx_op *op, int nin, int nout, int *pattern) {
     for (int i = 0; i < nin * nout; i++) pattern[i] = 1;
 }
 
+int sbx__noprops_equal(const void *a, const void *b) {
+    (void)a, (void)b;
+    return 1;
+}
+
+uint64_t sbx__noprops_hash(const void *props) {
+    (void)props;
+    return 0;
+}
+
+int sbx__noprops_str(const void *props, char *buf, size_t size) {
+    (void)props;
+    return snprintf(buf, size, "%s", "");
+}
+
+sbx_status sbx__op_again(const sbx_op *op, sbx_status st) { return sbx__op_fail(op, st, "%s", sbx_last_error()); }
+
 int sbx__props_equal_bytes(const void *a, const void *b, size_t size) {
     return size == 0 || (a && b && memcmp(a, b, size) == 0);
 }
