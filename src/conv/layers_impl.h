@@ -141,7 +141,7 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
         NAME(two_vectors)(p, xq + i0, xq + i0 + LANES, kp, bias, yq + i0, yq + i0 + LANES, nb, O);
     /* Single vectors; a last partial one is done as the vector ending at the row's end, which
      * recomputes a few outputs with the very same operations (and so the same bits). */
-    for (int done = 0; !done && i0 < row && row >= LANES;) {
+    for (int done = 0; !done && i0 < row;) { /* rows are a vector or more (plan.c) */
         if (i0 + LANES > row) {
             i0 = row - LANES;
             done = 1;
@@ -159,12 +159,6 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
         }
         i0 += LANES;
     }
-    for (; i0 < row; i0++) /* rows shorter than a vector */
-        for (int64_t n = 0; n < nb; n++) {
-            T acc = 0;
-            for (int64_t j = 0; j < W; j++) acc += kp[n * W + j] * xq[taps[j] + i0];
-            yq[n * O + i0] = acc + (bias ? bias[n] : 0);
-        }
 }
 #undef LANES
 
@@ -257,15 +251,14 @@ static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T 
 static int64_t NAME(direct_group)(const sbx_conv_plan *p) {
     const int64_t L = (int64_t)(64 / sizeof(T)), row = p->shape.out[p->shape.ndim - 1];
     const int packed = row > L && row % L != 0 && row % L <= L / 2;
-    return packed ? 4 : row >= L ? 2 : 1;
+    return packed ? 4 : 2; /* rows are a vector or more (plan.c) */
 }
 
 /* Output rows r0 .. r0 + here - 1 of one image (xb its input, yb its output maps). */
 static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb_image, int64_t r0,
                               int64_t here) {
     const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
-    const int64_t L = (int64_t)(64 / sizeof(T));
-    if (N <= FEW_KERNELS && row >= L) {
+    if (N <= FEW_KERNELS) {
         NAME(few_kernels_rows)(p, xb, kp, bias, yb_image, r0, here, N, row, O);
         return;
     }
@@ -347,13 +340,11 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
         }
     for (int t = 0; t < blocks; t++) {
         NAME(vec) acc[KB][JB];
-        T rest[KB][JB];
         memcpy(acc, saved[t], sizeof acc);
-        memset(rest, 0, sizeof rest);
         for (int64_t b = 0; b < batch; b++)
             for (int64_t q = gflat ? O - row : 0; q < O; q += row) {
                 const T *xq = x + b * in + p->base[q], *gq = g + b * N * O + q;
-                for (int64_t i = 0; i < vend + (tail && row >= L ? L : 0); i += L) {
+                for (int64_t i = 0; i < vend + (tail ? L : 0); i += L) { /* rows are a vector or more */
                     const int64_t at = i < vend ? i : row - L;
                     NAME(vec) gv[KB], xv[JB];
                     for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
@@ -365,13 +356,10 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
                     for (int a = 0; a < KB; a++)
                         for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
                 }
-                for (int64_t i = row < L ? 0 : row; i < row; i++) /* rows shorter than a vector */
-                    for (int a = 0; a < KB; a++)
-                        for (int c = 0; c < JB; c++) rest[a][c] += gq[nn[a] * O + i] * xq[jj[t][c] + i];
             }
         for (int a = 0; a < KB && n0 + a < N; a++)
             for (int c = 0; c < JB && j0 + t * JB + c < W; c++) {
-                T sum = rest[a][c];
+                T sum = 0;
                 for (int64_t l = 0; l < L; l++) sum += acc[a][c][l];
                 gk[(n0 + a) * W + j0 + t * JB + c] = sum;
             }
