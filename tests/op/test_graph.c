@@ -455,6 +455,79 @@ static void test_training(void **state) {
     }
 }
 
+/* Every allocation of building, differentiating, compiling and calling a small training graph made
+ * to fail in turn: the out-of-memory status each time (nothing leaks: AddressSanitizer), then success. */
+static sbx_status build_and_run(double *loss) {
+    sbx_graph *g = NULL;
+    sbx_function *f = NULL;
+    sbx_value kv = {NULL, NULL}, lrv = {NULL, NULL}, in[2] = {{NULL, NULL}, {NULL, NULL}}, out;
+    sbx_var *x, *y, *k, *lr, *h, *logits, *loss_v;
+    sbx_conv_shape cs, ps;
+    sbx_update up[13];
+    int nupd;
+    sbx_status st = sbx_graph_create(&g);
+#define TRY(e) \
+    if (st == SBX_OK) st = (e)
+    TRY(sbx_conv_shape_make(1, 1, (int64_t[]){8}, (int64_t[]){3}, NULL, SBX_CONV_VALID, &cs));
+    TRY(sbx_conv_shape_make(1, 2, cs.out, (int64_t[]){2}, (int64_t[]){2}, SBX_CONV_VALID, &ps));
+    sbx_type xt = sbx_type_dense(SBX_FLOAT64, 2, (int64_t[]){-1, 8}), yt = sbx_type_dense(SBX_INT64, 1, NULL);
+    TRY(sbx_graph_input(g, "x", &xt, &x));
+    TRY(sbx_graph_input(g, "y", &yt, &y));
+    TRY(sbx_array_create(SBX_FLOAT64, 2, (int64_t[]){2, 3}, &kv.dense));
+    TRY(sbx_array_create(SBX_FLOAT64, 0, NULL, &lrv.dense));
+    if (st == SBX_OK) {
+        for (int i = 0; i < 6; i++) ((double *)kv.dense->data)[i] = 0.1 * (i - 2);
+        ((double *)lrv.dense->data)[0] = 0.1;
+    }
+    TRY(sbx_graph_shared(g, "k", &kv, &k));
+    TRY(sbx_graph_shared(g, "lr", &lrv, &lr));
+    const sbx_layer_props conv = {cs, 2};
+    const sbx_pool_props pool = {ps};
+    TRY(sbx_apply(g, &sbx_op_convolve, &conv, 2, (sbx_var *[]){x, k}, &h));
+    TRY(sbx_apply(g, &sbx_op_relu, NULL, 1, &h, &h));
+    TRY(sbx_apply(g, &sbx_op_max_pool, &pool, 1, &h, &logits));
+    TRY(sbx_apply(g, &sbx_op_softmax_cross_entropy, NULL, 2, (sbx_var *[]){logits, y}, &loss_v));
+    TRY(sbx_adam(g, loss_v, 1, &k, lr, 0.9, 0.999, 1e-8, up, &nupd));
+    TRY(sbx_function_compile(g, 2, (sbx_var *[]){x, y}, 1, &loss_v, nupd, up, 3, &f));
+    TRY(sbx_array_create(SBX_FLOAT64, 2, (int64_t[]){2, 8}, &in[0].dense));
+    TRY(sbx_array_create(SBX_INT64, 1, (int64_t[]){2}, &in[1].dense));
+    if (st == SBX_OK) {
+        for (int i = 0; i < 16; i++) ((double *)in[0].dense->data)[i] = sin(i);
+        ((int64_t *)in[1].dense->data)[0] = 1;
+        ((int64_t *)in[1].dense->data)[1] = 5;
+    }
+    TRY(sbx_function_call(f, in, &out));
+    TRY(sbx_function_call(f, in, &out));
+    if (st == SBX_OK) *loss = at(&out, 0);
+#undef TRY
+    sbx_value_clear(&kv);
+    sbx_value_clear(&lrv);
+    sbx_value_clear(&in[0]);
+    sbx_value_clear(&in[1]);
+    sbx_function_free(f);
+    sbx_graph_free(g);
+    return st;
+}
+
+static void test_allocation_failures(void **state) {
+    (void)state;
+    double want = 0, got = 0;
+    sbx__alloc_fail_at(0);
+    OK(build_and_run(&want));
+    int64_t k = 1;
+    for (;; k++) {
+        sbx__alloc_fail_at(k);
+        sbx_status st = build_and_run(&got);
+        sbx__alloc_fail_at(0);
+        if (st == SBX_OK) break;
+        if (st != SBX_ERR_NOMEM) fail_msg("allocation %lld: status %d: %s", (long long)k, (int)st, sbx_last_error());
+    }
+    assert_true(got == want);
+    assert_true(k > 50);
+    print_message("building, differentiating, compiling and calling: %lld allocation failure points\n",
+                  (long long)k - 1);
+}
+
 static void test_print(void **state) {
     (void)state;
     sbx_graph *g;
@@ -485,6 +558,7 @@ int main(void) {
         cmocka_unit_test(test_sum_and_second_derivative),    cmocka_unit_test(test_undefined_and_disconnected),
         cmocka_unit_test(test_random_determinism),           cmocka_unit_test(test_updates_at_once),
         cmocka_unit_test(test_training),                     cmocka_unit_test(test_print),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
