@@ -1,6 +1,6 @@
 # The README's two commands. Each installs the Debian packages it needs that are missing (when run as
 # root), configures and builds out of tree, then runs.
-#   make demo   build the library and run the demo
+#   make demo   build the demo and train it on Fashion-MNIST (outputs in build/demo-out)
 #   make test   build with -Werror (gcc), run every test, then again under ASan + UBSan (clang)
 
 BUILD      ?= build
@@ -9,10 +9,17 @@ JOBS       ?= 2
 # Debian's interpreter: it is the one that sees python3-numpy and python3-scipy.
 PYTHON     ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
-BUILD_PACKAGES := cmake make gcc libc6-dev pkgconf libcmocka-dev libopenblas-dev libopenblas0-openmp
-TEST_PACKAGES  := $(BUILD_PACKAGES) clang libclang-rt-14-dev libomp-14-dev python3-numpy python3-scipy
+PREFIX     ?= /usr/local
 
-.PHONY: demo test bench clean
+# zlib and libpng: the demo's gzipped IDX reader and the pictures of the demo and of sbx.
+BUILD_PACKAGES := cmake make gcc libc6-dev pkgconf libcmocka-dev libopenblas-dev libopenblas0-openmp zlib1g-dev \
+                  libpng-dev
+# The demo's data: Fashion-MNIST.
+DEMO_PACKAGES  := dataset-fashion-mnist
+TEST_PACKAGES  := $(BUILD_PACKAGES) $(DEMO_PACKAGES) clang libclang-rt-14-dev libomp-14-dev python3-numpy python3-scipy \
+                  python3-pytest python3-torch
+
+.PHONY: demo test bench install clean
 
 # $(call ensure,PACKAGES): apt-get install the ones dpkg does not list as installed.
 define ensure
@@ -33,12 +40,10 @@ define ensure
 endef
 
 demo:
-	$(call ensure,$(BUILD_PACKAGES))
+	$(call ensure,$(BUILD_PACKAGES) $(DEMO_PACKAGES))
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target demo sbx
-	@mkdir -p $(BUILD)/demo-out
-	./$(BUILD)/demo 64 $(BUILD)/demo-out
-	./$(BUILD)/sbx info $(BUILD)/demo-out/laplacian.mtx
+	cmake --build $(BUILD) -j $(JOBS) --target demo
+	./$(BUILD)/demo --out $(BUILD)/demo-out
 
 test:
 	$(call ensure,$(TEST_PACKAGES))
@@ -54,11 +59,22 @@ test:
 bench:
 	$(call ensure,$(TEST_PACKAGES) python3-torch)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse bench_indices bench_layers bench_random
+	cmake --build $(BUILD) -j $(JOBS) --target bench_sparse bench_indices bench_layers bench_random bench_graph \
+	  bench_train
 	./$(BUILD)/bench_sparse
 	./$(BUILD)/bench_indices
 	./$(BUILD)/bench_layers
 	./$(BUILD)/bench_random
+	./$(BUILD)/bench_graph
+	./$(BUILD)/bench_train
+
+# make install [PREFIX=DIR] [DESTDIR=STAGE]: the shared and static library, the headers, sparsebox.pc,
+# sbx, the examples' sources and the Python package (with the library beside it) under PREFIX.
+install:
+	$(call ensure,$(BUILD_PACKAGES))
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS) --target sparsebox sparsebox_static sbx
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -158,16 +159,25 @@ static char *temp_name(const char *sub, const char *path) {
         free(tmp);
         return NULL;
     }
+    /* mkstemp makes the file private (0600); give it the mode any new file gets, 0666 less the umask. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0) {
+        fprintf(stderr, "sbx: %s: cannot set the mode of '%s': %s\n", sub, tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return NULL;
+    }
     close(fd);
     return tmp;
 }
 
-/* Renames tmp to path after a successful write; removes it otherwise. */
-static int finish(const char *sub, const char *path, char *tmp, sbx_status st) {
-    int rc = CLI_OK;
-    if (st != SBX_OK) {
-        rc = cli_fail(sub, st);
-    } else if (rename(tmp, path) != 0) {
+int cli_write_via(const char *sub, const char *path, cli_writer write, const void *arg) {
+    char *tmp = temp_name(sub, path);
+    if (!tmp) return CLI_FAIL;
+    int rc = write(sub, tmp, arg);
+    if (rc == CLI_OK && rename(tmp, path) != 0) {
         fprintf(stderr, "sbx: %s: cannot rename '%s' to '%s': %s\n", sub, tmp, path, strerror(errno));
         rc = CLI_FAIL;
     }
@@ -176,12 +186,16 @@ static int finish(const char *sub, const char *path, char *tmp, sbx_status st) {
     return rc;
 }
 
-int cli_write_npy(const char *sub, const char *path, const sbx_array *a) {
-    char *tmp = temp_name(sub, path);
-    return tmp ? finish(sub, path, tmp, sbx_npy_write(tmp, a)) : CLI_FAIL;
+static int write_npy(const char *sub, const char *tmp, const void *a) {
+    sbx_status st = sbx_npy_write(tmp, a);
+    return st == SBX_OK ? CLI_OK : cli_fail(sub, st);
 }
 
-int cli_write_mtx(const char *sub, const char *path, const sbx_sparse *m) {
-    char *tmp = temp_name(sub, path);
-    return tmp ? finish(sub, path, tmp, sbx_mtx_write(tmp, m)) : CLI_FAIL;
+static int write_mtx(const char *sub, const char *tmp, const void *m) {
+    sbx_status st = sbx_mtx_write(tmp, m);
+    return st == SBX_OK ? CLI_OK : cli_fail(sub, st);
 }
+
+int cli_write_npy(const char *sub, const char *path, const sbx_array *a) { return cli_write_via(sub, path, write_npy, a); }
+
+int cli_write_mtx(const char *sub, const char *path, const sbx_sparse *m) { return cli_write_via(sub, path, write_mtx, m); }

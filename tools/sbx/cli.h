@@ -61,8 +61,33 @@ sbx_status cli_read(const char *path, sbx_format format, cli_matrix *out);
 void cli_matrix_free(cli_matrix *m);
 
 /* Writes through a temporary file in the same folder, renamed to path only on success; prints any
- * error and returns CLI_OK or CLI_FAIL. */
+ * error and returns CLI_OK or CLI_FAIL. cli_write_via is the general form: write(sub, tmp, arg) fills
+ * the temporary file tmp and returns CLI_OK, or prints its error and returns CLI_FAIL. */
+typedef int (*cli_writer)(const char *sub, const char *tmp, const void *arg);
+int cli_write_via(const char *sub, const char *path, cli_writer write, const void *arg);
 int cli_write_npy(const char *sub, const char *path, const sbx_array *a);
 int cli_write_mtx(const char *sub, const char *path, const sbx_sparse *m);
+
+/* PNG pictures (png.c, the tool's only user of libpng), for sbx convolve, local and maxpool. */
+/* 1 when path ends in .png (or .PNG). */
+int cli_is_png(const char *path);
+/* Reads the PNG at path (named in messages as option `flag`) as a float32 batch of one image,
+ * 1 x (C*H*W), feature maps one after another: C = 1 for grayscale, 3 (R, G, B) for colour and
+ * palette images; alpha and transparency are dropped; samples scaled to [0, 1] (v / 255 or
+ * v / 65535), no gamma correction. chw receives (C, H, W). Prints any error; CLI_OK or CLI_FAIL. */
+int cli_png_read(const char *sub, const char *flag, const char *path, int64_t chw[3], sbx_array **out);
+/* The --images PNG of a layer subcommand: reads it (cli_png_read) and reconciles g with it: the
+ * kernel flag, when it parses, must have two entries; --imgshp, when given and parseable, must agree
+ * with (C, H, W) (H,W when C = 1), else a usage error naming both shapes; when left out it is set to
+ * "C,H,W", written into buf (at least 64 bytes). On success *out is the image and chw its shape. */
+int cli_png_images(const char *sub, const char *path, cli_geometry *g, char *buf, size_t bufsize, int64_t chw[3],
+                   sbx_array **out);
+/* The picture -o Y.png gets: the first image's nmaps feature maps of y (batch x (nmaps*h*w), float32
+ * or float64, each map contiguous, h x w in raster order) as one 8-bit grayscale grid, rows of up to
+ * 8 maps, a 1-pixel black gap, each map scaled to its own min..max (constant: 128; NaN and -inf 0,
+ * +inf 255). Written through a temporary file (cli_write_via); size receives the picture's width and
+ * height. Prints any error; CLI_OK or CLI_FAIL. */
+int cli_png_write_maps(const char *sub, const char *path, const sbx_array *y, int64_t nmaps, int64_t h, int64_t w,
+                       int64_t size[2]);
 
 #endif

@@ -4,13 +4,14 @@
 #define SUB "local"
 
 static const char usage[] =
-    "usage: sbx local --images X.npy --imgshp C,H,W --kerns W.npy --kshp KH,KW --nkern N\n"
+    "usage: sbx local --images X.npy|X.png [--imgshp C,H,W] --kerns W.npy --kshp KH,KW --nkern N\n"
     "                 [--step DX,DY | --stride SY,SX] [--mode valid|full] [--bias B.npy] [--no-flatten]\n"
-    "                 -o Y.npy [--grad-out G.npy [--grad-images GX.npy] [--grad-kerns GW.npy]\n"
+    "                 -o Y.npy|Y.png [--grad-out G.npy [--grad-images GX.npy] [--grad-kerns GW.npy]\n"
     "                 [--grad-bias GB.npy]]\n"
     "\n"
     "A locally connected layer: like convolve, but every output position has its own weights. The\n"
-    "options are convolve's, except:\n"
+    "options are convolve's, a PNG image in and a picture of the feature maps out included (see\n"
+    "'sbx convolve --help'), except:\n"
     "  --kerns  the original's weight vector of C*nkern*outsize*KH*KW values: weight\n"
     "           ((c*nkern + n)*outsize + o)*KH*KW + l joins tap l of position o in map c to output\n"
     "           unit n*outsize + o (the tap numbers of `sbx indices --no-ws`, minus one)\n"

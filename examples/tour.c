@@ -1,4 +1,5 @@
-/* The sparsebox demo, in two parts.
+/* A tour of sparsebox without the Op graph, in three parts (the demo, examples/demo/, trains a network
+ * through the graph).
  * 1. Sparse matrices: builds the 5-point Laplacian of a grid as a CSR matrix, converts it to CSC,
  *    applies it to a block of smooth fields through both formats and from both sides, writes it as
  *    Matrix Market and .npy, reads both back and checks that nothing changed.
@@ -10,7 +11,7 @@
  * 3. Sparse random matrices: draws a 100000 x 100000 Binomial matrix of about a million entries with
  *    1 and with 2 threads and checks the bytes are the same, replaces its entries by Poisson draws,
  *    and turns the rows of a probability matrix into Multinomial counts that sum to n.
- * Usage: demo [GRID_SIDE] [OUTPUT_DIR]   (defaults: 64 and the current folder) */
+ * Usage: tour [GRID_SIDE] [OUTPUT_DIR]   (defaults: 64 and the current folder) */
 #include <math.h>
 
 #ifndef M_PI
@@ -23,7 +24,7 @@
 #include <sparsebox.h>
 
 static int fail(const char *what, sbx_status st) {
-    fprintf(stderr, "demo: %s: %s: %s\n", what, sbx_status_str(st), sbx_last_error());
+    fprintf(stderr, "tour: %s: %s: %s\n", what, sbx_status_str(st), sbx_last_error());
     return 1;
 }
 
@@ -221,7 +222,7 @@ int main(int argc, char **argv) {
     int64_t n = argc > 1 ? atoll(argv[1]) : 64;
     const char *dir = argc > 2 ? argv[2] : ".";
     if (n < 2 || n > 4096) {
-        fprintf(stderr, "demo: GRID_SIDE must be in [2, 4096], got '%s'\n", argv[1]);
+        fprintf(stderr, "tour: GRID_SIDE must be in [2, 4096], got '%s'\n", argv[1]);
         return 2;
     }
     char mtx_path[4096], npy_path[4096];
