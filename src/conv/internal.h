@@ -31,15 +31,23 @@ struct sbx_conv_plan {
     /* 1 when the gathers copy runs (base + delta) rather than reading the gather table: measured
      * faster only once the table outgrows the caches (short runs cost more than indexed loads). */
     int copy_runs;
-    /* Convolutions in valid mode with stride 1 along the last axis run a direct kernel: output
-     * row q reads, through tap j (feature map c, kernel tap l), the contiguous run that starts at
-     * base[q] + taps[j], with taps[j] = c * (pixels per map) + delta[l] (width entries). */
+    /* Convolutions in valid mode with stride 1 along the last axis and output rows of half a 64-byte
+     * vector or more run a direct kernel: output row q reads, through tap j (feature map c, kernel
+     * tap l), the contiguous run that starts at base[q] + taps[j], with taps[j] = c * (pixels per map)
+     * + delta[l] (width entries). */
     int64_t *taps;
-    /* Convolutions with stride 1 everywhere and at least 4 feature maps: the image gradient is itself
-     * a valid-mode convolution (of the output gradient, padded by kernel - 1 in valid mode, with the
-     * kernels flipped and their roles swapped), run by the direct kernel from this plan (no gather
-     * table). NULL otherwise. */
+    /* Convolutions with stride 1 everywhere and 2 or more feature maps, image rows of a vector or
+     * more, and no maps_lanes: the image gradient is itself a valid-mode convolution (of the output
+     * gradient, padded by kernel - 1 in valid mode, with the kernels flipped and their roles swapped),
+     * run by the direct kernel from this plan (no gather table). NULL otherwise. */
     struct sbx_conv_plan *adjoint;
+    /* 1 for valid-mode convolutions whose image gradient is summed with the feature maps in the
+     * vector lanes (maps_lanes in layers_impl.h; plan.c says when), else 0. */
+    int maps_lanes;
 };
+
+/* The most a thread's buffer holds in the kernels that keep one (kgrad_lanes, maps_lanes): about its
+ * L2 cache. */
+#define SBX__LANES_BUFFER ((int64_t)1 << 20)
 
 #endif

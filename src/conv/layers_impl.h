@@ -141,7 +141,7 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
         NAME(two_vectors)(p, xq + i0, xq + i0 + LANES, kp, bias, yq + i0, yq + i0 + LANES, nb, O);
     /* Single vectors; a last partial one is done as the vector ending at the row's end, which
      * recomputes a few outputs with the very same operations (and so the same bits). */
-    for (int done = 0; !done && i0 < row;) { /* rows are a vector or more (plan.c) */
+    for (int done = 0; !done && i0 < row;) { /* rows are a vector or more (narrower: direct_rows_narrow) */
         if (i0 + LANES > row) {
             i0 = row - LANES;
             done = 1;
@@ -192,20 +192,61 @@ SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T
     NAME(two_vectors_at)(p, xh, 1, kp, bias, yh, nb, O);
 }
 
-/* Few kernels (at most FEW_KERNELS: an image gradient's adjoint over a few input maps): four vectors of
- * outputs per step for those kernels, rather than NB kernels of which most would be padding. x[v], y[v]:
- * vector v's image run and outputs. Each output sums the same terms in the same order as two_vectors_at,
- * so the bits are the same. */
+/* Rows narrower than a vector but half a vector or more (L/2 <= row < L, L lanes): each row is one
+ * half vector (row = L/2) or two, its first and its last (they overlap: the outputs they share are
+ * computed twice by the same operations, so with the same bits), packed two to a vector as
+ * direct_rows4_packed packs tails. The half vectors of rows r0 .. r0 + here - 1 go 4 to a step, a
+ * last step of fewer filled up by repeating its last half (the same outputs again). */
+SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T *xb, const T *restrict kp,
+                                                const T *bias, T *yb, int64_t r0, int64_t here, int64_t nb,
+                                                int64_t row, int64_t O) {
+    const int64_t H = (int64_t)(32 / sizeof(T));
+    const T *xs[4];
+    T *ys[4];
+    int filled = 0;
+    for (int64_t r = r0; r < r0 + here; r++)
+        for (int64_t at = 0, done = 0; !done; at = row - H) {
+            done = at == row - H;
+            xs[filled] = xb + p->base[r * row] + at;
+            ys[filled] = yb + r * row + at;
+            if (++filled == 4 || (done && r + 1 == r0 + here)) {
+                for (int v = filled; v < 4; v++) {
+                    xs[v] = xs[filled - 1];
+                    ys[v] = ys[filled - 1];
+                }
+                NAME(two_vectors_at)(p, xs, 1, kp, bias, ys, nb, O);
+                filled = 0;
+            }
+        }
+}
+
+/* Few kernels (at most FEW_KERNELS: an image gradient's adjoint over a few input maps, or a forward
+ * pass of few kernels): four vectors of
+ * outputs per step for those kernels, rather than NB kernels of which most would be padding. Plain
+ * (packed = 0): x[v], y[v] are vector v's image run and outputs; packed (rows narrower than a vector):
+ * vector v joins the half vectors at x[2v] and x[2v + 1], its outputs split to y[2v] and y[2v + 1].
+ * Each output sums the same terms in the same order as two_vectors_at, so the bits are the same. */
 #define FEW_KERNELS 4
-SBX_CLONES static void NAME(four_vectors)(const sbx_conv_plan *p, const T *const *x, const T *restrict kp,
-                                          const T *bias, T *const *y, int64_t nb, int64_t O) {
+__attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sbx_conv_plan *p, const T *const *x,
+                                                                        int packed, const T *restrict kp,
+                                                                        const T *bias, T *const *y, int64_t nb,
+                                                                        int64_t O) {
+    typedef T half_vec __attribute__((vector_size(32)));
     const int64_t W = p->width, *restrict taps = p->taps;
     NAME(vec) a[4][FEW_KERNELS];
     for (int v = 0; v < 4; v++)
         for (int n = 0; n < FEW_KERNELS; n++) a[v][n] = (NAME(vec)){0};
     for (int64_t j = 0; j < W; j++) {
         NAME(vec) xv[4];
-        for (int v = 0; v < 4; v++) memcpy(&xv[v], x[v] + taps[j], sizeof xv[v]);
+        for (int v = 0; v < 4; v++)
+            if (packed) {
+                half_vec h0, h1;
+                memcpy(&h0, x[2 * v] + taps[j], sizeof h0);
+                memcpy(&h1, x[2 * v + 1] + taps[j], sizeof h1);
+                xv[v] = __builtin_shufflevector(h0, h1, LOW_LANES, HIGH_LANES);
+            } else {
+                memcpy(&xv[v], x[v] + taps[j], sizeof xv[v]);
+            }
         for (int n = 0; n < FEW_KERNELS; n++) {
             const T w = kp[n * W + j];
             for (int v = 0; v < 4; v++) a[v][n] += xv[v] * w;
@@ -214,32 +255,55 @@ SBX_CLONES static void NAME(four_vectors)(const sbx_conv_plan *p, const T *const
     for (int64_t n = 0; n < nb; n++)
         for (int v = 0; v < 4; v++) {
             a[v][n] += bias ? bias[n] : 0;
-            memcpy(y[v] + n * O, &a[v][n], sizeof a[v][n]);
+            if (packed) {
+                const half_vec lo = __builtin_shufflevector(a[v][n], a[v][n], LOW_LANES);
+                const half_vec hi = __builtin_shufflevector(a[v][n], a[v][n], HIGH_LANES);
+                memcpy(y[2 * v] + n * O, &lo, sizeof lo);
+                memcpy(y[2 * v + 1] + n * O, &hi, sizeof hi);
+            } else {
+                memcpy(y[v] + n * O, &a[v][n], sizeof a[v][n]);
+            }
         }
 }
 
+SBX_CLONES static void NAME(four_vectors)(const sbx_conv_plan *p, const T *const *x, const T *restrict kp,
+                                          const T *bias, T *const *y, int64_t nb, int64_t O) {
+    NAME(four_vectors_at)(p, x, 0, kp, bias, y, nb, O);
+}
+
+SBX_CLONES static void NAME(four_vectors_packed)(const sbx_conv_plan *p, const T *const *x, const T *restrict kp,
+                                                 const T *bias, T *const *y, int64_t nb, int64_t O) {
+    NAME(four_vectors_at)(p, x, 1, kp, bias, y, nb, O);
+}
+
 /* The rows of an item for few kernels: their vectors (the last of a row ending at its end) four at a
- * time, a last group of fewer filled up by repeating its last vector (the same outputs again). */
+ * time, or for rows narrower than a vector their half vectors (as direct_rows_narrow) eight at a
+ * time; a last group of fewer filled up by repeating its last vector (the same outputs again). */
 static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb, int64_t r0,
                                    int64_t here, int64_t nb, int64_t row, int64_t O) {
     const int64_t L = (int64_t)(64 / sizeof(T));
-    const T *xs[4];
-    T *ys[4];
+    const int narrow = row < L, per = narrow ? 8 : 4; /* slots per step */
+    const int64_t w = narrow ? L / 2 : L;             /* a slot's lanes */
+    const T *xs[8];
+    T *ys[8];
     int filled = 0;
     for (int64_t r = r0; r < r0 + here; r++)
-        for (int64_t i0 = 0, done = 0; !done; i0 += L) {
-            if (i0 + L >= row) {
-                i0 = row - L;
+        for (int64_t i0 = 0, done = 0; !done; i0 += w) {
+            if (i0 + w >= row) {
+                i0 = row - w;
                 done = 1;
             }
             xs[filled] = xb + p->base[r * row] + i0;
             ys[filled] = yb + r * row + i0;
-            if (++filled == 4 || (done && r + 1 == r0 + here)) {
-                for (int v = filled; v < 4; v++) {
+            if (++filled == per || (done && r + 1 == r0 + here)) {
+                for (int v = filled; v < per; v++) {
                     xs[v] = xs[filled - 1];
                     ys[v] = ys[filled - 1];
                 }
-                NAME(four_vectors)(p, xs, kp, bias, ys, nb, O);
+                if (narrow)
+                    NAME(four_vectors_packed)(p, xs, kp, bias, ys, nb, O);
+                else
+                    NAME(four_vectors)(p, xs, kp, bias, ys, nb, O);
                 filled = 0;
             }
         }
@@ -247,17 +311,21 @@ static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T 
 
 /* Rows per item of the direct convolution: rows of a vector or more go in pairs, one vector of each
  * per step, so that every step has two vectors (the last one alone when their number is odd); rows
- * longer than whole vectors by at most half a vector go in fours (a last group of fewer rows as pairs). */
+ * longer than whole vectors by at most half a vector go in fours (a last group of fewer rows as
+ * pairs); rows narrower than a vector (half a vector or more, plan.c) as many as fill a step with half
+ * vectors: 4 of them (8 for few kernels), one per row of half a vector, else two. */
 static int64_t NAME(direct_group)(const sbx_conv_plan *p) {
     const int64_t L = (int64_t)(64 / sizeof(T)), row = p->shape.out[p->shape.ndim - 1];
-    const int packed = row > L && row % L != 0 && row % L <= L / 2;
-    return packed ? 4 : 2; /* rows are a vector or more (plan.c) */
+    if (row < L) return (p->nkern <= FEW_KERNELS ? 8 : 4) / (row == L / 2 ? 1 : 2);
+    const int packed = row % L != 0 && row % L <= L / 2;
+    return packed ? 4 : 2;
 }
 
 /* Output rows r0 .. r0 + here - 1 of one image (xb its input, yb its output maps). */
 static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb_image, int64_t r0,
                               int64_t here) {
     const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
+    const int64_t L = (int64_t)(64 / sizeof(T));
     if (N <= FEW_KERNELS) {
         NAME(few_kernels_rows)(p, xb, kp, bias, yb_image, r0, here, N, row, O);
         return;
@@ -266,6 +334,10 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
         const int64_t nb = N - n0 < NB ? N - n0 : NB;
         const T *kn = kp + n0 * p->width, *bn = bias ? bias + n0 : NULL;
         T *yb = yb_image + n0 * O;
+        if (row < L) {
+            NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O);
+            continue;
+        }
         if (here == 4) {
             const T *xs[4];
             T *ys[4];
@@ -344,7 +416,7 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
         for (int64_t b = 0; b < batch; b++)
             for (int64_t q = gflat ? O - row : 0; q < O; q += row) {
                 const T *xq = x + b * in + p->base[q], *gq = g + b * N * O + q;
-                for (int64_t i = 0; i < vend + (tail ? L : 0); i += L) { /* rows are a vector or more */
+                for (int64_t i = 0; i < vend + (tail ? L : 0); i += L) { /* rows are a vector or more (layers.c) */
                     const int64_t at = i < vend ? i : row - L;
                     NAME(vec) gv[KB], xv[JB];
                     for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
@@ -387,6 +459,12 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
             v[r + (h)] = __builtin_shufflevector(a, b, EACH_LANE(SWAP_B, h));          \
         }
 
+/* An L x L tile transposed in registers: lane i of v[r] to lane r of v[i]. */
+__attribute__((always_inline)) static inline void NAME(transpose_tile)(NAME(vec) *v) {
+    TRANSPOSE_STAGES(TRANSPOSE_STAGE)
+}
+#undef TRANSPOSE_STAGE
+
 /* gt[o * 2L + k] = g[n0 + k][o] for the kernels n0 .. n0 + nk - 1 (nk <= 2L), zero for k >= nk
  * (up to a whole vector), positions 0 .. O-1: L x L tiles transposed in registers. */
 __attribute__((always_inline)) static inline void NAME(transpose_block)(const T *g, int64_t O, int64_t nk, T *gt) {
@@ -399,13 +477,12 @@ __attribute__((always_inline)) static inline void NAME(transpose_block)(const T 
                     memcpy(&v[k], g + (h * L + k) * O + o0, sizeof v[k]);
                 else
                     v[k] = (NAME(vec)){0};
-            TRANSPOSE_STAGES(TRANSPOSE_STAGE)
+            NAME(transpose_tile)(v);
             for (int64_t i = 0; i < L; i++) memcpy(gt + (o0 + i) * 2 * L + h * L, &v[i], sizeof v[i]);
         }
     for (int64_t o = whole; o < O; o++)
         for (int64_t k = 0; k < nv * L; k++) gt[o * 2 * L + k] = k < nk ? g[k * O + o] : 0;
 }
-#undef TRANSPOSE_STAGE
 #undef SWAP_A
 #undef SWAP_B
 
@@ -476,6 +553,106 @@ static void NAME(kgrad_lanes)(const sbx_conv_plan *p, int64_t batch, const T *x,
         const int64_t lo = items * t / nt, hi = items * (t + 1) / nt;
         if (lo < hi) NAME(lanes_items)(p, batch, x, g, lo, hi, saved, work + t * buffer, gk);
     }
+}
+
+/* The image gradient with the feature maps in the vector lanes (valid-mode plans with half a vector
+ * of maps or more, plan.c): gx[b][c][base[o] + delta[l]] += sum over kernels n of g[b][n][o] *
+ * k[n][c * K + l]. Per image, a step takes IR positions and IS taps: IR x IS vectors of maps, each a
+ * sum over the kernels in order of a position's gradient (broadcast) times a vector of the kernels'
+ * weights (kt, below): IR + IS loads for IR x IS multiply-adds, and no work on the padding of a
+ * full-mode adjoint. The sums are added whole vectors at a time into the image's gradient held
+ * transposed (pixels x maps, in a buffer of the thread's that stays in its caches), in an order fixed
+ * by the shape (tap blocks, then positions, then within the step), and the buffer is transposed into
+ * gx at the end. Padding lanes (maps past C), taps past K and positions past O are computed and
+ * dropped, never added. */
+#define IR 4 /* positions per step */
+#define IS 5 /* taps per step */
+
+/* Taps of the transposed kernels: K rounded up to a multiple of IS. */
+static int64_t NAME(maps_lanes_taps)(const sbx_conv_plan *p) { return (p->shape.kernel_size + IS - 1) / IS * IS; }
+
+/* A thread's buffer: the image's pixels x cp (C rounded up to whole vectors), then the sink, a
+ * vector that takes the sums dropped. */
+static int64_t NAME(maps_lanes_buffer)(const sbx_conv_plan *p) {
+    const int64_t C = p->shape.channels, L = LANES_T;
+    return (p->shape.in_size / C + 1) * ((C + L - 1) / L * L);
+}
+
+/* kt[((v * N + n) * Kp + l) * L + i] = k[n][(v L + i) K + l]: vector v of the maps of kernel n's tap
+ * l, zero past the maps and past the taps (Kp from maps_lanes_taps). */
+static void NAME(maps_lanes_kernels)(const sbx_conv_plan *p, const T *k, T *kt) {
+    const int64_t N = p->nkern, K = p->shape.kernel_size, C = p->shape.channels, W = p->width, L = LANES_T;
+    const int64_t cv = (C + L - 1) / L, Kp = NAME(maps_lanes_taps)(p);
+    for (int64_t v = 0; v < cv; v++)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t l = 0; l < Kp; l++)
+                for (int64_t i = 0; i < L; i++) {
+                    const int64_t c = v * L + i;
+                    kt[((v * N + n) * Kp + l) * L + i] = l < K && c < C ? k[n * W + c * K + l] : 0;
+                }
+}
+
+/* One image: gb its output gradient, gxb its image gradient, buf the thread's buffer. */
+SBX_CLONES static void NAME(maps_lanes_image)(const sbx_conv_plan *p, const T *restrict gb, const T *restrict kt,
+                                              T *restrict buf, T *restrict gxb) {
+    const int64_t N = p->nkern, O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels;
+    const int64_t L = LANES_T, cv = (C + L - 1) / L, cp = cv * L, Kp = NAME(maps_lanes_taps)(p);
+    const int64_t spatial = p->shape.in_size / C, *restrict base = p->base, *restrict delta = p->delta;
+    T *sink = buf + spatial * cp;
+    memset(buf, 0, (size_t)(spatial * cp) * sizeof(T));
+    for (int64_t v = 0; v < cv; v++)
+        for (int64_t l0 = 0; l0 < K; l0 += IS)
+            for (int64_t o0 = 0; o0 < O; o0 += IR) {
+                const T *gr[IR];
+                for (int r = 0; r < IR; r++) gr[r] = gb + (o0 + r < O ? o0 + r : O - 1); /* past O: dropped */
+                const T *kn = kt + (v * N * Kp + l0) * L;
+                NAME(vec) acc[IR][IS];
+                for (int r = 0; r < IR; r++)
+                    for (int t = 0; t < IS; t++) acc[r][t] = (NAME(vec)){0};
+                for (int64_t n = 0; n < N; n++, kn += Kp * L) {
+                    NAME(vec) kv[IS];
+                    for (int t = 0; t < IS; t++) memcpy(&kv[t], kn + t * L, sizeof kv[t]);
+                    for (int r = 0; r < IR; r++) {
+                        const T w = gr[r][n * O];
+                        for (int t = 0; t < IS; t++) acc[r][t] += kv[t] * w;
+                    }
+                }
+                /* Where each sum goes: its pixel, or past O or K the sink. */
+                const int nr = O - o0 < IR ? (int)(O - o0) : IR, nt = K - l0 < IS ? (int)(K - l0) : IS;
+                T *at[IR][IS];
+                for (int r = 0; r < IR; r++)
+                    for (int t = 0; t < IS; t++)
+                        at[r][t] = r < nr && t < nt ? buf + (base[o0 + r] + delta[l0 + t]) * cp + v * L : sink;
+                for (int r = 0; r < IR; r++)
+                    for (int t = 0; t < IS; t++) {
+                        NAME(vec) sum;
+                        memcpy(&sum, at[r][t], sizeof sum);
+                        sum += acc[r][t];
+                        memcpy(at[r][t], &sum, sizeof sum);
+                    }
+            }
+    const int64_t whole = spatial / L * L; /* pixels x maps back to maps x pixels, L x L tiles */
+    for (int64_t v = 0; v < cv; v++) {
+        const int64_t maps = C - v * L < L ? C - v * L : L;
+        for (int64_t q0 = 0; q0 < whole; q0 += L) {
+            NAME(vec) tile[LANES_T];
+            for (int64_t i = 0; i < L; i++) memcpy(&tile[i], buf + (q0 + i) * cp + v * L, sizeof tile[i]);
+            NAME(transpose_tile)(tile);
+            for (int64_t i = 0; i < maps; i++) memcpy(gxb + (v * L + i) * spatial + q0, &tile[i], sizeof tile[i]);
+        }
+        for (int64_t q = whole; q < spatial; q++)
+            for (int64_t i = 0; i < maps; i++) gxb[(v * L + i) * spatial + q] = buf[q * cp + v * L + i];
+    }
+}
+#undef IR
+#undef IS
+
+/* The whole batch, an image per step; bufs: nt buffers (maps_lanes_buffer). */
+static void NAME(maps_lanes)(const sbx_conv_plan *p, int64_t batch, const T *g, const T *kt, T *gx, T *bufs, int nt) {
+    const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, buffer = NAME(maps_lanes_buffer)(p);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t b = 0; b < batch; b++)
+        NAME(maps_lanes_image)(p, g + b * N * O, kt, bufs + (int64_t)sbx__thread() * buffer, gx + b * in);
 }
 #undef LANES_T
 
@@ -578,7 +755,7 @@ static void NAME(flip_kernels)(const sbx_conv_plan *p, const T *k, T *kflip) {
  * parallel, then the odd ones: each input element is summed in an order fixed by the shape.
  * work: nt blocks of one tile. */
 static void NAME(conv_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *k, const T *g, T *gx,
-                                T *gk, T *gb, T *work, T *partial, int nt) {
+                                T *gk, T *work, T *partial, int nt) {
     const int64_t O = p->shape.out_size, W = p->width, N = p->nkern, in = p->shape.in_size, items = batch * p->tiles;
     const int64_t nblocks = (items + BLOCK - 1) / BLOCK;
     if (gk) {
@@ -613,10 +790,43 @@ static void NAME(conv_backward)(const sbx_conv_plan *p, int64_t batch, const T *
             }
         }
     }
-    if (gb)
-        for (int64_t b = 0; b < batch; b++)
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t o = 0; o < O; o++) gb[n] += g[(b * N + n) * O + o];
+}
+
+/* The bias gradient of kernel n, sum over images b and positions o of g[b][n][o]: 4 vectors of lanes
+ * over the positions (then single vectors into the first, then single values), image by image, the
+ * lanes added up at the end, in an order the shape fixes. */
+SBX_CLONES static T NAME(bias_grad_one)(const sbx_conv_plan *p, int64_t batch, const T *g, int64_t n) {
+    const int64_t N = p->nkern, O = p->shape.out_size, L = (int64_t)(64 / sizeof(T));
+    const int64_t quad = O / (4 * L) * (4 * L), whole = O / L * L;
+    NAME(vec) acc[4];
+    for (int i = 0; i < 4; i++) acc[i] = (NAME(vec)){0};
+    T rest = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        const T *gn = g + (b * N + n) * O;
+        int64_t o = 0;
+        for (; o < quad; o += 4 * L)
+            for (int i = 0; i < 4; i++) {
+                NAME(vec) v;
+                memcpy(&v, gn + o + i * L, sizeof v);
+                acc[i] += v;
+            }
+        for (; o < whole; o += L) {
+            NAME(vec) v;
+            memcpy(&v, gn + o, sizeof v);
+            acc[0] += v;
+        }
+        for (; o < O; o++) rest += gn[o];
+    }
+    T sum = 0;
+    for (int i = 0; i < 4; i++)
+        for (int64_t l = 0; l < L; l++) sum += acc[i][l];
+    return sum + rest;
+}
+
+/* gb (nkern), written whole, a kernel per step. */
+static void NAME(bias_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gb, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t n = 0; n < p->nkern; n++) gb[n] = NAME(bias_grad_one)(p, batch, g, n);
 }
 
 /* Local connections: y[b][n*O + o] = sum over maps c and taps l inside the image of

@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "common/golden.h"
+#include "conv/internal.h"
 #include "core/internal.h"
 #include "sparsebox.h"
 
@@ -886,6 +887,142 @@ static void test_adjoint_by_image(void **state) {
     }
 }
 
+/* Whether got matches the reference want (whose terms' magnitudes sum to scale): NaN for NaN, the
+ * same infinity for an infinity, else within rel * (1 + scale). */
+static int matches(double got, double want, double scale, double rel) {
+    if (isnan(want)) return isnan(got);
+    if (isinf(want)) return got == want;
+    return fabs(got - want) <= rel * (1 + scale);
+}
+
+/* Forward (with a bias) and every gradient of a convolution of nkern kernels in dtype, at 1, 2 and 3
+ * threads (the same bits) and against sums written with coordinates on the values the plan saw. With
+ * nonfinite, a pixel is infinite and an output gradient NaN. paths: what the plan must have chosen, a
+ * string of 'd' (the direct kernel), 'm' (the image gradient in the maps' lanes), 'a' (the adjoint). */
+static void check_layer(const sbx_conv_shape *s, int64_t nkern, sbx_dtype dtype, int64_t batch, int nonfinite,
+                        const char *paths, const char *label) {
+    const int64_t O = s->out_size, W = s->channels * s->kernel_size, K = s->kernel_size, in = s->in_size;
+    const int f32 = dtype == SBX_FLOAT32;
+    const double rel = f32 ? 1e-5 : 1e-13;
+    const size_t es = sbx_dtype_size(dtype);
+    sbx_conv_plan *p;
+    assert_int_equal(sbx_conv_plan_create(s, nkern, dtype, &p), SBX_OK);
+    if ((p->taps != NULL) != (strchr(paths, 'd') != NULL) || p->maps_lanes != (strchr(paths, 'm') != NULL) ||
+        (p->adjoint != NULL) != (strchr(paths, 'a') != NULL))
+        fail_msg("%s, %s: the plan chose direct %d, maps in lanes %d, adjoint %d; expected '%s'", label,
+                 sbx_dtype_name(dtype), p->taps != NULL, p->maps_lanes, p->adjoint != NULL, paths);
+    sbx_array *x64 = random_matrix(batch, in), *k64 = random_matrix(nkern, W), *b64 = random_matrix(nkern, -1);
+    sbx_array *g64 = random_matrix(batch, nkern * O);
+    if (nonfinite) {
+        ((double *)x64->data)[in / 2] = INFINITY;
+        ((double *)g64->data)[(batch - 1) * nkern * O + O + O / 3] = NAN;
+    }
+    sbx_array *x = as(x64, dtype), *kk = as(k64, dtype), *bias = as(b64, dtype), *g = as(g64, dtype);
+    sbx_array *res[3][4];
+    for (int t = 0; t < 3; t++) {
+        sbx_set_num_threads(t + 1);
+        assert_int_equal(sbx_conv_forward(p, x, kk, bias, &res[t][0]), SBX_OK);
+        assert_int_equal(sbx_conv_backward(p, x, kk, g, &res[t][1], &res[t][2], &res[t][3]), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    for (int t = 1; t < 3; t++)
+        for (int i = 0; i < 4; i++)
+            assert_memory_equal(res[0][i]->data, res[t][i]->data, (size_t)sbx_array_numel(res[0][i]) * es);
+    sbx_array *xr = as(x, SBX_FLOAT64), *kr = as(kk, SBX_FLOAT64), *br = as(bias, SBX_FLOAT64);
+    sbx_array *gr = as(g, SBX_FLOAT64);
+    sbx_array *got[4];
+    for (int i = 0; i < 4; i++) got[i] = as(res[0][i], SBX_FLOAT64);
+    const double *xv = xr->data, *kv = kr->data, *bv = br->data, *gv = gr->data;
+    double *rx = calloc((size_t)(batch * in), sizeof(double)), *sx = calloc((size_t)(batch * in), sizeof(double));
+    double *rk = calloc((size_t)(nkern * W), sizeof(double)), *sk = calloc((size_t)(nkern * W), sizeof(double));
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t n = 0; n < nkern; n++)
+            for (int64_t o = 0; o < O; o++) {
+                const double go = gv[(b * nkern + n) * O + o];
+                double y = bv[n], scale = fabs(bv[n]);
+                for (int64_t c = 0; c < s->channels; c++)
+                    for (int64_t l = 0; l < K; l++) {
+                        const int64_t i = tap_input(s, c, o, l), j = c * K + l;
+                        if (i < 0) continue;
+                        y += xv[b * in + i] * kv[n * W + j];
+                        scale += fabs(xv[b * in + i] * kv[n * W + j]);
+                        rk[n * W + j] += go * xv[b * in + i];
+                        sk[n * W + j] += fabs(go * xv[b * in + i]);
+                        rx[b * in + i] += go * kv[n * W + j];
+                        sx[b * in + i] += fabs(go * kv[n * W + j]);
+                    }
+                const double have = ((double *)got[0]->data)[(b * nkern + n) * O + o];
+                if (!matches(have, y, scale, rel))
+                    fail_msg("%s, %s: y[%lld][%lld][%lld] = %.17g, expected %.17g", label, sbx_dtype_name(dtype),
+                             (long long)b, (long long)n, (long long)o, have, y);
+            }
+    for (int64_t i = 0; i < batch * in; i++)
+        if (!matches(((double *)got[1]->data)[i], rx[i], sx[i], rel))
+            fail_msg("%s, %s: grad_images[%lld] = %.17g, expected %.17g", label, sbx_dtype_name(dtype), (long long)i,
+                     ((double *)got[1]->data)[i], rx[i]);
+    for (int64_t i = 0; i < nkern * W; i++)
+        if (!matches(((double *)got[2]->data)[i], rk[i], sk[i], rel))
+            fail_msg("%s, %s: grad_kerns[%lld] = %.17g, expected %.17g", label, sbx_dtype_name(dtype), (long long)i,
+                     ((double *)got[2]->data)[i], rk[i]);
+    for (int64_t n = 0; n < nkern; n++) {
+        double want = 0, scale = 0;
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t o = 0; o < O; o++) {
+                want += gv[(b * nkern + n) * O + o];
+                scale += fabs(gv[(b * nkern + n) * O + o]);
+            }
+        if (!matches(((double *)got[3]->data)[n], want, scale, rel))
+            fail_msg("%s, %s: grad_bias[%lld] = %.17g, expected %.17g", label, sbx_dtype_name(dtype), (long long)n,
+                     ((double *)got[3]->data)[n], want);
+    }
+    free(rx);
+    free(sx);
+    free(rk);
+    free(sk);
+    sbx_array *all[] = {x64, k64, b64, g64, x, kk, bias, g, xr, kr, br, gr, got[0], got[1], got[2], got[3]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 4; i++) sbx_array_free(res[t][i]);
+    sbx_conv_plan_free(p);
+}
+
+/* The demo network's two convolutions (1 x 28 x 28 maps, 16 kernels 5x5; 16 x 12 x 12 maps, 32
+ * kernels 5x5: output rows of 8, half a float32 vector, packed two to a vector, and the image
+ * gradient with the maps in the lanes), and the paths around them: rows of half a vector to one
+ * (overlapping halves), maps of half a vector and of whole and partial vectors, positions and taps
+ * not filling the image gradient's steps, a stride, 3-d, a kernel count past a block of 8; and the
+ * shapes where the adjoint stays (fewer than 32 kernels, or fewer than a vector of maps). */
+static void test_demo_layers(void **state) {
+    (void)state;
+    typedef struct {
+        int ndim;
+        int64_t channels, in[3], k[3], stride, nkern, batch;
+        const char *paths[2]; /* float32, float64 */
+        const char *label;
+    } layer_case;
+    static const layer_case cases[] = {
+        {2, 1, {28, 28}, {5, 5}, 1, 16, 3, {"d", "d"}, "demo layer 1"},
+        {2, 16, {12, 12}, {5, 5}, 1, 32, 5, {"dm", "dm"}, "demo layer 2"},
+        {2, 12, {9, 11}, {3, 3}, 1, 3, 3, {"dm", "da"}, "12 maps, rows of 9, 3 kernels"},
+        {2, 8, {7, 14}, {2, 3}, 1, 20, 2, {"dm", "da"}, "8 maps, rows of 12"},
+        {2, 4, {9, 7}, {3, 3}, 1, 6, 3, {"", "dm"}, "4 maps, rows of 5"},
+        {2, 20, {13, 13}, {3, 3}, 2, 5, 3, {"m", "m"}, "20 maps, stride 2"},
+        {3, 8, {5, 6, 7}, {2, 3, 3}, 1, 33, 2, {"m", "dm"}, "3-d, 33 kernels"},
+        {2, 16, {10, 20}, {3, 5}, 1, 32, 2, {"dm", "dm"}, "16 maps, rows of 16"},
+        {2, 16, {10, 20}, {3, 5}, 1, 31, 2, {"da", "da"}, "16 maps, 31 kernels"},
+        {2, 4, {10, 20}, {3, 5}, 1, 40, 2, {"da", "da"}, "4 maps"},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const layer_case *c = &cases[ci];
+        const int64_t st[3] = {c->stride, c->stride, c->stride};
+        sbx_conv_shape s;
+        assert_int_equal(sbx_conv_shape_make(c->ndim, c->channels, c->in, c->k, st, SBX_CONV_VALID, &s), SBX_OK);
+        for (int dt = 0; dt < 2; dt++)
+            for (int nonfinite = 0; nonfinite < 2; nonfinite++)
+                check_layer(&s, c->nkern, dt ? SBX_FLOAT64 : SBX_FLOAT32, c->batch, nonfinite, c->paths[dt], c->label);
+    }
+}
+
 /* A valid-mode geometry whose gather table (> 16 MB) makes the layers copy contiguous runs instead. */
 static void test_copy_runs(void **state) {
     (void)state;
@@ -969,20 +1106,27 @@ static void test_bad_input(void **state) {
 
 static void test_allocation_failures(void **state) {
     (void)state;
-    for (int64_t maps = 1; maps <= 4; maps += 3) { /* 4 maps: the image gradient's adjoint plan too */
-        int64_t in[2] = {5, 5}, k[2] = {2, 2};
+    /* 4 maps: the image gradient's adjoint plan too; 8 maps in valid mode on rows narrower than a
+     * vector: the direct kernel, and the image gradient with the maps in the lanes */
+    for (int64_t maps = 1; maps <= 8; maps += maps == 1 ? 3 : 4) {
+        const int lanes = maps == 8;
+        int64_t in[2] = {5, lanes ? 7 : 5}, k[2] = {2, 2};
         sbx_conv_shape s;
-        assert_int_equal(sbx_conv_shape_make(2, maps, in, k, NULL, SBX_CONV_FULL, &s), SBX_OK);
-        sbx_array *x = random_matrix(9, s.in_size), *kk = random_matrix(2, maps * 4), *r = random_matrix(9, 72);
+        assert_int_equal(sbx_conv_shape_make(2, maps, in, k, NULL, lanes ? SBX_CONV_VALID : SBX_CONV_FULL, &s), SBX_OK);
+        sbx_array *x = random_matrix(9, s.in_size), *kk = random_matrix(2, maps * 4);
+        sbx_array *r = random_matrix(9, 2 * s.out_size);
         int64_t i;
         for (i = 1;; i++) {
             sbx_conv_plan *p = NULL;
-            sbx_array *gx = NULL, *gk = NULL, *gb = NULL;
+            sbx_array *gx = NULL, *gk = NULL, *gb = NULL, *y = NULL;
             sbx__alloc_fail_at(i);
             sbx_status st = sbx_conv_plan_create(&s, 2, SBX_FLOAT64, &p);
+            if (st == SBX_OK && lanes) assert_true(p->maps_lanes && p->taps && !p->adjoint);
+            if (st == SBX_OK) st = sbx_conv_forward(p, x, kk, NULL, &y);
             if (st == SBX_OK) st = sbx_conv_backward(p, x, kk, r, &gx, &gk, &gb);
             sbx__alloc_fail_at(0);
             sbx_conv_plan_free(p);
+            sbx_array_free(y);
             if (st == SBX_OK) {
                 sbx_array_free(gx);
                 sbx_array_free(gk);
@@ -1005,7 +1149,7 @@ int main(void) {
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_kernel_gradient_flat), cmocka_unit_test(test_kernel_gradient_lanes),
         cmocka_unit_test(test_adjoint_by_image),
-        cmocka_unit_test(test_direct_rows),
+        cmocka_unit_test(test_direct_rows),        cmocka_unit_test(test_demo_layers),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_pool_masks),
         cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
