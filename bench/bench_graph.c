@@ -39,7 +39,6 @@
  *   -v  print the compiled function's nodes (sbx_graph_print) to stderr first */
 #define _POSIX_C_SOURCE 200809L
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -91,29 +90,6 @@ static int report(const char *what, sbx_status st) {
 
 /* ---- OpenBLAS threads, looked up at run time so that any CBLAS still links ---- */
 
-static void *blas_symbol(const char *name) {
-    static void *self;
-    if (!self) self = dlopen(NULL, RTLD_NOW);
-    return self ? dlsym(self, name) : NULL;
-}
-
-static const char *blas_corename(void) {
-    char *(*fn)(void);
-    void *sym = blas_symbol("openblas_get_corename");
-    if (!sym) return NULL;
-    memcpy(&fn, &sym, sizeof fn);
-    return fn();
-}
-
-static void set_threads(int n) {
-    sbx_set_num_threads(n);
-    void (*fn)(int);
-    void *sym = blas_symbol("openblas_set_num_threads");
-    if (!sym) return;
-    memcpy(&fn, &sym, sizeof fn);
-    fn(n);
-}
-
 /* ---- the data: shapes, batches, initial parameters ---- */
 
 typedef struct net_data {
@@ -121,15 +97,6 @@ typedef struct net_data {
     sbx_array *images[NBATCHES], *labels[NBATCHES];
     sbx_array *init[NPARAMS];
 } net_data;
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
 
 /* A float32 array of shape[0..ndim-1], uniform in [lo, hi). */
 static sbx_status uniform_array(int ndim, const int64_t *shape, double lo, double hi, uint64_t *rng, sbx_array **out) {
@@ -599,7 +566,7 @@ static void machine_name(char *buf, size_t len) {
 static void print_header(void) {
     char machine[256];
     machine_name(machine, sizeof machine);
-    const char *coretype = getenv("OPENBLAS_CORETYPE"), *core = blas_corename();
+    const char *coretype = getenv("OPENBLAS_CORETYPE"), *core = blas_string("openblas_get_corename");
     printf("bench_graph: one training step as a compiled function (sbx_function_call) against the same plan and "
            "perform calls written by hand\n");
     printf("network: conv(1->%d, %dx%d) -> ReLU -> max_pool 2x2 -> conv(%d->%d, %dx%d) -> ReLU -> max_pool 2x2 -> "

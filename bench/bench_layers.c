@@ -33,7 +33,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,46 +175,7 @@ static int repeats_for(double seconds) {
     return n > MAX_REPEATS ? MAX_REPEATS : (int)n;
 }
 
-/* ---- OpenBLAS, looked up at run time so that any CBLAS still links ---- */
-
-static void *blas_symbol(const char *name) {
-    static void *self;
-    if (!self) self = dlopen(NULL, RTLD_NOW);
-    return self ? dlsym(self, name) : NULL;
-}
-
-/* openblas_get_corename() or openblas_get_config(); NULL when not OpenBLAS. */
-static const char *blas_string(const char *name) {
-    char *(*fn)(void);
-    void *sym = blas_symbol(name);
-    if (!sym) return NULL;
-    memcpy(&fn, &sym, sizeof fn);
-    return fn();
-}
-
-/* openblas_set_num_threads(n); 0 when there is no such function. */
-static int blas_set_threads(int n) {
-    void (*fn)(int);
-    void *sym = blas_symbol("openblas_set_num_threads");
-    if (!sym) return 0;
-    memcpy(&fn, &sym, sizeof fn);
-    fn(n);
-    return 1;
-}
-
-static void set_threads(int n) {
-    sbx_set_num_threads(n);
-    blas_set_threads(n);
-}
-
 /* ---- deterministic data ---- */
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static void store(sbx_array *a, int64_t i, double v) {
     if (a->dtype == SBX_FLOAT32)

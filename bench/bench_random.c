@@ -285,17 +285,6 @@ static int bench_draws(const sbx_rng *rng, draw_result *results) {
 
 /* ---- the inputs of the sparse ops ---- */
 
-/* splitmix64: the state advanced by a fixed odd constant, then mixed. */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1) from the top 53 bits. */
-static double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
-
 /* k distinct columns below ncols, increasing: each new draw goes to its sorted place; a repeat is
  * drawn again. The modulo bias is below ncols / 2^64. */
 static void random_columns(uint64_t *state, int64_t ncols, int64_t k, int64_t *cols) {

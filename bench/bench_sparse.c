@@ -80,14 +80,6 @@ static int report(const char *what, sbx_status st) {
 
 /* ---- deterministic data ---- */
 
-/* splitmix64: a 64-bit state advanced by a fixed odd constant, then mixed. */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [-1, 1): the top 53 bits make a double in [0, 1). */
 static double uniform_pm1(uint64_t *state) {
     return (double)(splitmix64(state) >> 11) * 0x1.0p-53 * 2.0 - 1.0;

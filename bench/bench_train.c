@@ -52,7 +52,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -142,32 +141,6 @@ static double clock_seconds(clockid_t id) {
 }
 
 static double cpu_now(void) { return clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
-
-/* ---- OpenBLAS, looked up at run time so that any CBLAS still links ---- */
-
-static void *blas_symbol(const char *name) {
-    static void *self;
-    if (!self) self = dlopen(NULL, RTLD_NOW);
-    return self ? dlsym(self, name) : NULL;
-}
-
-/* openblas_get_corename() or openblas_get_config(); NULL when not OpenBLAS. */
-static const char *blas_string(const char *name) {
-    char *(*fn)(void);
-    void *sym = blas_symbol(name);
-    if (!sym) return NULL;
-    memcpy(&fn, &sym, sizeof fn);
-    return fn();
-}
-
-static void set_threads(int n) {
-    sbx_set_num_threads(n);
-    void (*fn)(int);
-    void *sym = blas_symbol("openblas_set_num_threads");
-    if (!sym) return;
-    memcpy(&fn, &sym, sizeof fn);
-    fn(n);
-}
 
 /* ---- the data: gzipped IDX files (big-endian header: magic 0x000008NN, NN extents of 32 bits) ---- */
 
@@ -309,13 +282,6 @@ static void trainer_free(trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* torch's default for Conv2d and Linear (kaiming_uniform with a = sqrt(5) for the weights, and the
  * biases alike): U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
 static sbx_status init_params(trainer *t) {
@@ -331,7 +297,7 @@ static sbx_status init_params(trainer *t) {
         const double bound = 1.0 / sqrt(fan_in[p]);
         float *v = t->init[p]->data;
         for (int64_t i = 0; i < sbx_array_numel(t->init[p]); i++)
-            v[i] = (float)(bound * (2.0 * ((double)(splitmix64(&rng) >> 11) * 0x1.0p-53) - 1.0));
+            v[i] = (float)(bound * (2.0 * (uniform01(&rng)) - 1.0));
     }
     return st;
 }

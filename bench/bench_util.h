@@ -1,12 +1,59 @@
-/* What the benchmarks of this folder share: the clock, medians, file paths, and the folder of the
- * peer scripts. A benchmark defines BENCH_NAME (its name, for messages) before including this. */
+/* What the benchmarks of this folder share: the clock, medians, file paths, the folder of the peer
+ * scripts, a fixed-seed generator for their data, and OpenBLAS's own functions (looked up at run
+ * time, so that any CBLAS still links). A benchmark defines BENCH_NAME (its name, for messages) before including this. */
 #ifndef SBX_BENCH_UTIL_H
 #define SBX_BENCH_UTIL_H
 
+#include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sparsebox.h>
+
+/* splitmix64: the state advanced by a fixed odd constant, then mixed. */
+static inline uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1) from the top 53 bits. */
+static inline double uniform01(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
+
+static inline void *blas_symbol(const char *name) {
+    static void *self;
+    if (!self) self = dlopen(NULL, RTLD_NOW);
+    return self ? dlsym(self, name) : NULL;
+}
+
+/* openblas_get_corename() or openblas_get_config(); NULL when not OpenBLAS. */
+static inline const char *blas_string(const char *name) {
+    char *(*fn)(void);
+    void *sym = blas_symbol(name);
+    if (!sym) return NULL;
+    memcpy(&fn, &sym, sizeof fn);
+    return fn();
+}
+
+/* openblas_set_num_threads(n); 0 when there is no such function. */
+static inline int blas_set_threads(int n) {
+    void (*fn)(int);
+    void *sym = blas_symbol("openblas_set_num_threads");
+    if (!sym) return 0;
+    memcpy(&fn, &sym, sizeof fn);
+    fn(n);
+    return 1;
+}
+
+/* The library's threads and OpenBLAS's. */
+static inline void set_threads(int n) {
+    sbx_set_num_threads(n);
+    blas_set_threads(n);
+}
 
 /* Seconds on the monotonic clock. */
 static inline double now_seconds(void) {
