@@ -8,7 +8,7 @@
 #  - a program the script writes (a graph through op.h, a CSR -> CSC conversion) is compiled with nothing
 #    but `cc $(pkg-config --cflags --libs sparsebox)` and run;
 #  - the installed example sources (any examples/ folder under the prefix): tour.c built the same way
-#    (plus -lm, which it calls itself) and run on a small grid; the demo's sources compiled with zlib and
+#    and run on a small grid; the demo's sources compiled with zlib and
 #    libpng's pkg-config flags when those are there. When this build's install rules install no
 #    examples, that is said and not counted; when they do, the examples must be there.
 # Exit status 77 (skipped) without cmake, cc or pkg-config, or for a sanitizer build (its library
@@ -177,8 +177,8 @@ TOUR=$(find "$P" -path '*/examples/tour.c' | head -n 1)
 if [ -n "$TOUR" ]; then
   ok
   # shellcheck disable=SC2086
-  check "cc tour.c \$(pkg-config --cflags --libs sparsebox) -lm" -- \
-    "$CC" -std=c11 -o "$T/tour" "$TOUR" $CFLAGS_PC $LIBS_PC -lm
+  check "cc tour.c \$(pkg-config --cflags --libs sparsebox)" -- \
+    "$CC" -std=c11 -o "$T/tour" "$TOUR" $CFLAGS_PC $LIBS_PC
   mkdir -p "$T/tour-out"
   if [ -x "$T/tour" ]; then check "tour runs" -- env LD_LIBRARY_PATH="$LIBDIR" "$T/tour" 16 "$T/tour-out"; fi
   DEMO_DIR=$(find "$P" -type d -path '*/examples/demo' | head -n 1)
