@@ -1,6 +1,7 @@
 /* Status names and the thread-local last-error message. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/internal.h"
 
@@ -22,9 +23,11 @@ const char *sbx_status_str(sbx_status status) {
 const char *sbx_last_error(void) { return last_error; }
 
 sbx_status sbx__error(sbx_status status, const char *fmt, ...) {
+    char msg[sizeof last_error]; /* formatted apart first: an argument may be the last message itself */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return status;
 }

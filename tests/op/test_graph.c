@@ -528,6 +528,126 @@ static void test_allocation_failures(void **state) {
                   (long long)k - 1);
 }
 
+/* Every public entry point of the graph refuses what it cannot use, with a status and a message
+ * naming the argument. */
+#define BAD(expr, status, fragment)                                                                 \
+    do {                                                                                            \
+        assert_int_equal((expr), (status));                                                         \
+        if (!strstr(sbx_last_error(), (fragment)))                                                  \
+            fail_msg("%s: message '%s' lacks '%s'", #expr, sbx_last_error(), (fragment));           \
+    } while (0)
+
+static void test_bad_inputs(void **state) {
+    (void)state;
+    sbx_graph *g, *other;
+    sbx_var *x, *y, *w, *ox, *v;
+    OK(sbx_graph_create(&g));
+    OK(sbx_graph_create(&other));
+    BAD(sbx_graph_create(NULL), SBX_ERR_ARG, "out is NULL");
+    sbx_type t = sbx_type_dense(SBX_FLOAT64, 1, (int64_t[]){3});
+    OK(sbx_graph_input(g, "x", &t, &x));
+    OK(sbx_graph_input(other, "ox", &t, &ox));
+    /* types */
+    sbx_type bad = t;
+    bad.ndim = 9;
+    BAD(sbx_graph_input(g, "b", &bad, &v), SBX_ERR_ARG, "ndim 9");
+    bad = t;
+    bad.shape[0] = -2;
+    BAD(sbx_graph_input(g, "b", &bad, &v), SBX_ERR_ARG, "extent 0 is -2");
+    bad = sbx_type_sparse(SBX_CSR, SBX_FLOAT32, 2, 2);
+    bad.ndim = 3;
+    BAD(sbx_graph_input(g, "b", &bad, &v), SBX_ERR_ARG, "2 dimensions");
+    bad = t;
+    bad.dtype = (sbx_dtype)42;
+    BAD(sbx_graph_input(g, "b", &bad, &v), SBX_ERR_ARG, "dtype 42");
+    BAD(sbx_graph_input(g, "b", NULL, &v), SBX_ERR_ARG, "type is NULL");
+    BAD(sbx_graph_input(NULL, "b", &t, &v), SBX_ERR_ARG, "graph or out is NULL");
+    /* values */
+    sbx_value empty = {NULL, NULL};
+    BAD(sbx_graph_shared(g, "w", &empty, &w), SBX_ERR_ARG, "empty");
+    BAD(sbx_graph_shared(g, "w", NULL, &w), SBX_ERR_ARG, "NULL");
+    BAD(sbx_graph_scalar(g, SBX_BOOL, 1, &v), SBX_ERR_ARG, "not a number type");
+    BAD(sbx_graph_scalar(g, SBX_INT32, 0.5, &v), SBX_ERR_ARG, "scalar");
+    sbx_type got;
+    BAD(sbx_type_of(&empty, &got), SBX_ERR_ARG, "empty");
+    sbx_array *arr;
+    BAD(sbx_output_dense(NULL, SBX_FLOAT32, 0, NULL, 0, &arr), SBX_ERR_ARG, "NULL");
+    char longname[5000];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    BAD(sbx_var_set_name(x, longname), SBX_ERR_ARG, "4999 characters");
+    BAD(sbx_var_set_name(NULL, "n"), SBX_ERR_ARG, "NULL");
+    /* apply */
+    BAD(sbx_apply(g, NULL, NULL, 1, &x, &y), SBX_ERR_ARG, "op class is NULL");
+    BAD(sbx_apply(g, &sbx_op_tanh, NULL, 1, &ox, &y), SBX_ERR_ARG, "another graph");
+    sbx_var *none = NULL;
+    BAD(sbx_apply(g, &sbx_op_tanh, NULL, 1, &none, &y), SBX_ERR_ARG, "input 0 is NULL");
+    BAD(sbx_apply(g, &sbx_op_tanh, NULL, 9, (sbx_var *[9]){x}, &y), SBX_ERR_ARG, "at most 8");
+    BAD(sbx_apply(g, &sbx_op_scale, NULL, 1, &x, &y), SBX_ERR_ARG, "properties are NULL");
+    const sbx_op_class no_perform = {.name = "Broken", .make_node = negate_make_node};
+    BAD(sbx_apply(g, &no_perform, NULL, 1, &x, &y), SBX_ERR_ARG, "needs a name, make_node and perform");
+    /* the contract on a node */
+    OK(sbx_apply(g, &sbx_op_tanh, NULL, 1, &x, &y));
+    sbx_value wrong = dense(SBX_FLOAT32, 1, (int64_t[]){3}, NULL), out = {NULL, NULL};
+    BAD(sbx_node_perform(sbx_var_owner(y), &wrong, &out, 0), SBX_ERR_ARG, "expected float64[3], got float32[3]");
+    BAD(sbx_node_infer_shape(sbx_var_owner(y), &wrong, &got), SBX_ERR_ARG, "expected float64[3]");
+    BAD(sbx_node_infer_shape(NULL, &wrong, &got), SBX_ERR_ARG, "NULL");
+    sbx_var *gin;
+    sbx_grad answer;
+    const char *reason;
+    BAD(sbx_node_grad(other, sbx_var_owner(y), &y, &gin, &answer, &reason), SBX_ERR_ARG, "another graph");
+    BAD(sbx_node_grad(g, sbx_var_owner(y), NULL, &gin, &answer, &reason), SBX_ERR_ARG, "NULL");
+    /* gradients */
+    sbx_var *gr;
+    BAD(sbx_gradient(g, NULL, 1, &x, 0, &gr), SBX_ERR_ARG, "NULL");
+    BAD(sbx_gradient(g, ox, 1, &x, 0, &gr), SBX_ERR_ARG, "another graph");
+    sbx_var *cost = ap(g, &sbx_op_sum, &(sbx_reduce_props){-1}, 1, y);
+    BAD(sbx_gradient(g, cost, 1, &ox, 0, &gr), SBX_ERR_ARG, "wrt[0]");
+    BAD(sbx_gradient(g, cost, -1, &x, 0, &gr), SBX_ERR_ARG, "nwrt -1");
+    /* functions */
+    sbx_function *f;
+    BAD(sbx_function_compile(g, -1, &x, 1, &y, 0, NULL, 0, &f), SBX_ERR_ARG, "negative count");
+    BAD(sbx_function_compile(g, 1, &y, 1, &y, 0, NULL, 0, &f), SBX_ERR_ARG, "is not a graph input");
+    BAD(sbx_function_compile(g, 2, (sbx_var *[]){x, x}, 1, &y, 0, NULL, 0, &f), SBX_ERR_ARG, "the same variable");
+    BAD(sbx_function_compile(g, 1, &ox, 1, &y, 0, NULL, 0, &f), SBX_ERR_ARG, "another graph");
+    sbx_update to_input = {x, y};
+    BAD(sbx_function_compile(g, 1, &x, 0, NULL, 1, &to_input, 0, &f), SBX_ERR_ARG, "not a shared variable");
+    sbx_value wv = dense(SBX_FLOAT64, 1, (int64_t[]){3}, NULL);
+    OK(sbx_graph_shared(g, "w", &wv, &w));
+    sbx_update twice[2] = {{w, y}, {w, y}};
+    BAD(sbx_function_compile(g, 1, &x, 0, NULL, 2, twice, 0, &f), SBX_ERR_ARG, "both assign to w");
+    BAD(sbx_function_compile(g, 1, &x, 1, &y, 0, NULL, 0, NULL), SBX_ERR_ARG, "NULL");
+    OK(sbx_function_compile(g, 1, &x, 1, &y, 0, NULL, 0, &f));
+    BAD(sbx_function_call(f, NULL, &out), SBX_ERR_ARG, "NULL");
+    BAD(sbx_function_call(NULL, &wrong, &out), SBX_ERR_ARG, "NULL");
+    /* a shared value the caller broke between calls */
+    sbx_function *fw;
+    sbx_var *xw = ap(g, &sbx_op_mul, NULL, 2, x, w);
+    OK(sbx_function_compile(g, 1, &x, 1, &xw, 0, NULL, 0, &fw));
+    sbx_value in = dense(SBX_FLOAT64, 1, (int64_t[]){3}, NULL);
+    OK(sbx_function_call(fw, &in, &out));
+    sbx_value_clear(sbx_var_value(w));
+    BAD(sbx_function_call(fw, &in, &out), SBX_ERR_ARG, "no longer holds a value of its type");
+    sbx_value_clear(&in);
+    sbx_function_free(fw);
+    /* optimisers */
+    sbx_update up[4];
+    int nupd;
+    sbx_var *lr;
+    OK(sbx_graph_scalar(g, SBX_FLOAT64, 0.1, &lr));
+    sbx_var *cw = ap(g, &sbx_op_sum, &(sbx_reduce_props){-1}, 1, xw);
+    BAD(sbx_sgd(g, cw, 1, &w, lr, -1, up, &nupd), SBX_ERR_ARG, "momentum -1");
+    BAD(sbx_adam(g, cw, 1, &w, lr, 1.5, 0.999, 1e-8, up, &nupd), SBX_ERR_ARG, "beta");
+    BAD(sbx_sgd(g, cw, 1, &w, NULL, 0.9, up, &nupd), SBX_ERR_ARG, "NULL");
+    /* seeing */
+    BAD(sbx_graph_print(g, 1, &y, NULL), SBX_ERR_ARG, "NULL");
+    BAD(sbx_graph_dot(g, 1, &ox, stderr), SBX_ERR_ARG, "another graph");
+    sbx_value_clear(&wrong);
+    sbx_function_free(f);
+    sbx_graph_free(g);
+    sbx_graph_free(other);
+}
+
 static void test_print(void **state) {
     (void)state;
     sbx_graph *g;
@@ -558,7 +678,7 @@ int main(void) {
         cmocka_unit_test(test_sum_and_second_derivative),    cmocka_unit_test(test_undefined_and_disconnected),
         cmocka_unit_test(test_random_determinism),           cmocka_unit_test(test_updates_at_once),
         cmocka_unit_test(test_training),                     cmocka_unit_test(test_print),
-        cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_allocation_failures),          cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
