@@ -6,6 +6,10 @@
 
 #include "op/internal.h"
 
+/* The property functions of SumTo and BroadcastLike (sbx_broadcast_props). */
+int sbx__dense_broadcast_equal(const void *a, const void *b);
+uint64_t sbx__dense_broadcast_hash(const void *p);
+int sbx__dense_broadcast_str(const void *p, char *buf, size_t size);
 /* SBX_ERR_ARG unless the op has `want` inputs. */
 sbx_status sbx__dense_arity(const sbx_op *op, int nin, int want);
 /* Input i a dense float32 or float64 array (of ndim dimensions unless ndim < 0). */

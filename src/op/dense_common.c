@@ -11,6 +11,18 @@
  * 0.25 us, a few thousand elements' worth of a memory-bound loop. */
 #define PARALLEL_WORK 32768
 
+int sbx__dense_broadcast_equal(const void *a, const void *b) {
+    return sbx__props_equal_bytes(a, b, sizeof(sbx_broadcast_props));
+}
+
+uint64_t sbx__dense_broadcast_hash(const void *p) {
+    return sbx__hash_bytes(p, sizeof(sbx_broadcast_props), 0xcbf29ce484222325ull);
+}
+
+int sbx__dense_broadcast_str(const void *p, char *buf, size_t size) {
+    return snprintf(buf, size, "mean=%d", p ? ((const sbx_broadcast_props *)p)->mean : 0);
+}
+
 sbx_status sbx__dense_arity(const sbx_op *op, int nin, int want) {
     if (nin != want)
         return sbx__op_fail(op, SBX_ERR_ARG, "expected %d input%s, got %d", want, want == 1 ? "" : "s", nin);

@@ -486,15 +486,6 @@ const sbx_op_class sbx_op_relu_grad = {.name = "ReluGrad",
 
 /* BroadcastLike(x, like): x repeated to like's shape (divided by the number of repeats with mean). Its
  * adjoint is SumTo with the same mean; like gives only a shape, so nothing flows back to it. */
-static int broadcast_equal(const void *a, const void *b) {
-    return sbx__props_equal_bytes(a, b, sizeof(sbx_broadcast_props));
-}
-static uint64_t broadcast_hash(const void *p) {
-    return sbx__hash_bytes(p, sizeof(sbx_broadcast_props), 0xcbf29ce484222325ull);
-}
-static int broadcast_str(const void *p, char *buf, size_t size) {
-    return snprintf(buf, size, "mean=%d", p ? ((const sbx_broadcast_props *)p)->mean : 0);
-}
 
 static sbx_status broadcast_like_make_node(const sbx_op *op, int nin, const sbx_type *in, int *nout, sbx_type *out) {
     SBX_CHECK(sbx__dense_arity(op, nin, 2));
@@ -530,9 +521,9 @@ static void like_pattern(const sbx_op *op, int nin, int nout, int *pattern) {
 
 const sbx_op_class sbx_op_broadcast_like = {.name = "BroadcastLike",
                                             .props_size = sizeof(sbx_broadcast_props),
-                                            .props_equal = broadcast_equal,
-                                            .props_hash = broadcast_hash,
-                                            .props_str = broadcast_str,
+                                            .props_equal = sbx__dense_broadcast_equal,
+                                            .props_hash = sbx__dense_broadcast_hash,
+                                            .props_str = sbx__dense_broadcast_str,
                                             .make_node = broadcast_like_make_node,
                                             .infer_shape = sbx__infer_from_types,
                                             .perform = broadcast_like_perform,

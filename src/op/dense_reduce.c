@@ -275,15 +275,6 @@ const sbx_op_class sbx_op_mean = {.name = "Mean",
  * x's axes (like's aligned at the right) collapsed into groups, kept or summed alike, neighbours of a
  * kind merged and axes of extent 1 dropped. One summed group is one reduction; several are reduced
  * from the innermost out, each pass into a scratch buffer, the last into y. */
-static int broadcast_equal(const void *a, const void *b) {
-    return sbx__props_equal_bytes(a, b, sizeof(sbx_broadcast_props));
-}
-static uint64_t broadcast_hash(const void *p) {
-    return sbx__hash_bytes(p, sizeof(sbx_broadcast_props), 0xcbf29ce484222325ull);
-}
-static int broadcast_str(const void *p, char *buf, size_t size) {
-    return snprintf(buf, size, "mean=%d", p ? ((const sbx_broadcast_props *)p)->mean : 0);
-}
 
 static sbx_status sum_to_make_node(const sbx_op *op, int nin, const sbx_type *in, int *nout, sbx_type *out) {
     sbx_type ignored;
@@ -381,9 +372,9 @@ static void like_pattern(const sbx_op *op, int nin, int nout, int *pattern) {
 
 const sbx_op_class sbx_op_sum_to = {.name = "SumTo",
                                     .props_size = sizeof(sbx_broadcast_props),
-                                    .props_equal = broadcast_equal,
-                                    .props_hash = broadcast_hash,
-                                    .props_str = broadcast_str,
+                                    .props_equal = sbx__dense_broadcast_equal,
+                                    .props_hash = sbx__dense_broadcast_hash,
+                                    .props_str = sbx__dense_broadcast_str,
                                     .make_node = sum_to_make_node,
                                     .infer_shape = sbx__infer_from_types,
                                     .perform = sum_to_perform,
