@@ -5,6 +5,10 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+TSAN_BUILD ?= build-tsan
+# make fuzz: seconds per fuzzer.
+SECONDS    ?= 60
 JOBS       ?= 2
 # Debian's interpreter: it is the one that sees python3-numpy and python3-scipy.
 PYTHON     ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
@@ -19,7 +23,7 @@ DEMO_PACKAGES  := dataset-fashion-mnist
 TEST_PACKAGES  := $(BUILD_PACKAGES) $(DEMO_PACKAGES) clang libclang-rt-14-dev libomp-14-dev python3-numpy python3-scipy \
                   python3-pytest python3-torch
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-valgrind test-tsan fuzz bench install clean
 
 # $(call ensure,PACKAGES): apt-get install the ones dpkg does not list as installed.
 define ensure
@@ -56,6 +60,28 @@ test:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  ctest --output-on-failure -j $(JOBS)
 
+# The C tests (tests/valgrind/run.sh says which) under valgrind memcheck: no error, no leak.
+test-valgrind:
+	$(call ensure,$(TEST_PACKAGES) valgrind)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_WERROR=ON -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	sh tests/valgrind/run.sh $(BUILD)
+
+# The thread tests (tests/threads) built with ThreadSanitizer (clang).
+test-tsan:
+	$(call ensure,$(TEST_PACKAGES))
+	CC=clang cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBX_TSAN=ON -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && ctest --output-on-failure -L tsan
+
+# make fuzz [SECONDS=N]: the libFuzzer targets (clang, ASan + UBSan), each run for N seconds on its corpus.
+fuzz:
+	$(call ensure,$(TEST_PACKAGES))
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBX_SANITIZE=ON -DSBX_FUZZ=ON \
+	  -DSBX_PYTHON=$(PYTHON) >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(SECONDS)
+
 bench:
 	$(call ensure,$(TEST_PACKAGES) python3-torch)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
@@ -77,4 +103,4 @@ install:
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
