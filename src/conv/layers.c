@@ -71,6 +71,8 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(8) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1, 2, 2, 3, 3 /* each lane of a quarter vector twice (unpool_row_2x2) */
 #define PAIR_BITS(a, b) a, b, a, b, a, b, a, b
+#include "conv/vector_impl.h"
+#include "conv/local_impl.h"
 #include "conv/layers_impl.h" /* undefines the parameters above */
 #define T double
 #define TI int64_t
@@ -82,6 +84,8 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1
 #define PAIR_BITS(a, b) a, b, a, b
+#include "conv/vector_impl.h"
+#include "conv/local_impl.h"
 #include "conv/layers_impl.h" /* undefines the parameters above */
 
 /* Threads for a loop over `items` each costing about `work` operations. */
@@ -412,17 +416,37 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     return backward_wrapper(p, PLAN_CONV, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
 }
 
+/* The workspace of a local-connections pass: values of the plan's dtype and offsets (local_impl.h). */
+static sbx_status local_workspace(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
+                                  int grad_weights, int nt, void **values, int64_t **offsets) {
+    int64_t nv = 0, no = 0;
+    SBX_CHECK(p->dtype == SBX_FLOAT32 ? local_work_f32(p, batch, forward, grad_images, grad_weights, nt, &nv, &no)
+                                      : local_work_f64(p, batch, forward, grad_images, grad_weights, nt, &nv, &no));
+    SBX_CHECK(sbx__alloc_raw(nv, sbx_dtype_size(p->dtype), values, "local connections workspace"));
+    sbx_status st = sbx__alloc_raw(no, sizeof(int64_t), offsets, "local connections workspace");
+    if (st != SBX_OK) {
+        sbx__free(*values);
+        *values = NULL;
+    }
+    return st;
+}
+
 sbx_status sbx__local_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                                    const sbx_array *bias, sbx_array *out) {
-    int64_t batch;
+    int64_t batch, *offs = NULL;
+    void *work = NULL;
     SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, bias, 0, NULL, &batch));
     const sbx_array *in[3] = {images, kerns, bias};
     SBX_CHECK(layer_output(p, out, "out", batch, p->nkern * p->shape.out_size, in, 3));
-    int nt = threads_for(batch * p->nkern, p->shape.out_size * p->width);
+    if (batch == 0) return SBX_OK;
+    const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
+    SBX_CHECK(local_workspace(p, batch, 1, 0, 0, nt, &work, &offs));
     if (p->dtype == SBX_FLOAT32)
-        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, nt);
+        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt);
     else
-        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, nt);
+        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt);
+    sbx__free(work);
+    sbx__free(offs);
     return SBX_OK;
 }
 
@@ -446,15 +470,24 @@ sbx_status sbx__local_backward_into(const sbx_conv_plan *p, const sbx_array *ima
     if (grad_images) SBX_CHECK(layer_output(p, grad_images, "grad_images", batch, p->shape.in_size, seen, 3));
     if (grad_kerns) SBX_CHECK(layer_output(p, grad_kerns, "grad_kerns", 0, -local_weights(p), seen, 4));
     if (grad_bias) SBX_CHECK(layer_output(p, grad_bias, "grad_bias", 0, -U, seen, 5));
-    if (grad_images) zero_array(grad_images); /* added into; the weights' gradient is written whole */
-    if (grad_bias) zero_array(grad_bias);
+    if (batch == 0) { /* sums of nothing */
+        if (grad_kerns) zero_array(grad_kerns);
+        if (grad_bias) zero_array(grad_bias);
+        return SBX_OK;
+    }
+    int64_t *offs = NULL;
+    void *work = NULL;
     void *gx = grad_images ? grad_images->data : NULL, *gk = grad_kerns ? grad_kerns->data : NULL;
     void *gb = grad_bias ? grad_bias->data : NULL;
-    int nt = threads_for(batch > U ? batch : U, p->width);
+    const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
+    SBX_CHECK(local_workspace(p, batch, 0, gx != NULL, gk != NULL, nt, &work, &offs));
+    if (grad_bias) zero_array(grad_bias); /* added into; the other gradients are written whole */
     if (p->dtype == SBX_FLOAT32)
-        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
+        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, offs, nt);
     else
-        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, nt);
+        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, offs, nt);
+    sbx__free(work);
+    sbx__free(offs);
     return SBX_OK;
 }
 

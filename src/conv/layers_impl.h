@@ -72,8 +72,6 @@ static void NAME(conv_forward)(const sbx_conv_plan *p, int64_t batch, const T *x
  * row of outputs along the last axis, NB kernels and 2 vectors of positions at a time, every tap j
  * adds a contiguous run of the image times a kernel weight into 2 x NB vector accumulators, which
  * stay in registers. kp: the kernels padded with zero rows to a multiple of NB. */
-typedef T NAME(vec) __attribute__((vector_size(64)));
-typedef TI NAME(ivec) __attribute__((vector_size(64)));
 #define LANES ((int64_t)(64 / sizeof(T)))
 
 /* Two vectors of outputs for nb kernels. Plain (packed = 0): those at y[0] read the runs at
@@ -448,22 +446,6 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
  * stays in its caches while the thread's items of that block pass over it. Versus kgrad_block: no
  * lanes spent on padding (the flat stretch's row pitch), no sums across lanes, and the forward
  * kernel's ratio of multiply-adds to loads; measured faster on configs a, b and c in both dtypes. */
-#define LANES_T ((int64_t)(64 / sizeof(T)))
-#define SWAP_A(h, i) (((i) & (h)) ? LANES_T + (i) - (h) : (i)) /* row r: its lanes i & h from row r + h */
-#define SWAP_B(h, i) (((i) & (h)) ? LANES_T + (i) : (i) + (h)) /* row r + h: its lanes !(i & h) from row r */
-#define TRANSPOSE_STAGE(h)                                                             \
-    for (int r = 0; r < LANES_T; r++)                                                  \
-        if (!(r & (h))) {                                                              \
-            const NAME(vec) a = v[r], b = v[r + (h)];                                  \
-            v[r] = __builtin_shufflevector(a, b, EACH_LANE(SWAP_A, h));                \
-            v[r + (h)] = __builtin_shufflevector(a, b, EACH_LANE(SWAP_B, h));          \
-        }
-
-/* An L x L tile transposed in registers: lane i of v[r] to lane r of v[i]. */
-__attribute__((always_inline)) static inline void NAME(transpose_tile)(NAME(vec) *v) {
-    TRANSPOSE_STAGES(TRANSPOSE_STAGE)
-}
-#undef TRANSPOSE_STAGE
 
 /* gt[o * 2L + k] = g[n0 + k][o] for the kernels n0 .. n0 + nk - 1 (nk <= 2L), zero for k >= nk
  * (up to a whole vector), positions 0 .. O-1: L x L tiles transposed in registers. */
@@ -483,8 +465,6 @@ __attribute__((always_inline)) static inline void NAME(transpose_block)(const T 
     for (int64_t o = whole; o < O; o++)
         for (int64_t k = 0; k < nv * L; k++) gt[o * 2 * L + k] = k < nk ? g[k * O + o] : 0;
 }
-#undef SWAP_A
-#undef SWAP_B
 
 /* Positions 0 .. O-1 of one image for nv (1 or 2) vectors of kernels and the kj (KJ or KJ / 2) taps
  * tj: the sums acc (KJ x 2 vectors, unaligned) go on. */
@@ -827,64 +807,6 @@ SBX_CLONES static T NAME(bias_grad_one)(const sbx_conv_plan *p, int64_t batch, c
 static void NAME(bias_grad)(const sbx_conv_plan *p, int64_t batch, const T *g, T *gb, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t n = 0; n < p->nkern; n++) gb[n] = NAME(bias_grad_one)(p, batch, g, n);
-}
-
-/* Local connections: y[b][n*O + o] = sum over maps c and taps l inside the image of
- * w[((c*N + n)*O + o)*K + l] * x[b][gather[o][c*K + l]], plus bias. */
-static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
-                                int nt) {
-    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
-    const int64_t in = p->shape.in_size;
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t o = 0; o < O; o++) {
-                const T *xb = x + b * in;
-                const int64_t *go = p->gather + o * W;
-                T acc = 0;
-                for (int64_t c = 0; c < C; c++) {
-                    const T *wc = w + ((c * N + n) * O + o) * K;
-                    for (int64_t l = 0; l < K; l++)
-                        if (go[c * K + l] >= 0) acc += wc[l] * xb[go[c * K + l]];
-                }
-                y[b * N * O + n * O + o] = acc + (bias ? bias[n * O + o] : 0);
-            }
-}
-
-static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *g, T *gx,
-                                 T *gw, T *gb, int nt) {
-    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
-    const int64_t in = p->shape.in_size, U = N * O;
-    if (gx) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < batch; b++) /* each image's gradient is one thread's */
-            for (int64_t u = 0; u < U; u++) {
-                const int64_t n = u / O, o = u % O, *go = p->gather + o * W;
-                const T gu = g[b * U + u];
-                for (int64_t c = 0; c < C; c++) {
-                    const T *wc = w + ((c * N + n) * O + o) * K;
-                    for (int64_t l = 0; l < K; l++)
-                        if (go[c * K + l] >= 0) gx[b * in + go[c * K + l]] += wc[l] * gu;
-                }
-            }
-    }
-    if (gw) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t u = 0; u < U; u++) { /* each weight belongs to one unit */
-            const int64_t n = u / O, o = u % O, *go = p->gather + o * W;
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t l = 0; l < K; l++) {
-                    const int64_t idx = go[c * K + l];
-                    T acc = 0;
-                    if (idx >= 0)
-                        for (int64_t b = 0; b < batch; b++) acc += g[b * U + u] * x[b * in + idx];
-                    gw[((c * N + n) * O + o) * K + l] = acc;
-                }
-        }
-    }
-    if (gb)
-        for (int64_t b = 0; b < batch; b++)
-            for (int64_t u = 0; u < U; u++) gb[u] += g[b * U + u];
 }
 
 /* The larger of m and v, NaN when either is NaN (NaN propagates, as numpy's max). */

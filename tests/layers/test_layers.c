@@ -624,6 +624,103 @@ static void test_pool_masks(void **state) {
     sbx_conv_plan_free(p);
 }
 
+/* Local connections through their register blocks: batches of 1 to 5 vectors (16 lanes of float32, 8
+ * of float64) and kernels that leave 1 to 3 vectors or part of one, in 1 to 3 dimensions, valid and
+ * full mode, strides; the forward pass and every gradient against sums written with coordinates
+ * (|got - want| within rel times the sum of the terms' magnitudes), and the same bits at 1, 2, 3 and
+ * 16 threads. */
+static void test_local_blocks(void **state) {
+    (void)state;
+    struct { int ndim; int64_t channels, in[3], k[3], st[3]; sbx_conv_mode mode; } shapes[] = {
+        {2, 2, {7, 8, 0}, {3, 2, 0}, {1, 1, 0}, SBX_CONV_VALID}, {2, 3, {6, 5, 0}, {3, 3, 0}, {2, 2, 0}, SBX_CONV_FULL},
+        {1, 4, {30, 0, 0}, {5, 0, 0}, {3, 0, 0}, SBX_CONV_VALID}, {3, 2, {4, 4, 3}, {2, 3, 2}, {1, 1, 1}, SBX_CONV_FULL},
+    };
+    const int64_t sizes[][2] = {{1, 1}, {5, 7}, {17, 13}, {40, 33}, {70, 5}}; /* batch, nkern */
+    const int threads[] = {1, 2, 3, 16};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t zi = 0; zi < sizeof sizes / sizeof sizes[0]; zi++)
+            for (int dt = 0; dt < 2; dt++) {
+                const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+                const double rel = dt ? 1e-5 : 1e-13;
+                sbx_conv_shape s;
+                assert_int_equal(sbx_conv_shape_make(shapes[si].ndim, shapes[si].channels, shapes[si].in, shapes[si].k,
+                                                     shapes[si].st, shapes[si].mode, &s), SBX_OK);
+                const int64_t batch = sizes[zi][0], N = sizes[zi][1], O = s.out_size, K = s.kernel_size;
+                const int64_t C = s.channels, U = N * O, in = s.in_size;
+                sbx_conv_plan *p;
+                assert_int_equal(sbx_local_plan_create(&s, N, dtype, &p), SBX_OK);
+                sbx_array *x64 = random_matrix(batch, in), *w64 = random_matrix(C * N * O * K, -1);
+                sbx_array *b64 = random_matrix(U, -1), *g64 = random_matrix(batch, U);
+                sbx_array *x = as(x64, dtype), *w = as(w64, dtype), *bias = as(b64, dtype), *g = as(g64, dtype);
+                /* cast back, so that the reference sums the values the plan saw */
+                sbx_array *xs = as(x, SBX_FLOAT64), *ws = as(w, SBX_FLOAT64), *bs = as(bias, SBX_FLOAT64);
+                sbx_array *gs = as(g, SBX_FLOAT64);
+                const double *X = xs->data, *Wt = ws->data, *B = bs->data, *G = gs->data;
+                sbx_array *first[4] = {NULL, NULL, NULL, NULL};
+                for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                    sbx_set_num_threads(threads[ti]);
+                    sbx_array *res[4];
+                    assert_int_equal(sbx_local_forward(p, x, w, bias, &res[0]), SBX_OK);
+                    assert_int_equal(sbx_local_backward(p, x, w, g, &res[1], &res[2], &res[3]), SBX_OK);
+                    for (int r = 0; r < 4; r++) {
+                        if (!first[r]) {
+                            first[r] = res[r];
+                            continue;
+                        }
+                        if (memcmp(first[r]->data, res[r]->data,
+                                   (size_t)sbx_array_numel(res[r]) * sbx_dtype_size(dtype)) != 0)
+                            fail_msg("shape %zu batch %lld nkern %lld %s: result %d differs at %d threads", si,
+                                     (long long)batch, (long long)N, sbx_dtype_name(dtype), r, threads[ti]);
+                        sbx_array_free(res[r]);
+                    }
+                }
+                sbx_set_num_threads(0);
+                /* references: each value with the sum of its terms' magnitudes */
+                const int64_t nx = batch * in, nw = C * N * O * K;
+                double *want = calloc((size_t)(2 * (batch * U + nx + nw + U)), sizeof(double));
+                double *y = want, *gx = y + batch * U, *gw = gx + nx, *gb = gw + nw, *mag = gb + U;
+                double *my = mag, *mgx = my + batch * U, *mgw = mgx + nx, *mgb = mgw + nw;
+                for (int64_t b = 0; b < batch; b++)
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t o = 0; o < O; o++) {
+                            const int64_t u = n * O + o;
+                            y[b * U + u] = B[u];
+                            my[b * U + u] = fabs(B[u]);
+                            gb[u] += G[b * U + u];
+                            mgb[u] += fabs(G[b * U + u]);
+                            for (int64_t c = 0; c < C; c++)
+                                for (int64_t l = 0; l < K; l++) {
+                                    const int64_t i = tap_input(&s, c, o, l), wi = ((c * N + n) * O + o) * K + l;
+                                    if (i < 0) continue;
+                                    const double xv = X[b * in + i], wv = Wt[wi], gv = G[b * U + u];
+                                    y[b * U + u] += xv * wv;
+                                    my[b * U + u] += fabs(xv * wv);
+                                    gx[b * in + i] += wv * gv;
+                                    mgx[b * in + i] += fabs(wv * gv);
+                                    gw[wi] += gv * xv;
+                                    mgw[wi] += fabs(gv * xv);
+                                }
+                        }
+                const int64_t counts[4] = {batch * U, nx, nw, U};
+                const double *refs[4] = {y, gx, gw, gb}, *mags[4] = {my, mgx, mgw, mgb};
+                for (int r = 0; r < 4; r++) {
+                    assert_int_equal(sbx_array_numel(first[r]), counts[r]);
+                    for (int64_t i = 0; i < counts[r]; i++) {
+                        const double v = sbx__get_f64(first[r]->data, dtype, i);
+                        if (!(fabs(v - refs[r][i]) <= rel * (mags[r][i] + 1e-300)))
+                            fail_msg("shape %zu batch %lld nkern %lld %s: result %d [%lld] = %.17g, expected %.17g", si,
+                                     (long long)batch, (long long)N, sbx_dtype_name(dtype), r, (long long)i, v,
+                                     refs[r][i]);
+                    }
+                    sbx_array_free(first[r]);
+                }
+                free(want);
+                sbx_array *all[] = {x64, w64, b64, g64, x, w, bias, g, xs, ws, bs, gs};
+                for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
+                sbx_conv_plan_free(p);
+            }
+}
+
 static void test_thread_counts_agree(void **state) {
     (void)state;
     int64_t in[2] = {20, 24}, k[2] = {5, 3}, st[2] = {1, 2};
@@ -1152,7 +1249,7 @@ int main(void) {
         cmocka_unit_test(test_direct_rows),        cmocka_unit_test(test_demo_layers),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_pool_masks),
-        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_tiled_backward),
+        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_local_blocks), cmocka_unit_test(test_tiled_backward),
         cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_adjoint_gradient),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_allocation_failures),

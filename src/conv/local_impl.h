@@ -1,0 +1,310 @@
+/* The typed kernels of local connections (unshared weights), included by layers.c once per element
+ * type after vector_impl.h.
+ *
+ * A local layer is a small matrix product per output position o: its outputs (batch x nkern) are
+ * the patches of position o (batch x width) times the weights of o (width x nkern), the weight of
+ * kernel n and tap j = c * K + l at w[((c * N + n) * O + o) * K + l]. Each product is too small for
+ * a BLAS call per position to pay, so one register block (lc_block below) serves the forward pass
+ * and both gradients, reading the weights where they are and the rest laid out for it:
+ *  - the images transposed, xt: row i holds pixel i of every image, Bp = batch rounded up to a
+ *    vector (the padding zero), and a last row of zeros that taps outside the image (full mode) read;
+ *  - the forward pass's outputs transposed likewise (yt, U x Bp, U = nkern * O), transposed back at
+ *    the end;
+ *  - for the image gradient, the output gradient transposed (gt, U x Bp) and the image gradient
+ *    summed transposed (gxt, as xt);
+ *  - for the weight gradient, the output gradient of each position as batch rows of nkern (gp,
+ *    O x batch x NP, nkern padded to a vector with zeros).
+ * Every output element is written by one thread and summed in an order fixed by the shapes alone:
+ * results do not depend on the thread count. */
+
+/* A product for the register block: acc[r][v] = sum over k < depth of s(r, k) * u(k, v), with
+ *   s(r, k) = s[(roffs ? roffs[r] : r * sr) + (soffs ? soffs[k] : k * ss)]  (broadcast),
+ *   u(k, v) = the vector at u + v * LANES_T + (uoffs ? uoffs[k] : k * us),
+ * and row r of the result going to d + v * LANES_T + (doffs ? doffs[r] : r * ds), added to what is
+ * there when add, skipped where doffs[r] < 0. */
+typedef struct {
+    int64_t depth;
+    const T *s;
+    int64_t sr, ss;
+    const int64_t *roffs, *soffs;
+    const T *u;
+    int64_t us;
+    const int64_t *uoffs;
+    T *d;
+    int64_t ds;
+    const int64_t *doffs;
+    int add;
+} NAME(lc_product);
+
+/* Rows r0 .. r0 + rows - 1 (rows <= R) and vectors v0 .. v0 + BV - 1 of a product, in R x BV
+ * accumulators. Rows past `rows` repeat the last row's operand (their sums are dropped). */
+#define LC_BLOCK(BV, R)                                                                                             \
+    SBX_CLONES static void NAME(lc_block_##BV##_##R)(const NAME(lc_product) *a, int64_t r0, int64_t v0,              \
+                                                     int64_t rows) {                                                 \
+        const int64_t depth = a->depth, ss = a->ss, us = a->us, *restrict soffs = a->soffs;                         \
+        const int64_t *restrict uoffs = a->uoffs;                                                                   \
+        const T *sp[R], *restrict u = a->u + v0 * LANES_T;                                                          \
+        for (int r = 0; r < R; r++) {                                                                               \
+            const int64_t rr = r0 + (r < rows ? r : rows - 1);                                                      \
+            sp[r] = a->s + (a->roffs ? a->roffs[rr] : rr * a->sr);                                                  \
+        }                                                                                                           \
+        NAME(vec) acc[R][BV];                                                                                       \
+        for (int r = 0; r < R; r++)                                                                                 \
+            for (int v = 0; v < BV; v++) acc[r][v] = (NAME(vec)){0};                                                \
+        for (int64_t k = 0; k < depth; k++) {                                                                       \
+            const T *uk = u + (uoffs ? uoffs[k] : k * us);                                                          \
+            const int64_t sk = soffs ? soffs[k] : k * ss;                                                           \
+            NAME(vec) x[BV];                                                                                        \
+            for (int v = 0; v < BV; v++) memcpy(&x[v], uk + v * LANES_T, sizeof x[v]);                              \
+            for (int r = 0; r < R; r++) {                                                                           \
+                const T w = sp[r][sk];                                                                              \
+                for (int v = 0; v < BV; v++) acc[r][v] += x[v] * w;                                                 \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int64_t r = 0; r < rows; r++) {                                                                        \
+            const int64_t at = a->doffs ? a->doffs[r0 + r] : (r0 + r) * a->ds;                                      \
+            if (at < 0) continue;                                                                                   \
+            T *dr = a->d + v0 * LANES_T + at;                                                                       \
+            for (int v = 0; v < BV; v++) {                                                                          \
+                NAME(vec) out = acc[r][v];                                                                          \
+                if (a->add) {                                                                                       \
+                    NAME(vec) old;                                                                                  \
+                    memcpy(&old, dr + v * LANES_T, sizeof old);                                                     \
+                    out += old;                                                                                     \
+                }                                                                                                   \
+                memcpy(dr + v * LANES_T, &out, sizeof out);                                                         \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+/* Blocks of 1 to 4 vectors; R rows in 24 accumulators at most (of the 32 vector registers), and
+ * shorter blocks for the last rows, so that few rows are computed only to be dropped. */
+LC_BLOCK(4, 6)
+LC_BLOCK(4, 3)
+LC_BLOCK(3, 8)
+LC_BLOCK(3, 4)
+LC_BLOCK(2, 12)
+LC_BLOCK(2, 8)
+LC_BLOCK(2, 4)
+LC_BLOCK(1, 24)
+LC_BLOCK(1, 16)
+LC_BLOCK(1, 8)
+#undef LC_BLOCK
+
+/* Rows r0 .. r1 - 1 and vectors v0 .. v1 - 1 of a product: blocks of 4 vectors and the 1 to 3 left,
+ * each over its rows in full blocks and then the shortest block that holds the rows left. */
+static void NAME(lc_run)(const NAME(lc_product) *a, int64_t r0, int64_t r1, int64_t v0, int64_t v1) {
+    typedef void (*block)(const NAME(lc_product) *, int64_t, int64_t, int64_t);
+    static const block blocks[4][3] = {
+        {NAME(lc_block_1_24), NAME(lc_block_1_16), NAME(lc_block_1_8)},
+        {NAME(lc_block_2_12), NAME(lc_block_2_8), NAME(lc_block_2_4)},
+        {NAME(lc_block_3_8), NAME(lc_block_3_4), NULL},
+        {NAME(lc_block_4_6), NAME(lc_block_4_3), NULL},
+    };
+    static const int64_t heights[4][3] = {{24, 16, 8}, {12, 8, 4}, {8, 4, 0}, {6, 3, 0}};
+    for (int64_t v = v0; v < v1; v += 4) {
+        const int bv = v1 - v < 4 ? (int)(v1 - v) : 4;
+        for (int64_t r = r0; r < r1;) {
+            const int64_t left = r1 - r;
+            int pick = 0;
+            for (int i = 1; i < 3 && heights[bv - 1][i] > 0; i++)
+                if (heights[bv - 1][i] >= left) pick = i;
+            const int64_t h = heights[bv - 1][pick], take = left < h ? left : h;
+            blocks[bv - 1][pick](a, r, v, take);
+            r += take;
+        }
+    }
+}
+
+/* dst[c * ds + r] = src[r * ss + c] for r0 <= r < r1 and c0 <= c < c1: whole L x L tiles transposed in
+ * registers, the edges element by element. */
+SBX_CLONES static void NAME(lc_transpose)(const T *restrict src, int64_t ss, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                               T *restrict dst, int64_t ds) {
+    const int64_t L = LANES_T;
+    int64_t r = r0;
+    for (; r + L <= r1; r += L) {
+        int64_t c = c0;
+        for (; c + L <= c1; c += L) {
+            NAME(vec) v[LANES_T];
+            for (int64_t i = 0; i < L; i++) memcpy(&v[i], src + (r + i) * ss + c, sizeof v[i]);
+            NAME(transpose_tile)(v);
+            for (int64_t i = 0; i < L; i++) memcpy(dst + (c + i) * ds + r, &v[i], sizeof v[i]);
+        }
+        for (; c < c1; c++)
+            for (int64_t i = 0; i < L; i++) dst[c * ds + r + i] = src[(r + i) * ss + c];
+    }
+    for (int64_t c = c0; c < c1 && r < r1; c++)
+        for (int64_t i = r; i < r1; i++) dst[c * ds + i] = src[i * ss + c];
+}
+
+/* The transpose of the rows x cols matrix src into dst, with zeros in rows .. rpad - 1 of every
+ * column, in tiles over nt threads. */
+static void NAME(lc_transpose_all)(const T *src, int64_t ss, int64_t rows, int64_t rpad, int64_t cols, T *dst,
+                                   int64_t ds, int nt) {
+    enum { RT = 64, CT = 256 };
+    const int64_t rt = (rows + RT - 1) / RT, ct = (cols + CT - 1) / CT;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t t = 0; t < rt * ct; t++) {
+        const int64_t r0 = t / ct * RT, c0 = t % ct * CT;
+        const int64_t r1 = r0 + RT < rows ? r0 + RT : rows, c1 = c0 + CT < cols ? c0 + CT : cols;
+        NAME(lc_transpose)(src, ss, r0, r1, c0, c1, dst, ds);
+        if (r1 == rows && rows < rpad)
+            for (int64_t c = c0; c < c1; c++) memset(dst + c * ds + rows, 0, (size_t)(rpad - rows) * sizeof(T));
+    }
+}
+
+/* xt ((in + 1) x Bp): the images transposed, padded with zero images, and a last row of zeros. */
+static void NAME(lc_images)(const sbx_conv_plan *p, int64_t batch, int64_t Bp, const T *x, T *xt, int nt) {
+    const int64_t in = p->shape.in_size;
+    NAME(lc_transpose_all)(x, in, batch, Bp, in, xt, Bp, nt);
+    memset(xt + in * Bp, 0, (size_t)Bp * sizeof(T));
+}
+
+/* offs[j] = Bp times the input row of tap j at position o; for taps outside the image, the zero row
+ * (in) when outside >= 0, else -1. */
+static void NAME(lc_offsets)(const sbx_conv_plan *p, int64_t o, int64_t Bp, int64_t outside, int64_t *offs) {
+    const int64_t W = p->width, *g = p->gather + o * W;
+    for (int64_t j = 0; j < W; j++) offs[j] = g[j] >= 0 ? g[j] * Bp : outside < 0 ? -1 : outside * Bp;
+}
+
+/* taps[j] = where the weight of tap j = c * K + l is, from that of tap 0 of the same kernel and
+ * position: c * N * O * K + l. */
+static void NAME(lc_weight_taps)(const sbx_conv_plan *p, int64_t *taps) {
+    const int64_t K = p->shape.kernel_size, NOK = p->nkern * p->shape.out_size * K;
+    for (int64_t j = 0; j < p->width; j++) taps[j] = j / K * NOK + j % K;
+}
+
+/* The rows along the first axis of the image gradient's tiles of output positions: tiles two apart
+ * read disjoint input rows (a kernel's extent or more), and about 16 tiles in all, so that the even
+ * and then the odd ones keep threads busy. Fixed by the shape, and so is the order of the sums. */
+static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
+    const int64_t rows = (p->shape.out[0] + 15) / 16;
+    return rows > p->shape.kernel[0] ? rows : p->shape.kernel[0];
+}
+
+/* The workspace of a pass (the forward pass, or the gradients asked for) over nt threads: *values
+ * elements of T and *offsets int64 (see local_forward and local_backward). */
+static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
+                                   int grad_weights, int nt, int64_t *values, int64_t *offsets) {
+    const int64_t O = p->shape.out_size, N = p->nkern, W = p->width, in = p->shape.in_size, L = LANES_T;
+    const int64_t Bp = (batch + L - 1) / L * L, NP = (N + L - 1) / L * L;
+    int64_t total = 0, xt, yt, U;
+    int ok = sbx_mul_i64(N, O, &U) == SBX_OK && sbx_mul_i64(in + 1, Bp, &xt) == SBX_OK &&
+             sbx_mul_i64(U, Bp, &yt) == SBX_OK;
+    if (ok && forward) ok = sbx_add_i64(xt, yt, &total) == SBX_OK;
+    if (ok && grad_images) /* gt and gxt */
+        ok = sbx_add_i64(total, xt, &total) == SBX_OK && sbx_add_i64(total, yt, &total) == SBX_OK;
+    if (ok && grad_weights) { /* xt, gp, and per thread the sums of a position (W x NP) */
+        int64_t gp, sums;
+        ok = sbx_mul_i64(O, batch, &gp) == SBX_OK && sbx_mul_i64(gp, NP, &gp) == SBX_OK &&
+             sbx_mul_i64(W, NP, &sums) == SBX_OK && sbx_mul_i64(sums, nt, &sums) == SBX_OK &&
+             sbx_add_i64(total, xt, &total) == SBX_OK && sbx_add_i64(total, gp, &total) == SBX_OK &&
+             sbx_add_i64(total, sums, &total) == SBX_OK;
+    }
+    /* the weights' tap table, then a tap-offset table per thread */
+    if (ok) ok = sbx_mul_i64(W, nt + 1, offsets) == SBX_OK;
+    if (!ok) return sbx__error(SBX_ERR_OVERFLOW, "local connections: the workspace size overflows int64");
+    *values = total;
+    return SBX_OK;
+}
+
+/* y (batch x U) = the local layer of x, plus bias (U, or NULL). work: xt, then yt; offs: the weights'
+ * tap table, then nt tables of W. */
+static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
+                                T *work, int64_t *offs, int nt) {
+    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width;
+    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
+    T *xt = work, *yt = xt + (in + 1) * Bp;
+    int64_t *taps = offs;
+    NAME(lc_images)(p, batch, Bp, x, xt, nt);
+    NAME(lc_weight_taps)(p, taps);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t o = 0; o < O; o++) {
+        int64_t *off = offs + (1 + sbx__thread()) * W;
+        NAME(lc_offsets)(p, o, Bp, in, off);
+        /* rows: the kernels (a stride of O * K apart), depth: the taps; vectors: the images */
+        const NAME(lc_product) a = {.depth = W, .s = w + o * K, .sr = O * K, .soffs = taps, .u = xt, .uoffs = off,
+                                    .d = yt + o * Bp, .ds = O * Bp};
+        NAME(lc_run)(&a, 0, N, 0, Bp / L);
+    }
+    NAME(lc_transpose_all)(yt, Bp, U, U, batch, y, U, nt);
+    if (bias) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t u = 0; u < U; u++) y[b * U + u] += bias[u];
+    }
+}
+
+/* The gradients of y = the local layer of x: gx (batch x in) and gw (the weights) written whole, gb
+ * (U) added into; each only when not NULL. work and offs as local_work sized them. */
+static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *g, T *gx,
+                                 T *gw, T *gb, T *work, int64_t *offs, int nt) {
+    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
+    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
+    const int64_t NP = (N + L - 1) / L * L;
+    int64_t *taps = offs;
+    NAME(lc_weight_taps)(p, taps);
+    if (gx) {
+        T *gt = work, *gxt = gt + U * Bp;
+        work = gxt + (in + 1) * Bp;
+        NAME(lc_transpose_all)(g, U, batch, Bp, U, gt, Bp, nt);
+        memset(gxt, 0, (size_t)((in + 1) * Bp) * sizeof(T));
+        /* Items: a tile of positions and a chunk of image vectors; the even tiles, then the odd. The
+         * chunks (their lanes summed apart) may follow the thread count; the tiles may not. */
+        const int64_t rows = NAME(lc_tile_rows)(p), slice = O / p->shape.out[0], nvec = Bp / L;
+        const int64_t tiles = (p->shape.out[0] + rows - 1) / rows;
+        int64_t cv = 4;
+        while (cv > 1 && (tiles + 1) / 2 * ((nvec + cv - 1) / cv) < 2 * nt) cv /= 2;
+        const int64_t chunks = (nvec + cv - 1) / cv;
+        for (int64_t phase = 0; phase < 2; phase++) {
+            const int64_t items = (tiles - phase + 1) / 2 * chunks;
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int64_t item = 0; item < items; item++) {
+                int64_t *off = offs + (1 + sbx__thread()) * W;
+                const int64_t tile = phase + 2 * (item / chunks), v0 = item % chunks * cv;
+                const int64_t v1 = v0 + cv < nvec ? v0 + cv : nvec, o0 = tile * rows * slice;
+                const int64_t o1 = (tile + 1) * rows * slice < O ? (tile + 1) * rows * slice : O;
+                for (int64_t o = o0; o < o1; o++) {
+                    NAME(lc_offsets)(p, o, Bp, -1, off);
+                    /* rows: the taps (added into gxt rows off[j]), depth: the kernels (a stride of O * K
+                     * apart); vectors: the images */
+                    const NAME(lc_product) a = {.depth = N, .s = w + o * K, .roffs = taps, .ss = O * K,
+                                                .u = gt + o * Bp, .us = O * Bp, .d = gxt, .doffs = off, .add = 1};
+                    NAME(lc_run)(&a, 0, W, v0, v1);
+                }
+            }
+        }
+        NAME(lc_transpose_all)(gxt, Bp, in, in, batch, gx, in, nt);
+    }
+    if (gw) {
+        T *xt = work, *gp = xt + (in + 1) * Bp, *bufs = gp + O * batch * NP;
+        NAME(lc_images)(p, batch, Bp, x, xt, nt);
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t b = 0; b < batch; b++) { /* gp[(o * batch + b) * NP + n] = g[b][n * O + o] */
+            NAME(lc_transpose)(g + b * U, O, 0, N, 0, O, gp + b * NP, batch * NP);
+            for (int64_t o = 0; o < O && N < NP; o++)
+                memset(gp + (o * batch + b) * NP + N, 0, (size_t)(NP - N) * sizeof(T));
+        }
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t o = 0; o < O; o++) {
+            const int t = sbx__thread();
+            int64_t *off = offs + (1 + t) * W;
+            T *sums = bufs + t * W * NP;
+            NAME(lc_offsets)(p, o, Bp, in, off);
+            /* rows: the taps (xt rows off[j]), depth: the images; vectors: the kernels */
+            const NAME(lc_product) a = {.depth = batch, .s = xt, .roffs = off, .ss = 1, .u = gp + o * batch * NP,
+                                        .us = NP, .d = sums, .ds = NP};
+            NAME(lc_run)(&a, 0, W, 0, NP / L);
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t n = 0; n < N; n++) {
+                    T *dst = gw + ((c * N + n) * O + o) * K;
+                    for (int64_t l = 0; l < K; l++) dst[l] = sums[(c * K + l) * NP + n];
+                }
+        }
+    }
+    if (gb) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t u0 = 0; u0 < U; u0 += 256) /* each unit's sum in image order */
+            for (int64_t b = 0; b < batch; b++)
+                for (int64_t u = u0; u < U && u < u0 + 256; u++) gb[u] += g[b * U + u];
+    }
+}
