@@ -42,7 +42,7 @@ struct sbx_conv_plan {
      * run by the direct kernel from this plan (no gather table). NULL otherwise. */
     struct sbx_conv_plan *adjoint;
     /* 1 for valid-mode convolutions whose image gradient is summed with the feature maps in the
-     * vector lanes (maps_lanes in layers_impl.h; plan.c says when), else 0. */
+     * vector lanes (maps_lanes in adjoint_impl.h; plan.c says when), else 0. */
     int maps_lanes;
 };
 

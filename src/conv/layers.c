@@ -1,6 +1,6 @@
 /* Convolution, local connections and max pooling: forward and backward, executed from a plan.
  * The _into functions (layers.h) check their arguments and write into output arrays the caller made,
- * with a workspace of their own, running the typed kernels of layers_impl.h; the public entry points
+ * with a workspace of their own, running the typed kernels of layer_kernels.h; the public entry points
  * allocate the outputs and call them. */
 #include <cblas.h>
 #include <math.h>
@@ -71,9 +71,7 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(8) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1, 2, 2, 3, 3 /* each lane of a quarter vector twice (unpool_row_2x2) */
 #define PAIR_BITS(a, b) a, b, a, b, a, b, a, b
-#include "conv/vector_impl.h"
-#include "conv/local_impl.h"
-#include "conv/layers_impl.h" /* undefines the parameters above */
+#include "conv/layer_kernels.h"
 #define T double
 #define TI int64_t
 #define NAME(x) x##_f64
@@ -84,9 +82,7 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1
 #define PAIR_BITS(a, b) a, b, a, b
-#include "conv/vector_impl.h"
-#include "conv/local_impl.h"
-#include "conv/layers_impl.h" /* undefines the parameters above */
+#include "conv/layer_kernels.h"
 
 /* Threads for a loop over `items` each costing about `work` operations. */
 static int threads_for(int64_t items, int64_t work) {
@@ -349,19 +345,23 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
     }
     if (st == SBX_OK && direct_kerns) { /* by the direct kernel */
         int nk = threads_for((N + KB - 1) / KB * ((W + JB - 1) / JB), KB * JB * batch * p->shape.out_size);
-        void *gflat = NULL; /* the flat stretch when it applies and its memory is had (else the rows) */
+        /* The flat stretch where it applies. Its sums run in another order than the rows', so a
+         * failed allocation is an error, not a quiet change of path (results would then depend on
+         * memory). */
+        void *gflat = NULL;
         if (f32 ? kgrad_flat_f32(p, batch, images->data, nt) : kgrad_flat_f64(p, batch, images->data, nt)) {
             int64_t count = 0;
             const int64_t per_map = (p->shape.out[0] - 1) * p->shape.in[1];
-            if (sbx_mul_i64(batch * N, per_map, &count) != SBX_OK ||
-                sbx__alloc_raw(count, sbx_dtype_size(p->dtype), &gflat, "flat output gradient") != SBX_OK)
-                gflat = NULL; /* the rows instead */
-            if (gflat && f32) flatten_grad_f32(p, batch, grad_out->data, gflat, nt);
-            if (gflat && !f32) flatten_grad_f64(p, batch, grad_out->data, gflat, nt);
+            if (sbx_mul_i64(batch * N, per_map, &count) != SBX_OK)
+                st = sbx__error(SBX_ERR_OVERFLOW, "the flat output gradient's size overflows int64");
+            else
+                st = sbx__alloc_raw(count, sbx_dtype_size(p->dtype), &gflat, "flat output gradient");
+            if (st == SBX_OK && f32) flatten_grad_f32(p, batch, grad_out->data, gflat, nt);
+            if (st == SBX_OK && !f32) flatten_grad_f64(p, batch, grad_out->data, gflat, nt);
         }
-        if (f32)
+        if (st == SBX_OK && f32)
             kgrad_direct_f32(p, batch, images->data, grad_out->data, gflat, grad_kerns->data, nk);
-        else
+        else if (st == SBX_OK)
             kgrad_direct_f64(p, batch, images->data, grad_out->data, gflat, grad_kerns->data, nk);
         sbx__free(gflat);
     }

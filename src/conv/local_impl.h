@@ -1,5 +1,5 @@
-/* The typed kernels of local connections (unshared weights), included by layers.c once per element
- * type after vector_impl.h.
+/* The typed kernels of local connections (unshared weights), included by layer_kernels.h once per
+ * element type after vector_impl.h.
  *
  * A local layer is a small matrix product per output position o: its outputs (batch x nkern) are
  * the patches of position o (batch x width) times the weights of o (width x nkern), the weight of
@@ -117,8 +117,8 @@ static void NAME(lc_run)(const NAME(lc_product) *a, int64_t r0, int64_t r1, int6
 
 /* dst[c * ds + r] = src[r * ss + c] for r0 <= r < r1 and c0 <= c < c1: whole L x L tiles transposed in
  * registers, the edges element by element. */
-SBX_CLONES static void NAME(lc_transpose)(const T *restrict src, int64_t ss, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                               T *restrict dst, int64_t ds) {
+SBX_CLONES static void NAME(lc_transpose)(const T *restrict src, int64_t ss, int64_t r0, int64_t r1, int64_t c0,
+                                          int64_t c1, T *restrict dst, int64_t ds) {
     const int64_t L = LANES_T;
     int64_t r = r0;
     for (; r + L <= r1; r += L) {

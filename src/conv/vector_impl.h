@@ -1,7 +1,6 @@
 /* The vector type of the layer kernels (64 bytes: one AVX-512 register, two AVX2 ones) and an
- * in-register transpose of a square tile of them. Included by layers.c once per element type, first,
- * with T, TI, NAME, EACH_LANE and TRANSPOSE_STAGES defined; LANES_T stays defined for the kernels
- * that follow (layers_impl.h undefines it). */
+ * in-register transpose of a square tile of them. Included first by layer_kernels.h, once per element
+ * type; LANES_T stays defined for the kernels that follow (layer_kernels.h undefines it). */
 typedef T NAME(vec) __attribute__((vector_size(64)));
 typedef TI NAME(ivec) __attribute__((vector_size(64)));
 
