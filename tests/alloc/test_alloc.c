@@ -10,8 +10,8 @@
  *
  * Not failable, so not walked: allocations a compiled function serves from its pool (src/core/alloc.c,
  * sbx__pool_enter), which from its second call on is all of a dense graph's (the "call 2" walks show
- * it). Not here because the library has none: an IDX reader (the demo's is examples/demo/idx.c, with
- * zlib's allocator) and wisdom import (plans choose by rules only so far). */
+ * it). Not here because the library has none: an IDX reader (the demo's, examples/demo/idx.c, uses the C
+ * library's malloc) and wisdom import (plans choose by rules only so far). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -307,11 +307,13 @@ static sbx_status sparse_eliminate_zeros(int64_t k, bytes *got) {
 }
 
 static sbx_status sparse_validate(int64_t k, bytes *got) {
-    sbx_sparse m = sorted_csr();
-    sbx_status st;
+    sbx_sparse m = sorted_csr(), u = {SBX_CSR, SBX_FLOAT64, 4, 5, 7, (int64_t *)U_IP, (int64_t *)U_IX, (double *)U_V};
+    sbx_status st, s2;
     CALL(k, st, sbx_sparse_validate(&m), 1);
+    CALL(k, s2, sbx_sparse_validate_structure(&u), 1);
     put(got, &st, sizeof st);
-    return st;
+    put(got, &s2, sizeof s2);
+    return st != SBX_OK ? st : s2;
 }
 
 /* The products, both formats, both dtypes. */
@@ -392,7 +394,7 @@ static void write_files(void) {
     write_text("array.mtx", "%%MatrixMarket matrix array real general\n2 3\n1\n0\n-2\n3.5\n0\n6\n");
 }
 
-static sbx_status npy_reads(int64_t k, bytes *got) {
+static sbx_status npy_read(int64_t k, bytes *got) {
     static const char *const files[] = {"c.npy", "f.npy", "be.npy"};
     sbx_status st = SBX_OK, s;
     for (int i = 0; i < 3; i++) {
@@ -404,7 +406,6 @@ static sbx_status npy_reads(int64_t k, bytes *got) {
     }
     return st;
 }
-static sbx_status npy_read(int64_t k, bytes *got) { return npy_reads(k, got); }
 
 static sbx_status npy_write(int64_t k, bytes *got) {
     sbx_array *a = array_of(SBX_FLOAT32, 3, (int64_t[]){2, 3, 2}, 4);
@@ -417,7 +418,7 @@ static sbx_status npy_write(int64_t k, bytes *got) {
     return st;
 }
 
-static sbx_status mtx_reads(int64_t k, bytes *got) {
+static sbx_status mtx_read(int64_t k, bytes *got) {
     static const char *const files[] = {"general.mtx", "symmetric.mtx", "skew.mtx", "pattern.mtx", "array.mtx"};
     sbx_status st = SBX_OK, s;
     for (int i = 0; i < 5; i++)
@@ -430,7 +431,6 @@ static sbx_status mtx_reads(int64_t k, bytes *got) {
         }
     return st;
 }
-static sbx_status mtx_read(int64_t k, bytes *got) { return mtx_reads(k, got); }
 
 static sbx_status mtx_read_dense(int64_t k, bytes *got) {
     static const char *const files[] = {"general.mtx", "symmetric.mtx", "array.mtx"};
@@ -654,7 +654,7 @@ static int array_is(const sbx_array *a, const bytes *b) {
 }
 
 /* The samplers into an array the caller made: its bytes stay on failure. */
-static sbx_status fills(int64_t k, bytes *got) {
+static sbx_status random_fills(int64_t k, bytes *got) {
     sbx_rng rng;
     sbx_rng_init(&rng, 77, 3);
     sbx_array *a[3] = {array_of(SBX_INT64, 2, (int64_t[]){3, 5}, 5), array_of(SBX_FLOAT64, 1, (int64_t[]){40}, 6),
@@ -676,7 +676,6 @@ static sbx_status fills(int64_t k, bytes *got) {
     }
     return st;
 }
-static sbx_status random_fills(int64_t k, bytes *got) { return fills(k, got); }
 
 static sbx_status samplers(int64_t k, bytes *got) {
     sbx_rng rng;
@@ -1235,6 +1234,60 @@ static sbx_status node_grad_local_backward(int64_t k, bytes *got) {
     return node_grad_of(k, got, &sbx_op_local_backward, 3);
 }
 
+/* infer_shape on the layers' nodes, from their input values (shapes only). */
+static sbx_status node_infer_shape(int64_t k, bytes *got) {
+    family F;
+    memset(&F, 0, sizeof F);
+    OK(build_layers(&F));
+    sbx_node *n = sbx_var_owner(F.out[1]);
+    sbx_status st = SBX_OK, s;
+    while (n) {
+        sbx_value in[SBX_OP_MAX_INPUTS];
+        for (int i = 0; i < sbx_node_ninputs(n); i++) {
+            sbx_var *v = sbx_node_input(n, i);
+            in[i].sparse = NULL;
+            in[i].dense = sbx_var_value(v) ? sbx_var_value(v)->dense : NULL;
+            if (!in[i].dense) {
+                sbx_type t = *sbx_var_type(v);
+                for (int d = 0; d < t.ndim; d++)
+                    if (t.shape[d] < 0) t.shape[d] = 2;
+                OK(sbx_array_create(t.dtype, t.ndim, t.shape, &in[i].dense));
+            }
+        }
+        sbx_type out[SBX_OP_MAX_OUTPUTS];
+        memset(out, 0x5a, sizeof out);
+        unsigned char before[sizeof out];
+        memcpy(before, out, sizeof out);
+        CALL(k, s, sbx_node_infer_shape(n, in, out), !memcmp(out, before, sizeof out));
+        if (st == SBX_OK) st = s;
+        put(got, out, (size_t)sbx_node_noutputs(n) * sizeof out[0]);
+        sbx_var *next = sbx_node_input(n, 0);
+        for (int i = 0; i < sbx_node_ninputs(n); i++)
+            if (!sbx_var_value(sbx_node_input(n, i))) sbx_array_free(in[i].dense);
+        n = next ? sbx_var_owner(next) : NULL;
+    }
+    sbx_graph_free(F.g);
+    return st;
+}
+
+/* The random ops' Op answers. */
+static sbx_status random_op_answers(int64_t k, bytes *got) {
+    sbx_array *shape;
+    OK(sbx_array_create(SBX_INT64, 1, (int64_t[]){2}, &shape));
+    ((int64_t *)shape->data)[0] = 3, ((int64_t *)shape->data)[1] = 8;
+    sbx_sparse like = sorted_csr();
+    int64_t rc[2][2] = {{-1, -1}, {-1, -1}};
+    sbx_grad answer = (sbx_grad)-1;
+    sbx_status st, s2, s3;
+    CALL(k, st, sbx_random_op_infer_shape(SBX_RANDOM_BINOMIAL, shape, NULL, rc[0]), rc[0][0] == -1);
+    CALL(k, s2, sbx_random_op_infer_shape(SBX_RANDOM_POISSON, NULL, &like, rc[1]), rc[1][0] == -1);
+    CALL(k, s3, sbx_random_op_grad(SBX_RANDOM_BINOMIAL, 2, &answer), answer == (sbx_grad)-1);
+    put(got, rc, sizeof rc);
+    put(got, &answer, sizeof answer);
+    sbx_array_free(shape);
+    return st != SBX_OK ? st : s2 != SBX_OK ? s2 : s3;
+}
+
 /* Output storage for perform functions: a value of another shape is replaced, and kept on failure. */
 static sbx_status output_dense(int64_t k, bytes *got) {
     sbx_value v = {array_of(SBX_FLOAT32, 1, (int64_t[]){3}, 63), NULL};
@@ -1356,11 +1409,13 @@ static void test_random(void **state) {
     WALK(random_binomial);
     WALK(random_poisson);
     WALK(random_multinomial);
+    WALK(random_op_answers);
 }
 
 static void test_node_and_printing(void **state) {
     (void)state;
     WALK(node_perform);
+    WALK(node_infer_shape);
     WALK(node_grad_convolve);
     WALK(node_grad_conv_backward);
     WALK(node_grad_conv_backward_bias);
