@@ -45,12 +45,15 @@ static size_t cache_total;
 /* The test hook's state; atomic, since callers may allocate from several threads at once. */
 static _Atomic int64_t fail_at; /* the allocation number that fails; 0: none */
 static _Atomic int64_t count;   /* allocations since the last sbx__alloc_fail_at call */
+static _Atomic int64_t live;    /* blocks obtained and not yet freed (pooled blocks count as live) */
 
 int64_t sbx__alloc_fail_at(int64_t k) {
     int64_t n = atomic_exchange(&count, 0);
     atomic_store(&fail_at, k > 0 ? k : 0);
     return n;
 }
+
+int64_t sbx__alloc_live(void) { return atomic_load(&live); }
 
 static sbx_status byte_size(int64_t n, size_t size, size_t *bytes, const char *what) {
     int64_t b;
@@ -128,15 +131,9 @@ void sbx__pool_release(sbx__pool *pool) {
     sbx__pool_enter(before == pool ? NULL : before);
 }
 
-/* A block of `bytes` usable bytes, zeroed when `zero` is set, or NULL. */
-static void *obtain(size_t bytes, int zero) {
-    if (pool_now && pool_now->serve) {
-        void *b = from_pool(bytes);
-        if (b) {
-            if (zero) memset(b, 0, bytes);
-            return b;
-        }
-    }
+/* A fresh block (from malloc, the cache or mmap) of `bytes` usable bytes, zeroed when `zero` is set,
+ * or NULL. */
+static void *obtain_fresh(size_t bytes, int zero) {
     const int64_t number = atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) + 1;
     const int64_t failing = atomic_load_explicit(&fail_at, memory_order_relaxed);
     if (failing > 0 && number == failing) return NULL;
@@ -170,6 +167,21 @@ static void *obtain(size_t bytes, int zero) {
     return start + HEADER;
 }
 
+/* A block of `bytes` usable bytes, zeroed when `zero` is set, or NULL: a pooled one when the pool
+ * serves, else a fresh one. */
+static void *obtain(size_t bytes, int zero) {
+    if (pool_now && pool_now->serve) {
+        void *b = from_pool(bytes);
+        if (b) {
+            if (zero) memset(b, 0, bytes);
+            return b;
+        }
+    }
+    void *b = obtain_fresh(bytes, zero);
+    if (b) atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
+    return b;
+}
+
 void sbx__free(void *p) {
     if (!p) return;
     if (pool_now) { /* into the pool; when it is full the oldest block (one not asked for since) leaves it */
@@ -186,6 +198,7 @@ void sbx__free(void *p) {
         pool_now = pool;
         return;
     }
+    atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
     header *h = header_of(p);
     if (!h->mapped) {
         free(h);

@@ -31,6 +31,9 @@ void sbx__free(void *p);
 /* For tests: make the k-th allocation from now fail (k = 1: the next one); k <= 0 turns it off.
  * Returns how many allocations happened since the previous call. */
 int64_t sbx__alloc_fail_at(int64_t k);
+/* For tests: how many blocks are allocated and not yet freed (blocks held in a pool count), so a test
+ * can see that a failed call left nothing behind. */
+int64_t sbx__alloc_live(void);
 
 /* A pool of freed blocks, for compiled functions (src/op/function.c), which make the same
  * allocations on every call. While a pool is entered on a thread, blocks that thread frees go into

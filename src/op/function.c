@@ -249,7 +249,19 @@ static sbx_status run(sbx_function *f, const sbx_value *in) {
                               name_of(up->shared));
         if (up->value->role != VAR_OUTPUT) SBX_CHECK(stage(v, &f->staged[u]));
     }
-    for (int u = 0; u < f->nupd; u++) {
+    /* The sparse values' copies are made before any update is applied, so that a failed allocation
+     * leaves every shared variable as it was. */
+    sbx_sparse **copies = NULL;
+    int nsparse = 0;
+    for (int u = 0; u < f->nupd; u++) nsparse += f->updates[u].shared->type.kind == SBX_KIND_SPARSE;
+    if (nsparse > 0) SBX_CHECK(sbx__alloc(f->nupd, sizeof *copies, &copies, "sparse updates"));
+    sbx_status st = SBX_OK;
+    for (int u = 0; st == SBX_OK && u < f->nupd; u++) {
+        const sbx_update *up = &f->updates[u];
+        const sbx_value *v = up->value->role == VAR_OUTPUT ? &slot[up->value->id] : &f->staged[u];
+        if (v->sparse) st = sbx_sparse_copy(v->sparse, &copies[u]);
+    }
+    for (int u = 0; st == SBX_OK && u < f->nupd; u++) {
         sbx_update *up = &f->updates[u];
         const sbx_value *v = up->value->role == VAR_OUTPUT ? &slot[up->value->id] : &f->staged[u];
         if (v->dense) {
@@ -257,12 +269,13 @@ static sbx_status run(sbx_function *f, const sbx_value *in) {
             int64_t n = sbx_array_numel(dst);
             if (n > 0 && dst->data != v->dense->data) memcpy(dst->data, v->dense->data, (size_t)n * sbx_dtype_size(dst->dtype));
         } else {
-            sbx_sparse *m;
-            SBX_CHECK(sbx_sparse_copy(v->sparse, &m));
-            sbx_output_sparse(&up->shared->value, m);
+            sbx_output_sparse(&up->shared->value, copies[u]);
+            copies[u] = NULL;
         }
     }
-    return SBX_OK;
+    for (int u = 0; copies && u < f->nupd; u++) sbx_sparse_free(copies[u]);
+    sbx__free(copies);
+    return st;
 }
 
 sbx_status sbx_function_call(sbx_function *f, const sbx_value *in, sbx_value *out) {

@@ -251,8 +251,14 @@ sbx_status sbx_node_perform(const sbx_node *n, const sbx_value *in, sbx_value *o
     ctx.rng.seed = sbx_op_call_seed(seed, 0);
     ctx.rng.stream = (uint32_t)n->id;
     ctx.needed = (1u << n->nout) - 1;
+    int empty[SBX_OP_MAX_OUTPUTS];
+    for (int j = 0; j < n->nout; j++) empty[j] = !out[j].dense && !out[j].sparse;
     sbx_status st = n->op.cls->perform(&n->op, &ctx, n->nin, in, n->nout, out);
     if (state && n->op.cls->state_free) n->op.cls->state_free(state);
+    /* A failed perform may have filled some outputs before another failed: storage that came empty
+     * goes back empty, so that a failure leaves no half-made result. */
+    for (int j = 0; st != SBX_OK && j < n->nout; j++)
+        if (empty[j]) sbx_value_clear(&out[j]);
     return st;
 }
 
@@ -261,19 +267,22 @@ sbx_status sbx_node_grad(sbx_graph *g, const sbx_node *n, sbx_var *const *gout, 
     if (!g || !n || !gout || !gin || !answer || !reason)
         return sbx__error(SBX_ERR_ARG, "sbx_node_grad: NULL argument");
     if (n->graph != g) return sbx__error(SBX_ERR_ARG, "%s: the node belongs to another graph", n->op.cls->name);
+    /* Answered into locals, copied out on success: a failed grad leaves the caller's arrays as they were. */
+    sbx_var *my_gin[SBX_OP_MAX_INPUTS];
+    sbx_grad my_answer[SBX_OP_MAX_INPUTS];
+    const char *my_reason[SBX_OP_MAX_INPUTS];
     for (int i = 0; i < n->nin; i++) {
-        gin[i] = NULL;
-        answer[i] = SBX_GRAD_DISCONNECTED;
-        reason[i] = NULL;
+        my_gin[i] = NULL;
+        my_answer[i] = n->op.cls->grad ? SBX_GRAD_DISCONNECTED : SBX_GRAD_UNDEFINED;
+        my_reason[i] = n->op.cls->grad ? NULL : "the op class has no grad"; /* a user's class without one */
     }
-    if (!n->op.cls->grad) { /* a user's class without one */
-        for (int i = 0; i < n->nin; i++) {
-            answer[i] = SBX_GRAD_UNDEFINED;
-            reason[i] = "the op class has no grad";
-        }
-        return SBX_OK;
+    if (n->op.cls->grad) SBX_CHECK(n->op.cls->grad(g, n, gout, my_gin, my_answer, my_reason));
+    for (int i = 0; i < n->nin; i++) {
+        gin[i] = my_gin[i];
+        answer[i] = my_answer[i];
+        reason[i] = my_reason[i];
     }
-    return n->op.cls->grad(g, n, gout, gin, answer, reason);
+    return SBX_OK;
 }
 
 void sbx_node_connection_pattern(const sbx_node *n, int *pattern) {

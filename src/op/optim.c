@@ -342,9 +342,13 @@ sbx_status sbx_sgd(sbx_graph *g, sbx_var *cost, int nparams, sbx_var *const *par
         st = zero_state(g, params[i], "velocity", &vel);
         sbx_var *in[4] = {params[i], vel, grads[i], lr};
         if (st == SBX_OK) st = sbx_apply(g, &sbx_op_sgd_step, &props, 4, in, &w1);
-        if (st != SBX_OK) break;
-        updates[2 * i] = (sbx_update){params[i], w1};
-        updates[2 * i + 1] = (sbx_update){vel, w1->owner->out[1]};
+        if (st == SBX_OK) grads[i] = w1; /* the gradient is used: its slot keeps the step instead */
+    }
+    /* updates is written only on success (an output is never half-written) */
+    for (int i = 0; st == SBX_OK && i < nparams; i++) {
+        const sbx_node *step = grads[i]->owner;
+        updates[2 * i] = (sbx_update){params[i], step->out[0]};
+        updates[2 * i + 1] = (sbx_update){step->in[1], step->out[1]};
     }
     sbx__free(grads);
     if (st == SBX_OK) *nupd = 2 * nparams;
@@ -379,10 +383,14 @@ sbx_status sbx_adam(sbx_graph *g, sbx_var *cost, int nparams, sbx_var *const *pa
         if (st == SBX_OK) st = zero_state(g, params[i], "v", &v);
         sbx_var *in[6] = {params[i], m, v, grads[i], lr, t};
         if (st == SBX_OK) st = sbx_apply(g, &sbx_op_adam_step, &props, 6, in, &w1);
-        if (st != SBX_OK) break;
-        updates[3 * i] = (sbx_update){params[i], w1};
-        updates[3 * i + 1] = (sbx_update){m, w1->owner->out[1]};
-        updates[3 * i + 2] = (sbx_update){v, w1->owner->out[2]};
+        if (st == SBX_OK) grads[i] = w1; /* the gradient is used: its slot keeps the step instead */
+    }
+    /* updates is written only on success (an output is never half-written) */
+    for (int i = 0; st == SBX_OK && i < nparams; i++) {
+        const sbx_node *step = grads[i]->owner;
+        updates[3 * i] = (sbx_update){params[i], step->out[0]};
+        updates[3 * i + 1] = (sbx_update){step->in[1], step->out[1]};
+        updates[3 * i + 2] = (sbx_update){step->in[2], step->out[2]};
     }
     sbx__free(grads);
     if (st != SBX_OK) return st;
