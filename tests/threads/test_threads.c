@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -89,8 +90,10 @@ static int same_sparse(char *err, const char *what, const sbx_sparse *got, const
     return 1;
 }
 
-/* Runs fn(worker) on NTHREADS threads at once and fails with the first failure any of them recorded. */
-static void run_workers(void *(*fn)(void *)) {
+/* Runs fn(worker) on NTHREADS threads at once and fails with the first failure any of them recorded.
+ * With retune set, the main thread meanwhile changes the library's thread count back and forth (results
+ * never depend on it, and it may be changed while other threads run the library). */
+static void run_workers(void *(*fn)(void *), int retune) {
     pthread_t th[NTHREADS];
     worker w[NTHREADS];
     assert_int_equal(pthread_barrier_init(&start, NULL, NTHREADS), 0);
@@ -99,6 +102,11 @@ static void run_workers(void *(*fn)(void *)) {
         w[t].err[0] = '\0';
         assert_int_equal(pthread_create(&th[t], NULL, fn, &w[t]), 0);
     }
+    for (int k = 0; retune && k < 200; k++) {
+        sbx_set_num_threads(k % 3); /* 0: the default again */
+        nanosleep(&(struct timespec){0, 100000}, NULL);
+    }
+    sbx_set_num_threads(0);
     for (int t = 0; t < NTHREADS; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
     pthread_barrier_destroy(&start);
     for (int t = 0; t < NTHREADS; t++)
@@ -224,7 +232,7 @@ static void test_plans(void **state) {
                4, 30);
     layer_make(&layers[3], "pool float32", POOL, SBX_FLOAT32, 4, 12, 12, 2, 2, (int64_t[]){2, 2}, SBX_CONV_VALID, 1,
                5, 40);
-    run_workers(layers_worker);
+    run_workers(layers_worker, 1);
     for (int i = 0; i < NLAYERS; i++) layer_free(&layers[i]);
 }
 
@@ -406,8 +414,8 @@ static void test_functions(void **state) {
     sbx_function_free(f);
     sbx_graph_free(trained.g);
 
-    run_workers(compile_worker);
-    run_workers(train_worker);
+    run_workers(compile_worker, 0);
+    run_workers(train_worker, 0);
 
     for (int k = 0; k < CALLS; k++)
         for (int j = 0; j < 6; j++) sbx_value_clear(&want_outs[k][j]);
@@ -521,7 +529,7 @@ static void test_generators(void **state) {
         ((int64_t *)trials->data)[r] = means->indptr[r + 1] > means->indptr[r] ? 5 + r % 20 : 0;
     for (int t = 0; t < NTHREADS; t++)
         for (int k = 0; k < NDRAWS; k++) OK(draw(k, (uint32_t)t, &want_draws[t]));
-    run_workers(draw_worker);
+    run_workers(draw_worker, 1);
     for (int t = 0; t < NTHREADS; t++) draws_free(&want_draws[t]);
     sbx_sparse_free(means);
     sbx_array_free(trials);
