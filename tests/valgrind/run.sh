@@ -6,8 +6,9 @@
 #    sampler path runs, the statistics are the release build's job. Its fixed cost, the exact pmfs of
 #    every point, is most of its time here.
 #  - The rest run as they are, VALGRIND_JOBS (default 2) at a time, the longest first: test_layers
-#    (170 s alone, most of it test_gradients' finite differences) and test_op_conv (85 s); the whole
-#    took 310 s of wall time and 206 s of CPU on a 2-core machine that others were using (rough, noisy).
+#    (120-285 s, most of it test_gradients' finite differences) and test_op_conv (30-110 s); the whole
+#    took 144 s (load 2) to 310 s (load 5) of wall time, about 210 s of CPU, on a 2-core machine that
+#    others were using (rough, noisy).
 #  - OMP_WAIT_POLICY=passive: valgrind runs one thread at a time, and OpenMP threads spinning at a
 #    barrier would only take its turns. Results do not depend on it.
 #  - No suppressions: nothing outside the library gives an error. libgomp's worker threads leave their
