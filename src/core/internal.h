@@ -70,8 +70,9 @@ sbx_status sbx__array_new(sbx_dtype dtype, int ndim, const int64_t *shape, int z
 int sbx__dtype_valid(sbx_dtype dtype);
 
 /* A hot kernel compiled for AVX-512, AVX2 and baseline x86-64, picked when the library loads.
- * Sanitizer builds use the plain version (ifunc resolvers run before the sanitizer is ready). */
-#if defined(__x86_64__) && !defined(SBX_SANITIZE)
+ * Sanitizer builds use the plain version (ifunc resolvers run before the sanitizer is ready), and so
+ * does clang: clang 14 names the dispatcher f.ifunc, so a call from another file does not link. */
+#if defined(__x86_64__) && !defined(SBX_SANITIZE) && !defined(__clang__)
 #define SBX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 /* For loops whose trip counts are often below 16 floats: 256-bit vectors at most. */
 #define SBX_CLONES_256 __attribute__((target_clones("avx2", "default")))

@@ -6,12 +6,13 @@
 
 #include "core/internal.h"
 
-static int requested; /* 0: the default */
+static _Atomic int requested; /* 0: the default; atomic, since it may be set while other threads read it */
 
 void sbx_set_num_threads(int n) { requested = n > 0 ? n : 0; }
 
 int sbx_get_num_threads(void) {
-    if (requested > 0) return requested;
+    const int r = requested; /* one load: another thread may change it */
+    if (r > 0) return r;
     const char *env = getenv("SBX_NUM_THREADS");
     if (env) {
         char *end;
