@@ -46,6 +46,7 @@ AVX512 static inline __m512d exp_neg_lanes(__m512d lam) {
  * the lanes of vector v that their first word left open. */
 #define GROUP (2 * SBX_RNG_BATCH)
 #define VECTORS (GROUP / LANES)
+#define EAGER 4 /* steps taken before the loop asks whether any lane is left (a masked step changes nothing) */
 AVX512 static inline void invert_lanes(const double *lams, const uint32_t *w1, int64_t *values, __mmask8 *open) {
     const __m512d one = _mm512_set1_pd(1), big = _mm512_set1_pd(0x1p52), step = _mm512_set1_pd(0x1.0p-32);
     __m512d lam[VECTORS], lo[VECTORS], hi[VECTORS], r[VECTORS], acc[VECTORS], k[VECTORS];
@@ -63,7 +64,7 @@ AVX512 static inline void invert_lanes(const double *lams, const uint32_t *w1, i
         active[v] = small[v] & _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_GE_OQ);
         any |= active[v];
     }
-    for (int j = 1; any && j < 65; j++) { /* the lanes still below their k step together */
+    for (int j = 1; (any || j <= EAGER) && j < 65; j++) { /* the lanes still below their k step together */
         const __m512d inv = _mm512_set1_pd(sbx__inverse[j]);
         any = 0;
         for (int v = 0; v < VECTORS; v++) {
