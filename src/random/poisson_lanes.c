@@ -16,15 +16,15 @@
 #define LANES 8
 #define SMALL_LAM 10.0 /* poisson() inverts below it */
 
+#ifdef HAVE_AVX512_PATH
+#define AVX512 __attribute__((target("avx512f")))
+
 /* The positions the lanes left open, by the scalar sampler. */
 static void poisson_scalar(const sbx_rng *rng, int64_t position, const double *lam, int64_t *value) {
     sbx_rng_cursor cur;
     sbx_rng_cursor_init(rng, position, &cur);
     sbx__poisson_each(&cur, 1, 0, lam, value);
 }
-
-#ifdef HAVE_AVX512_PATH
-#define AVX512 __attribute__((target("avx512f")))
 
 /* sbx__exp_neg in lanes, operation for operation. */
 AVX512 static inline __m512d exp_neg_lanes(__m512d lam) {
