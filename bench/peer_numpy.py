@@ -12,7 +12,7 @@ poisson_{indptr,indices,data}.npy (the Poisson means) and multinomial_{indptr,in
 Output, one "key value" line each, read by bench_random:
     python_version, numpy_version, scipy_version
     draw I NS N          case I: ns per draw (per row for a multinomial), median of draw_repeats
-                         vectorised calls of size N after a warm-up
+                         vectorised calls of size N after a warm-up, on this thread's CPU clock
     op KEY SECONDS NNZ   the original's path for op KEY (binomial, binomial_sparse, poisson,
                          multinomial), with the legacy np.random generator as the original: median
                          seconds, and the stored entries of its result
@@ -46,13 +46,18 @@ def number(settings, key, kind=int, at=0):
     return kind(settings[key][at])
 
 
-def timed(fn, *args):
+def timed(fn, *args, clock=time.perf_counter):
     """Seconds of one call; the result is dropped after the clock stops (bench_random does the same)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     result = fn(*args)
-    seconds = time.perf_counter() - t0
+    seconds = clock() - t0
     del result
     return seconds
+
+
+def cpu_timed(fn, *args):
+    """timed on this thread's CPU clock, as bench_random times its draws."""
+    return timed(fn, *args, clock=time.thread_time)
 
 
 # ---- ns per draw ----
@@ -91,13 +96,13 @@ def time_draws(settings, fn):
     count, most = number(settings, "block"), number(settings, "max_draws")
     enough = number(settings, "calibrate_seconds", float)
     while True:
-        seconds = timed(fn, count)
+        seconds = cpu_timed(fn, count)
         if seconds >= enough or count >= most:
             break
         count *= 2
     count = draws_for(settings, seconds, count)
-    timed(fn, count)
-    runs = [timed(fn, count) for _ in range(number(settings, "draw_repeats"))]
+    cpu_timed(fn, count)
+    runs = [cpu_timed(fn, count) for _ in range(number(settings, "draw_repeats"))]
     return statistics.median(runs) / count * 1e9, count
 
 

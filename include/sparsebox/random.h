@@ -13,8 +13,10 @@ extern "C" {
 /* The layout of the counters below and the samplers' use of them; any change that alters an output
  * bumps it. 2: Poisson below 10 by inversion, multinomial trials and the sparse Binomial's tables read
  * one word first. 3: BTRS and PTRS compare pmf ratios rather than their logarithms (a decision can differ
- * only where the two roundings straddle the bound). */
-#define SBX_RNG_VERSION 3
+ * only where the two roundings straddle the bound). 4: Poisson inversion's P(0) = exp(-lam) is the
+ * library's own exponential (the same bits in vector lanes and scalar code) rather than libm's, which
+ * can differ by a unit in the last place. */
+#define SBX_RNG_VERSION 4
 
 /* Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11):
  * the 4 output words for counter ctr under key. */

@@ -48,8 +48,8 @@ static double log_factorial(double k) {
  * does not wait for a division, and the chain is a multiply and an add). */
 #define INV4(k) 1.0 / (k), 1.0 / (k + 1), 1.0 / (k + 2), 1.0 / (k + 3)
 #define INV16(k) INV4(k), INV4(k + 4), INV4(k + 8), INV4(k + 12)
-static const double inverse[65] = {0,        INV16(1), INV16(17), INV16(33), INV4(49), INV4(53),
-                                   INV4(57), 1.0 / 61, 1.0 / 62,  1.0 / 63,  1.0 / 64};
+const double sbx__inverse[65] = {0,        INV16(1), INV16(17), INV16(33), INV4(49), INV4(53),
+                                 INV4(57), 1.0 / 61, 1.0 / 62,  1.0 / 63,  1.0 / 64};
 
 /* A step of a CDF made from P(0) by P(k) = P(k-1) (a (1/k) - s), returning cdf[k] = cdf[k-1] + P(k):
  * Poisson, a = lam, s = 0; binomial with p <= 1/2, P(k) = P(k-1) ((n+1)/k - 1) p/q, a = (n+1) p/q,
@@ -57,7 +57,7 @@ static const double inverse[65] = {0,        INV16(1), INV16(17), INV16(33), INV
 #define BINOMIAL_KMAX 64
 #define BOUNDS_HALF 2048
 static inline double cdf_step(double a, double s, int64_t k, double *r, double acc) {
-    *r *= a * inverse[k] - s;
+    *r *= a * sbx__inverse[k] - s;
     return acc + *r;
 }
 
@@ -303,7 +303,7 @@ SBX_CLONES void sbx__binomial_each(sbx_rng_cursor *cur, int count, int64_t n, do
  * search starts at the guide's entry; without, the CDF is made along the way by the same steps. */
 HOT int64_t poisson_inversion(setups *su, sbx_rng_cursor *cur, double lam) {
     if (su->pinv.lam != lam && su->pinv.seen == lam) { /* the second draw in a row with this mean: make the table */
-        double r = exp(-lam), acc = r;
+        double r = sbx__exp_neg(lam), acc = r;
         su->pinv.cdf[0] = acc;
         for (int64_t k = 1; k <= POISSON_KMAX; k++) su->pinv.cdf[k] = acc = cdf_step(lam, 0, k, &r, acc);
         make_guide(su->pinv.cdf, POISSON_KMAX, su->pinv.guide);
@@ -311,7 +311,8 @@ HOT int64_t poisson_inversion(setups *su, sbx_rng_cursor *cur, double lam) {
     }
     const int table = su->pinv.lam == lam;
     su->pinv.seen = lam;
-    return invert(cur, table ? su->pinv.cdf : NULL, su->pinv.guide, POISSON_KMAX, table ? 0 : exp(-lam), lam, 0);
+    const double p0 = table ? 0 : sbx__exp_neg(lam);
+    return invert(cur, table ? su->pinv.cdf : NULL, su->pinv.guide, POISSON_KMAX, p0, lam, 0);
 }
 
 /* Poisson(lam), lam >= 10: PTRS, c = lam + 0.43, E(k) = exp(-lam + k log lam - log k!) / alpha (the

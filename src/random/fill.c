@@ -46,7 +46,7 @@ void sbx__draw(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lin
         if (d->kind == SBX__BINOMIAL)
             sbx__binomial_each(cur, c, d->n, d->p, values + i0);
         else if (d->kind == SBX__POISSON)
-            sbx__poisson_each(cur, c, d->lam, d->lams ? d->lams + i0 : NULL, values + i0);
+            sbx__poisson_each(cur, c, d->lam, NULL, values + i0);
         else
             for (int b = 0; b < c; b++) sbx__multinomial_draw(&cur[b], d->n, d->probs, d->k, values + (i0 + b) * width);
     }

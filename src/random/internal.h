@@ -2,6 +2,8 @@
 #ifndef SBX_RANDOM_INTERNAL_H
 #define SBX_RANDOM_INTERNAL_H
 
+#include <string.h>
+
 #include "core/internal.h"
 #include "sparsebox/random.h"
 
@@ -9,6 +11,11 @@
  * blocks_each (1 or 2) blocks made together in vector lanes: the same values as sbx_rng_cursor_init's
  * cursors. */
 void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int blocks_each, sbx_rng_cursor *cur);
+
+/* Block `block` (4 words) of each of the SBX_RNG_BATCH positions position .. position + 15, made
+ * together in vector lanes: position + b's words at words[4 b .. 4 b + 3] (positions past INT64_MAX
+ * wrap: their words are not for use). */
+void sbx__rng_blocks(const sbx_rng *rng, int64_t position, uint32_t block, uint32_t *words);
 
 /* Makes the next words of a cursor (philox.c). */
 void sbx__rng_refill(sbx_rng_cursor *cur);
@@ -24,14 +31,14 @@ static inline double sbx__rng_double(sbx_rng_cursor *cur) {
     return (double)(w >> 11) * 0x1.0p-53;
 }
 
-/* What sbx__draw draws at each position: Binomial(n, p); Poisson(lam), or Poisson(lams[i]) at the
- * i-th position when lams is set; Multinomial(n, probs[0..k-1]) (checked beforehand). */
+/* What sbx__draw draws at each position: Binomial(n, p); Poisson(lam); Multinomial(n, probs[0..k-1])
+ * (checked beforehand). */
 typedef enum { SBX__BINOMIAL, SBX__POISSON, SBX__MULTINOMIAL } sbx__law_kind;
 typedef struct {
     sbx__law_kind kind;
     int64_t n, k;
     double p, lam;
-    const double *probs, *lams;
+    const double *probs;
 } sbx__law;
 
 /* values[i * width ..] from a cursor at position first + i, for i < lines: 16 cursors at a time with
@@ -42,6 +49,44 @@ void sbx__draw(const sbx_rng *rng, const sbx__law *d, int64_t first, int64_t lin
  * Poisson(lams[i]), or Poisson(lam) when lams is NULL. The samplers' set-ups are found once for all. */
 void sbx__binomial_each(sbx_rng_cursor *cur, int count, int64_t n, double p, int64_t *values);
 void sbx__poisson_each(sbx_rng_cursor *cur, int count, double lam, const double *lams, int64_t *values);
+
+/* values[i] = Poisson(lams[i]) from a cursor at position first + i, i < count, with means checked
+ * beforehand: the same values as sbx__poisson_each on such cursors. With vector set and AVX-512 at
+ * hand, the means below 10 are inverted eight at a time in vector lanes from the first word of each
+ * position, and a position that word leaves open (or a mean of 10 and up) is drawn by
+ * sbx__poisson_each; otherwise every position is (poisson_lanes.c). */
+void sbx__poisson_positions(const sbx_rng *rng, int64_t first, int64_t count, const double *lams, int vector,
+                            int64_t *values);
+
+/* 1/k for k = 0..64 (0 at 0): the Poisson CDF's steps multiply by it rather than divide. */
+extern const double sbx__inverse[65];
+
+/* exp(-lam) for 0 <= lam <= 10, within 2 units in the last place, by operations that the vector lanes
+ * of poisson_lanes.c repeat one for one (no fused multiply-adds: the library is compiled without
+ * contraction), so that both give the same bits: lam = n ln 2 - r with n an integer (rounded by
+ * adding and subtracting 1.5 2^52, whose low bits then hold n) and |r| <= ln 2 / 2, ln 2 in two parts
+ * (fdlibm's ln2HI and ln2LO, n ln2HI exact), e^r by its Taylor series to degree 13 (the next term is
+ * below 5e-18), times 2^n made from n's bits. */
+#define SBX_EXP_SHIFT 0x1.8p52
+#define SBX_EXP_LOG2E 0x1.71547652b82fep0
+#define SBX_EXP_LN2_HI 0x1.62e42fee00000p-1
+#define SBX_EXP_LN2_LO 0x1.a39ef35793c76p-33
+#define SBX_EXP_DEGREE 13
+static const double sbx__exp_taylor[SBX_EXP_DEGREE + 1] = { /* 1/k!, correctly rounded */
+    0x1p0,  0x1p0, 0x1p-1, 0x1.5555555555555p-3, 0x1.5555555555555p-5, 0x1.1111111111111p-7,
+    0x1.6c16c16c16c17p-10, 0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-16, 0x1.71de3a556c734p-19,
+    0x1.27e4fb7789f5cp-22, 0x1.ae64567f544e4p-26, 0x1.1eed8eff8d898p-29, 0x1.6124613a86d09p-33};
+static inline double sbx__exp_neg(double lam) {
+    const double x = -lam, s = x * SBX_EXP_LOG2E + SBX_EXP_SHIFT, n = s - SBX_EXP_SHIFT;
+    const double r = (x - n * SBX_EXP_LN2_HI) - n * SBX_EXP_LN2_LO;
+    double e = sbx__exp_taylor[SBX_EXP_DEGREE], scale;
+    for (int k = SBX_EXP_DEGREE - 1; k >= 0; k--) e = e * r + sbx__exp_taylor[k];
+    uint64_t bits;
+    memcpy(&bits, &s, sizeof bits);
+    bits = (bits + 1023) << 52; /* s's low bits are 2^51 + n: this leaves (n + 1023) << 52, 2^n's bits */
+    memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
+}
 
 /* The largest count a dtype holds exactly (float32: 2^24, int8: 127, bool: 1, ...). */
 double sbx__dtype_exact_max(sbx_dtype dtype);

@@ -70,7 +70,7 @@ typedef uint32_t counters[4][SBX_RNG_BATCH];
  * group's multiplies run while the other waits for its own; the words leave by two permutes per
  * group (lanes (w0 | w1 << 32) and (w2 | w3 << 32) interleaved block by block). */
 #define GROUPS (SBX_RNG_BATCH / 8)
-/* The rounds and the stores of blocks_avx512, from counters already in lanes. */
+/* The rounds and the stores of batch_avx512 and positions_avx512, from counters already in lanes. */
 #define AVX512_INLINE __attribute__((target("avx512f"), always_inline)) static inline
 AVX512_INLINE void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2, __m512i *c3, const uint32_t key[2],
                                  uint32_t *out) {
@@ -98,17 +98,6 @@ AVX512_INLINE void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2, __m512i 
         _mm512_storeu_si512((void *)(out + 32 * g), _mm512_permutex2var_epi64(a, first, b));
         _mm512_storeu_si512((void *)(out + 32 * g + 16), _mm512_permutex2var_epi64(a, second, b));
     }
-}
-
-__attribute__((target("avx512f"))) static void blocks_avx512(counters c, const uint32_t key[2], uint32_t *out) {
-    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
-    for (int g = 0; g < GROUPS; g++) {
-        c0[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[0] + 8 * g)));
-        c1[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[1] + 8 * g)));
-        c2[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[2] + 8 * g)));
-        c3[g] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(c[3] + 8 * g)));
-    }
-    rounds_avx512(c0, c1, c2, c3, key, out);
 }
 
 /* The blocks of counters (ctr[0] + b, ctr[1], ctr[2], ctr[3]), b < SBX_RNG_BATCH: a cursor's next
@@ -161,16 +150,6 @@ SBX_CLONES static void blocks_portable(counters c, const uint32_t key[2], uint32
     }
 }
 
-static void blocks(counters c, const uint32_t key[2], uint32_t *out) {
-#ifdef HAVE_AVX512_PATH
-    if (__builtin_cpu_supports("avx512f")) {
-        blocks_avx512(c, key, out);
-        return;
-    }
-#endif
-    blocks_portable(c, key, out);
-}
-
 /* The next SBX_RNG_BATCH blocks of a cursor. */
 static void refill_batch(sbx_rng_cursor *cur) {
 #ifdef HAVE_AVX512_PATH
@@ -194,20 +173,46 @@ static void refill_batch(sbx_rng_cursor *cur) {
     cur->have = 4 * SBX_RNG_BATCH;
 }
 
-void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int blocks_each, sbx_rng_cursor *cur) {
-    counters c;
-    uint32_t words[2][4 * SBX_RNG_BATCH];
+#ifdef HAVE_AVX512_PATH
+/* Block `block` of positions position + b, b < SBX_RNG_BATCH, the positions made in 64-bit lanes. */
+__attribute__((target("avx512f"))) static void positions_avx512(const sbx_rng *rng, int64_t position, uint32_t block,
+                                                                uint32_t *out) {
+    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+    const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
     const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
-    for (int k = 0; k < blocks_each; k++) {
-        for (int b = 0; b < SBX_RNG_BATCH; b++) {
-            const uint64_t p = (uint64_t)position + (uint64_t)(b < count ? b : 0);
-            c[0][b] = (uint32_t)k;
-            c[1][b] = (uint32_t)p;
-            c[2][b] = (uint32_t)(p >> 32);
-            c[3][b] = rng->stream;
-        }
-        blocks(c, key, words[k]);
+    for (int g = 0; g < GROUPS; g++) {
+        const __m512i p = _mm512_add_epi64(_mm512_set1_epi64((long long)((uint64_t)position + 8u * (unsigned)g)), lane);
+        c0[g] = _mm512_set1_epi64(block);
+        c1[g] = _mm512_and_si512(p, low);
+        c2[g] = _mm512_srli_epi64(p, 32);
+        c3[g] = _mm512_set1_epi64(rng->stream);
     }
+    rounds_avx512(c0, c1, c2, c3, key, out);
+}
+#endif
+
+void sbx__rng_blocks(const sbx_rng *rng, int64_t position, uint32_t block, uint32_t *words) {
+#ifdef HAVE_AVX512_PATH
+    if (__builtin_cpu_supports("avx512f")) {
+        positions_avx512(rng, position, block, words);
+        return;
+    }
+#endif
+    counters c;
+    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
+    for (int b = 0; b < SBX_RNG_BATCH; b++) {
+        const uint64_t p = (uint64_t)position + (uint64_t)b;
+        c[0][b] = block;
+        c[1][b] = (uint32_t)p;
+        c[2][b] = (uint32_t)(p >> 32);
+        c[3][b] = rng->stream;
+    }
+    blocks_portable(c, key, words);
+}
+
+void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int blocks_each, sbx_rng_cursor *cur) {
+    uint32_t words[2][4 * SBX_RNG_BATCH];
+    for (int k = 0; k < blocks_each; k++) sbx__rng_blocks(rng, position, (uint32_t)k, words[k]);
     for (int b = 0; b < count; b++) {
         sbx_rng_cursor_init(rng, position + b, &cur[b]);
         for (int k = 0; k < blocks_each; k++) memcpy(cur[b].words + 4 * k, words[k] + 4 * b, 4 * sizeof(uint32_t));

@@ -271,53 +271,151 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
     return SBX_OK;
 }
 
+/* The first error in x's indices or means, as a serial check names it: the structure first (so that
+ * the message is sbx_sparse_validate_structure's), then the first mean outside [0, max]. */
+static sbx_status poisson_input_error(const sbx_sparse *x, const double *lam) {
+    SBX_CHECK(sbx_sparse_validate_structure(x));
+    for (int64_t k = 0; k < x->nnz; k++)
+        if (!(lam[k] >= 0 && lam[k] <= SBX_POISSON_MAX_LAM))
+            return sbx__error(SBX_ERR_ARG, "x: stored value %lld (%s %lld) = %g is not a mean in [0, %g]", (long long)k,
+                              x->format == SBX_CSR ? "row" : "column", (long long)sbx__sparse_line_of(x, k), lam[k],
+                              SBX_POISSON_MAX_LAM);
+    return SBX_ERR_ARG; /* not reached: a thread saw a bad entry */
+}
+
+/* A thread's block of lines for the sparse Poisson: lines [line0, line1), entries [k0, k1); the
+ * non-zero draws it keeps (at most k1 - k0) and whether an index or a mean was bad. */
+typedef struct {
+    int64_t line0, line1, k0, k1, kept, at;
+    int bad;
+    sbx_status st;
+} poisson_part;
+
+/* The first line i with indptr[i] >= k (a block of lines starts there). */
+static int64_t line_at(const int64_t *indptr, int64_t major, int64_t k) {
+    int64_t lo = 0, hi = major;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (indptr[mid] < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+#define POISSON_CHUNK 512 /* entries drawn at a time into a buffer on the stack */
+
+/* A block's entries: their indices and means checked, drawn a chunk at a time, the non-zero draws
+ * kept in order at index[k0 ..] and value[k0 ..], line i's count of kept entries so far (from the
+ * block's start) in indptr[i + 1]. */
+static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double *lam, int64_t *indptr, int64_t *index,
+                          int64_t *value, poisson_part *pt) {
+    const uint64_t minor = (uint64_t)sbx_sparse_minor(x);
+    const int64_t *xp = x->indptr, *xi = x->indices;
+    int64_t drawn[POISSON_CHUNK], line = pt->line0, kept = 0;
+    int64_t *restrict idx = index + pt->k0, *restrict val = value + pt->k0;
+    for (int64_t c = pt->k0; c < pt->k1; c += POISSON_CHUNK) {
+        const int64_t n = pt->k1 - c < POISSON_CHUNK ? pt->k1 - c : POISSON_CHUNK;
+        int bad = 0; /* one pass without branches */
+        for (int64_t k = c; k < c + n; k++)
+            bad |= (uint64_t)xi[k] >= minor || !(lam[k] >= 0 && lam[k] <= SBX_POISSON_MAX_LAM);
+        if (bad) {
+            pt->bad = 1;
+            return;
+        }
+        sbx__poisson_positions(rng, c, n, lam + c, 1, drawn);
+        for (int64_t k = c, end = c + n; k < end;) { /* line by line; entries written always, kept when non-zero */
+            const int64_t stop = xp[line + 1] < end ? xp[line + 1] : end;
+            for (; k < stop; k++) {
+                idx[kept] = xi[k];
+                val[kept] = drawn[k - c];
+                kept += drawn[k - c] != 0;
+            }
+            while (line < pt->line1 && xp[line + 1] == k) indptr[++line] = kept; /* the lines that end here */
+        }
+    }
+    while (line < pt->line1) indptr[++line] = kept;
+    pt->kept = kept;
+}
+
+/* One parallel region: each thread takes a block of lines holding about nnz / nt entries and runs
+ * poisson_block over it into its part of two scratch arrays; once every block is done, the calling
+ * thread makes the result's arrays, and each thread moves its kept entries to their place (indices
+ * copied, values cast to x's dtype) and adds the entries of the blocks before its own to its lines'
+ * counts. No pass over the entries is serial. */
 sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_sparse **out) {
     if (!rng || !out) return sbx__error(SBX_ERR_ARG, "sbx_random_poisson: rng or out is NULL");
-    SBX_CHECK(sbx_sparse_validate_structure(x));
-    const int64_t nnz = x->nnz, major = x->format == SBX_CSR ? x->nrows : x->ncols;
+    SBX_CHECK(sbx__sparse_check_indptr(x, "matrix"));
+    const int64_t nnz = x->nnz, major = sbx_sparse_major(x);
+    const int nt = nnz < 4 * POISSON_CHUNK ? 1 : sbx__threads();
     double *means = NULL;
-    int64_t *draws = NULL, *indptr = NULL, *indices = NULL;
+    int64_t *index = NULL, *value = NULL;
+    poisson_part *parts = NULL;
     sbx_sparse *m = NULL;
-    sbx_status st = sbx__alloc_raw(nnz, sizeof(int64_t), &draws, "Poisson draws");
-    if (st == SBX_OK) st = sbx__alloc_raw(nnz, sizeof(int64_t), &indices, "Poisson indices");
-    if (st == SBX_OK) st = sbx__alloc(major + 1, sizeof(int64_t), &indptr, "Poisson indptr");
+    sbx_status st = sbx__alloc_raw(nnz, sizeof(int64_t), &index, "Poisson draws");
+    if (st == SBX_OK) st = sbx__alloc_raw(nnz, sizeof(int64_t), &value, "Poisson draws");
+    if (st == SBX_OK) st = sbx__alloc(nt, sizeof(poisson_part), &parts, "Poisson blocks");
     if (st == SBX_OK && x->dtype != SBX_FLOAT64) st = sbx__alloc_raw(nnz, sizeof(double), &means, "Poisson means");
+    if (st == SBX_OK) st = sbx__sparse_new(x->format, x->dtype, x->nrows, x->ncols, 0, 0, &m);
     if (st != SBX_OK) goto done;
-    const double *lam = x->dtype == SBX_FLOAT64 ? x->data : means;
-    for (int64_t k = 0; k < nnz && means; k++) means[k] = sbx__get_f64(x->data, x->dtype, k);
-    for (int64_t k = 0; k < nnz; k++) {
-        if (!(lam[k] >= 0 && lam[k] <= SBX_POISSON_MAX_LAM)) {
-            st = sbx__error(SBX_ERR_ARG, "x: stored value %lld (%s %lld) = %g is not a mean in [0, %g]", (long long)k,
-                            x->format == SBX_CSR ? "row" : "column", (long long)sbx__sparse_line_of(x, k), lam[k],
-                            SBX_POISSON_MAX_LAM);
-            goto done;
+    const double *lam = means ? means : x->data;
+    int failed = 0;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int t = 0; t < nt; t++) { /* block t, whatever the team's size */
+            poisson_part *pt = &parts[t];
+            pt->line0 = line_at(x->indptr, major, nnz / nt * t);
+            pt->line1 = t + 1 == nt ? major : line_at(x->indptr, major, nnz / nt * (t + 1));
+            pt->k0 = x->indptr[pt->line0];
+            pt->k1 = x->indptr[pt->line1];
+            for (int64_t k = pt->k0; k < pt->k1 && means; k++) means[k] = sbx__get_f64(x->data, x->dtype, k);
+            poisson_block(rng, x, lam, m->indptr, index, value, pt);
+        }
+#pragma omp master
+        { /* the calling thread: where each block goes, and the result's arrays */
+            int64_t total = 0;
+            for (int t = 0; t < nt; t++) {
+                failed |= parts[t].bad;
+                parts[t].at = total;
+                total += parts[t].kept;
+            }
+            if (!failed) {
+                sbx__free(m->indices);
+                sbx__free(m->data);
+                m->indices = m->data = NULL;
+                m->nnz = total;
+                st = sbx__alloc_raw(total, sizeof(int64_t), &m->indices, "Poisson indices");
+                if (st == SBX_OK) st = sbx__alloc_raw(total, sbx_dtype_size(x->dtype), &m->data, "Poisson values");
+                failed = st != SBX_OK;
+            }
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int t = 0; t < nt; t++) {
+            poisson_part *pt = &parts[t];
+            if (failed) continue;
+            for (int64_t i = pt->line0; i < pt->line1; i++) m->indptr[i + 1] += pt->at;
+            if (pt->kept > 0) memcpy(m->indices + pt->at, index + pt->k0, (size_t)pt->kept * sizeof(int64_t));
+            pt->st = sbx__cast((char *)m->data + (size_t)pt->at * sbx_dtype_size(x->dtype), x->dtype, value + pt->k0,
+                               SBX_INT64, pt->kept, "Poisson draws");
         }
     }
-    const sbx__law law = {.kind = SBX__POISSON, .lams = lam}; /* entry k from position k */
-    sbx__draw(rng, &law, 0, nnz, 1, draws);
-    int64_t kept = 0; /* the non-zero draws, moved to the front, line by line */
-    for (int64_t i = 0; i < major; i++) {
-        for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++) {
-            indices[kept] = x->indices[k];
-            draws[kept] = draws[k];
-            kept += draws[k] != 0;
-        }
-        indptr[i + 1] = kept;
-    }
-    st = sbx__sparse_new(x->format, x->dtype, x->nrows, x->ncols, kept, 0, &m);
-    if (st == SBX_OK) st = sbx__cast(m->data, m->dtype, draws, SBX_INT64, kept, "Poisson draws");
+    if (st == SBX_OK && failed) st = poisson_input_error(x, lam);
+    for (int t = 0; t < nt && st == SBX_OK; t++) st = parts[t].st;
+    /* A worker's message went to that worker's thread: say it again on this one. */
+    if (st != SBX_OK && !failed) st = sbx__error(st, "Poisson draws: %s cannot hold them", sbx_dtype_name(x->dtype));
     if (st == SBX_OK) {
-        memcpy(m->indptr, indptr, (size_t)(major + 1) * sizeof(int64_t));
-        if (kept > 0) memcpy(m->indices, indices, (size_t)kept * sizeof(int64_t));
         *out = m;
         m = NULL;
     }
 done:
     sbx_sparse_free(m);
     sbx__free(means);
-    sbx__free(draws);
-    sbx__free(indices);
-    sbx__free(indptr);
+    sbx__free(index);
+    sbx__free(value);
+    sbx__free(parts);
     return st;
 }
 

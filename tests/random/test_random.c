@@ -207,6 +207,21 @@ static void test_sparse_poisson(void **state) {
     for (int64_t k = 0; k < y[0]->nnz; k++) assert_true(((double *)y[0]->data)[k] >= 1);
     sbx_sparse_free(y[0]);
     sbx_sparse_free(y[1]);
+    /* Means of every size (most below 10: the vector lanes), float32: the same bytes at 1, 2 and 8 threads. */
+    sbx_sparse *x32, *z[3];
+    assert_int_equal(sbx_sparse_cast(x, SBX_FLOAT32, &x32), SBX_OK);
+    for (int64_t k = 0; k < x32->nnz; k++)
+        ((float *)x32->data)[k] = (float)(k % 13 == 0 ? 40 + k % 3 : (k % 101) * 0.1);
+    for (int t = 0; t < 3; t++) {
+        sbx_set_num_threads(threads[t]);
+        assert_int_equal(sbx_random_poisson(&rng, x32, &z[t]), SBX_OK);
+    }
+    sbx_set_num_threads(0);
+    same_matrix(z[0], z[1]);
+    same_matrix(z[0], z[2]);
+    assert_int_equal(sbx_sparse_validate(z[0]), SBX_OK);
+    for (int t = 0; t < 3; t++) sbx_sparse_free(z[t]);
+    sbx_sparse_free(x32);
     /* A negative mean is an error naming the entry. */
     ((double *)x->data)[3] = -1;
     sbx_sparse *bad = NULL;
@@ -214,6 +229,40 @@ static void test_sparse_poisson(void **state) {
     assert_non_null(strstr(sbx_last_error(), "stored value 3"));
     assert_null(bad);
     sbx_sparse_free(x);
+}
+
+/* The sparse Poisson's means inverted in vector lanes give the scalar sampler's values at every
+ * position (means 0, tiny, below and at 10, large; a count that leaves a partial group), and
+ * sbx__exp_neg, which both use, is within 2 units in the last place of exp(-lam). */
+static void test_poisson_lanes(void **state) {
+    (void)state;
+    enum { COUNT = 20000 + 21 };
+    static const double special[] = {0, 1e-300, 1e-3, 0.5, 2.5, 9.99, 10, 50, 1e4, 0x1.fffffffffffffp3};
+    double *lams = malloc(COUNT * sizeof(double));
+    int64_t *vector = malloc(COUNT * sizeof(int64_t)), *scalar = malloc(COUNT * sizeof(int64_t));
+    uint64_t state_bits = 99;
+    for (int64_t i = 0; i < COUNT; i++) {
+        state_bits = state_bits * 6364136223846793005ULL + 1442695040888963407ULL;
+        const double u = (double)(state_bits >> 11) * 0x1.0p-53;
+        lams[i] = i % 7 == 0 ? special[(i / 7) % (sizeof special / sizeof special[0])] : 10 * u;
+    }
+    sbx_rng rng;
+    sbx_rng_init(&rng, 77, 3);
+    sbx__poisson_positions(&rng, 12345, COUNT, lams, 1, vector);
+    sbx__poisson_positions(&rng, 12345, COUNT, lams, 0, scalar);
+    for (int64_t i = 0; i < COUNT; i++)
+        if (vector[i] != scalar[i])
+            fail_msg("position %lld, lam %g: lanes %lld, scalar %lld", (long long)i, lams[i], (long long)vector[i],
+                     (long long)scalar[i]);
+    if (!__builtin_cpu_supports("avx512f")) print_message("no AVX-512 here: both ran the scalar sampler\n");
+    for (int i = 0; i <= 100000; i++) {
+        const double lam = 10.0 * i / 100000, want = exp(-lam), got = sbx__exp_neg(lam);
+        if (fabs(got - want) > 2 * (nextafter(want, INFINITY) - want))
+            fail_msg("exp_neg(%.17g) = %.17g, exp gives %.17g", lam, got, want);
+    }
+    free(lams);
+    free(vector);
+    free(scalar);
 }
 
 static void test_sparse_multinomial(void **state) {
@@ -446,6 +495,7 @@ int main(void) {
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_sparse_binomial),
         cmocka_unit_test(test_sparse_poisson),
+        cmocka_unit_test(test_poisson_lanes),
         cmocka_unit_test(test_sparse_multinomial),
         cmocka_unit_test(test_fill),
         cmocka_unit_test(test_op_answers),

@@ -1,0 +1,122 @@
+/* Poisson draws at many positions with their own means (the sparse Poisson's entries): the means below
+ * 10 are inverted eight at a time in vector lanes. A lane does what poisson_inversion does for one
+ * position without a table: P(0) = sbx__exp_neg(lam) (the same operations in the lanes), the CDF made
+ * by the same steps (r *= lam / k, acc += r, k from 1), stopped at the first k with lo < acc for
+ * lo = w1 2^-32, w1 the position's first word. When hi = (w1 + 1) 2^-32 <= acc too, every 53-bit u
+ * read from w1 gives k, which is then the scalar sampler's answer; otherwise (a CDF value within the
+ * word's step, or past k = 64), and for means of 10 and up, the position is drawn by the scalar
+ * sampler from its own cursor. So the values are those of sbx__poisson_each at every position. */
+#include "random/internal.h"
+
+#if defined(__x86_64__) && !defined(SBX_SANITIZE)
+#include <immintrin.h>
+#define HAVE_AVX512_PATH 1
+#endif
+
+#define LANES 8
+#define SMALL_LAM 10.0 /* poisson() inverts below it */
+
+#ifdef HAVE_AVX512_PATH
+#define AVX512 __attribute__((target("avx512f")))
+
+/* The positions the lanes left open, by the scalar sampler. */
+static void poisson_scalar(const sbx_rng *rng, int64_t position, const double *lam, int64_t *value) {
+    sbx_rng_cursor cur;
+    sbx_rng_cursor_init(rng, position, &cur);
+    sbx__poisson_each(&cur, 1, 0, lam, value);
+}
+
+/* sbx__exp_neg in lanes, operation for operation. */
+AVX512 static inline __m512d exp_neg_lanes(__m512d lam) {
+    const __m512d shift = _mm512_set1_pd(SBX_EXP_SHIFT);
+    const __m512d x = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(lam), _mm512_set1_epi64(INT64_MIN)));
+    const __m512d s = _mm512_add_pd(_mm512_mul_pd(x, _mm512_set1_pd(SBX_EXP_LOG2E)), shift);
+    const __m512d n = _mm512_sub_pd(s, shift);
+    const __m512d r = _mm512_sub_pd(_mm512_sub_pd(x, _mm512_mul_pd(n, _mm512_set1_pd(SBX_EXP_LN2_HI))),
+                                    _mm512_mul_pd(n, _mm512_set1_pd(SBX_EXP_LN2_LO)));
+    __m512d e = _mm512_set1_pd(sbx__exp_taylor[SBX_EXP_DEGREE]);
+    for (int k = SBX_EXP_DEGREE - 1; k >= 0; k--)
+        e = _mm512_add_pd(_mm512_mul_pd(e, r), _mm512_set1_pd(sbx__exp_taylor[k]));
+    const __m512i bits = _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(s), _mm512_set1_epi64(1023)), 52);
+    return _mm512_mul_pd(e, _mm512_castsi512_pd(bits));
+}
+
+/* GROUP = 32 positions in VECTORS = 4 vectors of lanes, so that the chains of four vectors (the
+ * exponential's 26 dependent steps, each CDF step's multiply, add and compare) overlap; open[v] gets
+ * the lanes of vector v that their first word left open. */
+#define GROUP (2 * SBX_RNG_BATCH)
+#define VECTORS (GROUP / LANES)
+#define EAGER 4 /* steps taken before the loop asks whether any lane is left (a masked step changes nothing) */
+AVX512 static inline void invert_lanes(const double *lams, const uint32_t *w1, int64_t *values, __mmask8 *open) {
+    const __m512d one = _mm512_set1_pd(1), big = _mm512_set1_pd(0x1p52), step = _mm512_set1_pd(0x1.0p-32);
+    __m512d lam[VECTORS], lo[VECTORS], hi[VECTORS], r[VECTORS], acc[VECTORS], k[VECTORS];
+    __mmask8 small[VECTORS], active[VECTORS], any = 0;
+    for (int v = 0; v < VECTORS; v++) {
+        lam[v] = _mm512_loadu_pd(lams + LANES * v);
+        /* w1 as a double: its bits under the exponent of 2^52, less 2^52 */
+        const __m512i wi = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(w1 + LANES * v)));
+        const __m512d w = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(wi, _mm512_castpd_si512(big))), big);
+        lo[v] = _mm512_mul_pd(w, step);
+        hi[v] = _mm512_mul_pd(_mm512_add_pd(w, one), step);
+        small[v] = _mm512_cmp_pd_mask(lam[v], _mm512_set1_pd(SMALL_LAM), _CMP_LT_OQ);
+        r[v] = acc[v] = exp_neg_lanes(lam[v]);
+        k[v] = _mm512_setzero_pd();
+        active[v] = small[v] & _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_GE_OQ);
+        any |= active[v];
+    }
+    for (int j = 1; (any || j <= EAGER) && j < 65; j++) { /* the lanes still below their k step together */
+        const __m512d inv = _mm512_set1_pd(sbx__inverse[j]);
+        any = 0;
+        for (int v = 0; v < VECTORS; v++) {
+            r[v] = _mm512_mask_mul_pd(r[v], active[v], r[v], _mm512_mul_pd(lam[v], inv));
+            acc[v] = _mm512_mask_add_pd(acc[v], active[v], acc[v], r[v]);
+            k[v] = _mm512_mask_add_pd(k[v], active[v], k[v], one);
+            active[v] &= _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_GE_OQ);
+            any |= active[v];
+        }
+    }
+    for (int v = 0; v < VECTORS; v++) {
+        const __mmask8 decided =
+            small[v] & _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_LT_OQ) & _mm512_cmp_pd_mask(hi[v], acc[v], _CMP_LE_OQ);
+        open[v] = (__mmask8)~decided;
+        _mm512_storeu_si512((void *)(values + LANES * v), _mm512_cvtepi32_epi64(_mm512_cvttpd_epi32(k[v])));
+    }
+}
+
+AVX512 static void draw_avx512(const sbx_rng *rng, int64_t first, int64_t count, const double *lams,
+                               int64_t *values) {
+    uint32_t words[4 * SBX_RNG_BATCH], w1[GROUP];
+    int64_t i = 0;
+    for (; i + GROUP <= count; i += GROUP) {
+        for (int h = 0; h < GROUP; h += SBX_RNG_BATCH) {
+            sbx__rng_blocks(rng, first + i + h, 0, words);
+            for (int b = 0; b < SBX_RNG_BATCH; b++) w1[h + b] = words[4 * b];
+        }
+        __mmask8 open[VECTORS];
+        invert_lanes(lams + i, w1, values + i, open);
+        for (int v = 0; v < VECTORS; v++)
+            for (unsigned m = open[v]; m; m &= m - 1) {
+                const int64_t at = i + LANES * v + __builtin_ctz(m);
+                poisson_scalar(rng, first + at, &lams[at], &values[at]);
+            }
+    }
+    for (; i < count; i++) poisson_scalar(rng, first + i, &lams[i], &values[i]); /* the last few */
+}
+#endif
+
+void sbx__poisson_positions(const sbx_rng *rng, int64_t first, int64_t count, const double *lams, int vector,
+                            int64_t *values) {
+#ifdef HAVE_AVX512_PATH
+    if (vector && __builtin_cpu_supports("avx512f")) {
+        draw_avx512(rng, first, count, lams, values);
+        return;
+    }
+#endif
+    (void)vector;
+    for (int64_t i = 0; i < count; i += SBX_RNG_BATCH) { /* 16 cursors at a time, their first blocks together */
+        sbx_rng_cursor cur[SBX_RNG_BATCH];
+        const int c = count - i < SBX_RNG_BATCH ? (int)(count - i) : SBX_RNG_BATCH;
+        sbx__rng_cursors(rng, first + i, c, 1, cur);
+        sbx__poisson_each(cur, c, 0, lams + i, values + i);
+    }
+}
