@@ -590,10 +590,6 @@ static sbx_status executes(int64_t k, bytes *got, int kind, int which) {
     geometry g[5];
     sbx_status st = SBX_OK, s = SBX_OK;
     for (int i = 0, n = geometries(g); i < n; i++) {
-        /* Known defect, reported: when the flat output gradient (geometry 4) cannot be allocated, the
-         * kernel gradient falls back to the rows (src/conv/layers.c, sbx__conv_backward_into) and comes
-         * out rounded differently. Walk it again once the fallback gives the same bytes or is gone. */
-        if (kind == CONV && i == 4 && (which == 1 || which == 3)) continue;
         sbx_conv_plan *p;
         OK(make_plan(kind, &g[i], &p));
         operands o = operands_of(kind, &g[i]);
