@@ -721,35 +721,61 @@ static void test_local_blocks(void **state) {
             }
 }
 
+/* The same bits at 1, 2, 3 and 16 threads (more threads than cores included) from every convolution
+ * path (gather + GEMM in full mode with strides; the direct kernel with the kernel gradient in the
+ * lanes; the adjoint image gradient; the maps in the lanes) and from pooling, in both dtypes. */
 static void test_thread_counts_agree(void **state) {
     (void)state;
-    int64_t in[2] = {20, 24}, k[2] = {5, 3}, st[2] = {1, 2};
-    sbx_conv_shape s;
-    assert_int_equal(sbx_conv_shape_make(2, 3, in, k, st, SBX_CONV_FULL, &s), SBX_OK);
-    const int64_t batch = 37, nkern = 4;
-    sbx_array *x = random_matrix(batch, s.in_size), *kk = random_matrix(nkern, 3 * s.kernel_size);
-    sbx_array *r = random_matrix(batch, nkern * s.out_size), *res[2][4];
-    sbx_conv_plan *p;
-    assert_int_equal(sbx_conv_plan_create(&s, nkern, SBX_FLOAT64, &p), SBX_OK);
-    for (int t = 0; t < 2; t++) {
-        sbx_set_num_threads(t + 1);
-        assert_int_equal(sbx_conv_forward(p, x, kk, NULL, &res[t][0]), SBX_OK);
-        assert_int_equal(sbx_conv_backward(p, x, kk, r, &res[t][1], &res[t][2], &res[t][3]), SBX_OK);
-    }
-    sbx_set_num_threads(0);
-    for (int i = 0; i < 4; i++) {
-        int64_t n = sbx_array_numel(res[0][i]);
-        for (int64_t j = 0; j < n; j++) {
-            double a = ((double *)res[0][i]->data)[j], b = ((double *)res[1][i]->data)[j];
-            if (fabs(a - b) > 1e-12 * fmax(1, fabs(a))) fail_msg("result %d element %lld: %.17g vs %.17g", i, (long long)j, a, b);
+    struct { int64_t channels, in[2], k[2], st[2]; sbx_conv_mode mode; int64_t batch, nkern; } cases[] = {
+        {3, {20, 24}, {5, 3}, {1, 2}, SBX_CONV_FULL, 37, 4},   {1, {28, 28}, {5, 5}, {1, 1}, SBX_CONV_VALID, 5, 32},
+        {3, {18, 34}, {3, 3}, {1, 1}, SBX_CONV_VALID, 6, 9},   {16, {12, 12}, {5, 5}, {1, 1}, SBX_CONV_VALID, 3, 32},
+        {2, {24, 40}, {2, 2}, {2, 2}, SBX_CONV_VALID, 9, 0}, /* pooling */
+    };
+    const int threads[] = {1, 2, 3, 16};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int dt = 0; dt < 2; dt++) {
+            const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+            const int64_t batch = cases[ci].batch, nkern = cases[ci].nkern;
+            sbx_conv_shape s;
+            assert_int_equal(sbx_conv_shape_make(2, cases[ci].channels, cases[ci].in, cases[ci].k, cases[ci].st,
+                                                 cases[ci].mode, &s), SBX_OK);
+            const int64_t units = (nkern ? nkern : s.channels) * s.out_size;
+            sbx_array *x64 = random_matrix(batch, s.in_size), *g64 = random_matrix(batch, units);
+            sbx_array *k64 = random_matrix(nkern ? nkern : 1, s.channels * s.kernel_size);
+            sbx_array *x = as(x64, dtype), *g = as(g64, dtype), *k = as(k64, dtype), *first[4] = {NULL};
+            sbx_conv_plan *p;
+            if (nkern)
+                assert_int_equal(sbx_conv_plan_create(&s, nkern, dtype, &p), SBX_OK);
+            else
+                assert_int_equal(sbx_pool_plan_create(&s, dtype, &p), SBX_OK);
+            for (size_t ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+                sbx_set_num_threads(threads[ti]);
+                sbx_array *res[4] = {NULL};
+                if (nkern) {
+                    assert_int_equal(sbx_conv_forward(p, x, k, NULL, &res[0]), SBX_OK);
+                    assert_int_equal(sbx_conv_backward(p, x, k, g, &res[1], &res[2], &res[3]), SBX_OK);
+                } else {
+                    assert_int_equal(sbx_pool_forward_mask(p, x, &res[0], &res[3]), SBX_OK);
+                    assert_int_equal(sbx_pool_backward(p, x, g, &res[1]), SBX_OK);
+                    assert_int_equal(sbx_pool_backward_mask(p, res[3], g, &res[2]), SBX_OK);
+                }
+                for (int r = 0; r < 4; r++) {
+                    if (!first[r]) {
+                        first[r] = res[r];
+                        continue;
+                    }
+                    const size_t bytes = (size_t)sbx_array_numel(res[r]) * sbx_dtype_size(res[r]->dtype);
+                    if (memcmp(first[r]->data, res[r]->data, bytes) != 0)
+                        fail_msg("case %zu %s: result %d differs at %d threads", ci, sbx_dtype_name(dtype), r,
+                                 threads[ti]);
+                    sbx_array_free(res[r]);
+                }
+            }
+            sbx_set_num_threads(0);
+            sbx_array *all[] = {x64, g64, k64, x, g, k, first[0], first[1], first[2], first[3]};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
+            sbx_conv_plan_free(p);
         }
-        sbx_array_free(res[0][i]);
-        sbx_array_free(res[1][i]);
-    }
-    sbx_array_free(x);
-    sbx_array_free(kk);
-    sbx_array_free(r);
-    sbx_conv_plan_free(p);
 }
 
 /* A geometry with many tiles of output positions, its gradients against sums written with
