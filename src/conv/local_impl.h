@@ -181,25 +181,42 @@ static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
     return rows > p->shape.kernel[0] ? rows : p->shape.kernel[0];
 }
 
+/* Positions per item of the forward pass and the weight gradient: a tile's worth of outputs
+ * transposed in the item's own buffer, so that the transposes stay in the caches. */
+#define LC_POSITIONS 16
+
+/* The image gradient's vectors of images per item: 4, or fewer when that leaves threads idle. The
+ * chunks may follow the thread count (their lanes are summed apart); the tiles may not. */
+static int64_t NAME(lc_chunk)(const sbx_conv_plan *p, int64_t batch, int nt) {
+    const int64_t L = LANES_T, nvec = (batch + L - 1) / L, rows = NAME(lc_tile_rows)(p);
+    const int64_t tiles = (p->shape.out[0] + rows - 1) / rows;
+    int64_t cv = 4;
+    while (cv > 1 && (tiles + 1) / 2 * ((nvec + cv - 1) / cv) < 2 * nt) cv /= 2;
+    return cv;
+}
+
 /* The workspace of a pass (the forward pass, or the gradients asked for) over nt threads: *values
  * elements of T and *offsets int64 (see local_forward and local_backward). */
 static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
                                    int grad_weights, int nt, int64_t *values, int64_t *offsets) {
     const int64_t O = p->shape.out_size, N = p->nkern, W = p->width, in = p->shape.in_size, L = LANES_T;
-    const int64_t Bp = (batch + L - 1) / L * L, NP = (N + L - 1) / L * L;
-    int64_t total = 0, xt, yt, U;
-    int ok = sbx_mul_i64(N, O, &U) == SBX_OK && sbx_mul_i64(in + 1, Bp, &xt) == SBX_OK &&
-             sbx_mul_i64(U, Bp, &yt) == SBX_OK;
-    if (ok && forward) ok = sbx_add_i64(xt, yt, &total) == SBX_OK;
-    if (ok && grad_images) /* gt and gxt */
-        ok = sbx_add_i64(total, xt, &total) == SBX_OK && sbx_add_i64(total, yt, &total) == SBX_OK;
-    if (ok && grad_weights) { /* xt, gp, and per thread the sums of a position (W x NP) */
-        int64_t gp, sums;
-        ok = sbx_mul_i64(O, batch, &gp) == SBX_OK && sbx_mul_i64(gp, NP, &gp) == SBX_OK &&
-             sbx_mul_i64(W, NP, &sums) == SBX_OK && sbx_mul_i64(sums, nt, &sums) == SBX_OK &&
-             sbx_add_i64(total, xt, &total) == SBX_OK && sbx_add_i64(total, gp, &total) == SBX_OK &&
-             sbx_add_i64(total, sums, &total) == SBX_OK;
+    const int64_t Bp = (batch + L - 1) / L * L, NP = (N + L - 1) / L * L, P = LC_POSITIONS;
+    const int64_t tile = NAME(lc_tile_rows)(p) * (O / p->shape.out[0]);
+    int64_t total = 0, xt, per = 0, v;
+    int ok = sbx_mul_i64(in + 1, Bp, &xt) == SBX_OK;
+    if (ok && forward) /* xt; per thread: the outputs of an item, N x P x Bp */
+        ok = sbx_mul_i64(N * P, Bp, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
+             sbx_add_i64(per, v, &per) == SBX_OK;
+    if (ok && grad_images) /* gxt; per thread: the output gradient of a tile and chunk, N x tile x 4L */
+        ok = sbx_mul_i64(N * tile, 4 * L, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
+             sbx_add_i64(per, v, &per) == SBX_OK;
+    if (ok && grad_weights) { /* xt; per thread: the output gradient of an item (P x batch x NP), the sums of a position */
+        int64_t sums;
+        ok = sbx_mul_i64(P * batch, NP, &v) == SBX_OK && sbx_mul_i64(W, NP, &sums) == SBX_OK &&
+             sbx_add_i64(v, sums, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
+             sbx_add_i64(per, v, &per) == SBX_OK;
     }
+    if (ok) ok = sbx_mul_i64(per, nt, &v) == SBX_OK && sbx_add_i64(total, v, &total) == SBX_OK;
     /* the weights' tap table, then a tap-offset table per thread */
     if (ok) ok = sbx_mul_i64(W, nt + 1, offsets) == SBX_OK;
     if (!ok) return sbx__error(SBX_ERR_OVERFLOW, "local connections: the workspace size overflows int64");
@@ -207,30 +224,37 @@ static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int fo
     return SBX_OK;
 }
 
-/* y (batch x U) = the local layer of x, plus bias (U, or NULL). work: xt, then yt; offs: the weights'
- * tap table, then nt tables of W. */
+/* y (batch x U) = the local layer of x, plus bias (U, or NULL). work: xt, then a buffer per thread;
+ * offs: the weights' tap table, then a table per thread. Items: LC_POSITIONS positions, their
+ * outputs (N x positions x Bp) transposed into y at the end of the item. */
 static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
                                 T *work, int64_t *offs, int nt) {
-    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width;
+    const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width, P = LC_POSITIONS;
     const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
-    T *xt = work, *yt = xt + (in + 1) * Bp;
+    T *xt = work, *bufs = xt + (in + 1) * Bp;
     int64_t *taps = offs;
     NAME(lc_images)(p, batch, Bp, x, xt, nt);
     NAME(lc_weight_taps)(p, taps);
+    const int64_t items = (O + P - 1) / P;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t o = 0; o < O; o++) {
-        int64_t *off = offs + (1 + sbx__thread()) * W;
-        NAME(lc_offsets)(p, o, Bp, in, off);
-        /* rows: the kernels (a stride of O * K apart), depth: the taps; vectors: the images */
-        const NAME(lc_product) a = {.depth = W, .s = w + o * K, .sr = O * K, .soffs = taps, .u = xt, .uoffs = off,
-                                    .d = yt + o * Bp, .ds = O * Bp};
-        NAME(lc_run)(&a, 0, N, 0, Bp / L);
-    }
-    NAME(lc_transpose_all)(yt, Bp, U, U, batch, y, U, nt);
-    if (bias) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < batch; b++)
-            for (int64_t u = 0; u < U; u++) y[b * U + u] += bias[u];
+    for (int64_t item = 0; item < items; item++) {
+        const int t = sbx__thread();
+        int64_t *off = offs + (1 + t) * W;
+        T *yl = bufs + t * N * P * Bp; /* yl[(n * P + q) * Bp + b]: output n of image b at position o0 + q */
+        const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
+        for (int64_t q = 0; q < np; q++) {
+            NAME(lc_offsets)(p, o0 + q, Bp, in, off);
+            /* rows: the kernels (a stride of O * K apart), depth: the taps; vectors: the images */
+            const NAME(lc_product) a = {.depth = W, .s = w + (o0 + q) * K, .sr = O * K, .soffs = taps, .u = xt,
+                                        .uoffs = off, .d = yl + q * Bp, .ds = P * Bp};
+            NAME(lc_run)(&a, 0, N, 0, Bp / L);
+        }
+        for (int64_t n = 0; n < N; n++) {
+            T *yn = y + n * O + o0;
+            NAME(lc_transpose)(yl + n * P * Bp, Bp, 0, np, 0, batch, yn, U);
+            for (int64_t b = 0; bias && b < batch; b++)
+                for (int64_t q = 0; q < np; q++) yn[b * U + q] += bias[n * O + o0 + q];
+        }
     }
 }
 
@@ -239,66 +263,79 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
 static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *g, T *gx,
                                  T *gw, T *gb, T *work, int64_t *offs, int nt) {
     const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
-    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
+    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L, P = LC_POSITIONS;
     const int64_t NP = (N + L - 1) / L * L;
     int64_t *taps = offs;
     NAME(lc_weight_taps)(p, taps);
     if (gx) {
-        T *gt = work, *gxt = gt + U * Bp;
-        work = gxt + (in + 1) * Bp;
-        NAME(lc_transpose_all)(g, U, batch, Bp, U, gt, Bp, nt);
-        memset(gxt, 0, (size_t)((in + 1) * Bp) * sizeof(T));
-        /* Items: a tile of positions and a chunk of image vectors; the even tiles, then the odd. The
-         * chunks (their lanes summed apart) may follow the thread count; the tiles may not. */
+        /* Items: a tile of positions and a chunk of image vectors, the even tiles and then the odd;
+         * the item's output gradient transposed into its buffer gl[(n * npos + q) * CL + b]. */
         const int64_t rows = NAME(lc_tile_rows)(p), slice = O / p->shape.out[0], nvec = Bp / L;
-        const int64_t tiles = (p->shape.out[0] + rows - 1) / rows;
-        int64_t cv = 4;
-        while (cv > 1 && (tiles + 1) / 2 * ((nvec + cv - 1) / cv) < 2 * nt) cv /= 2;
+        const int64_t tiles = (p->shape.out[0] + rows - 1) / rows, cv = NAME(lc_chunk)(p, batch, nt), CL = cv * L;
         const int64_t chunks = (nvec + cv - 1) / cv;
+        T *gxt = work, *bufs = gxt + (in + 1) * Bp;
+        work = bufs + N * rows * slice * 4 * L * nt;
+        memset(gxt, 0, (size_t)((in + 1) * Bp) * sizeof(T));
         for (int64_t phase = 0; phase < 2; phase++) {
             const int64_t items = (tiles - phase + 1) / 2 * chunks;
 #pragma omp parallel for num_threads(nt) schedule(static)
             for (int64_t item = 0; item < items; item++) {
-                int64_t *off = offs + (1 + sbx__thread()) * W;
+                const int t = sbx__thread();
+                int64_t *off = offs + (1 + t) * W;
+                T *gl = bufs + t * N * rows * slice * 4 * L;
                 const int64_t tile = phase + 2 * (item / chunks), v0 = item % chunks * cv;
                 const int64_t v1 = v0 + cv < nvec ? v0 + cv : nvec, o0 = tile * rows * slice;
-                const int64_t o1 = (tile + 1) * rows * slice < O ? (tile + 1) * rows * slice : O;
-                for (int64_t o = o0; o < o1; o++) {
-                    NAME(lc_offsets)(p, o, Bp, -1, off);
+                const int64_t o1 = (tile + 1) * rows * slice < O ? (tile + 1) * rows * slice : O, npos = o1 - o0;
+                const int64_t b0 = v0 * L, nb = batch - b0 < (v1 - v0) * L ? batch - b0 : (v1 - v0) * L;
+                for (int64_t n = 0; n < N; n++) {
+                    T *gn = gl + n * npos * CL;
+                    NAME(lc_transpose)(g + b0 * U + n * O + o0, U, 0, nb, 0, npos, gn, CL);
+                    for (int64_t q = 0; q < npos && nb < CL; q++)
+                        memset(gn + q * CL + nb, 0, (size_t)(CL - nb) * sizeof(T));
+                }
+                for (int64_t q = 0; q < npos; q++) {
+                    NAME(lc_offsets)(p, o0 + q, Bp, -1, off);
                     /* rows: the taps (added into gxt rows off[j]), depth: the kernels (a stride of O * K
-                     * apart); vectors: the images */
-                    const NAME(lc_product) a = {.depth = N, .s = w + o * K, .roffs = taps, .ss = O * K,
-                                                .u = gt + o * Bp, .us = O * Bp, .d = gxt, .doffs = off, .add = 1};
-                    NAME(lc_run)(&a, 0, W, v0, v1);
+                     * apart); vectors: the images of the chunk */
+                    const NAME(lc_product) a = {.depth = N, .s = w + (o0 + q) * K, .roffs = taps, .ss = O * K,
+                                                .u = gl + q * CL, .us = npos * CL, .d = gxt + v0 * L, .doffs = off,
+                                                .add = 1};
+                    NAME(lc_run)(&a, 0, W, 0, v1 - v0);
                 }
             }
         }
         NAME(lc_transpose_all)(gxt, Bp, in, in, batch, gx, in, nt);
     }
     if (gw) {
-        T *xt = work, *gp = xt + (in + 1) * Bp, *bufs = gp + O * batch * NP;
+        T *xt = work, *bufs = xt + (in + 1) * Bp;
         NAME(lc_images)(p, batch, Bp, x, xt, nt);
+        const int64_t items = (O + P - 1) / P;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t b = 0; b < batch; b++) { /* gp[(o * batch + b) * NP + n] = g[b][n * O + o] */
-            NAME(lc_transpose)(g + b * U, O, 0, N, 0, O, gp + b * NP, batch * NP);
-            for (int64_t o = 0; o < O && N < NP; o++)
-                memset(gp + (o * batch + b) * NP + N, 0, (size_t)(NP - N) * sizeof(T));
-        }
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t o = 0; o < O; o++) {
+        for (int64_t item = 0; item < items; item++) {
             const int t = sbx__thread();
             int64_t *off = offs + (1 + t) * W;
-            T *sums = bufs + t * W * NP;
-            NAME(lc_offsets)(p, o, Bp, in, off);
-            /* rows: the taps (xt rows off[j]), depth: the images; vectors: the kernels */
-            const NAME(lc_product) a = {.depth = batch, .s = xt, .roffs = off, .ss = 1, .u = gp + o * batch * NP,
-                                        .us = NP, .d = sums, .ds = NP};
-            NAME(lc_run)(&a, 0, W, 0, NP / L);
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t n = 0; n < N; n++) {
-                    T *dst = gw + ((c * N + n) * O + o) * K;
-                    for (int64_t l = 0; l < K; l++) dst[l] = sums[(c * K + l) * NP + n];
-                }
+            /* gl[(q * batch + b) * NP + n] = g[b][n * O + o0 + q]; sums: W x NP */
+            T *gl = bufs + t * (P * batch * NP + W * NP), *sums = gl + P * batch * NP;
+            const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
+            for (int64_t b = 0; b < batch; b++) {
+                NAME(lc_transpose)(g + b * U + o0, O, 0, N, 0, np, gl + b * NP, batch * NP);
+                for (int64_t q = 0; q < np && N < NP; q++)
+                    memset(gl + (q * batch + b) * NP + N, 0, (size_t)(NP - N) * sizeof(T));
+            }
+            for (int64_t q = 0; q < np; q++) {
+                const int64_t o = o0 + q;
+                NAME(lc_offsets)(p, o, Bp, in, off);
+                /* rows: the taps (xt rows off[j]), depth: the images; vectors: the kernels */
+                const NAME(lc_product) a = {.depth = batch, .s = xt, .roffs = off, .ss = 1, .u = gl + q * batch * NP,
+                                            .us = NP, .d = sums, .ds = NP};
+                NAME(lc_run)(&a, 0, W, 0, NP / L);
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t l = 0; l < K; l++) {
+                        const T *src = sums + (c * K + l) * NP;
+                        T *dst = gw + (c * N * O + o) * K + l;
+                        for (int64_t n = 0; n < N; n++) dst[n * O * K] = src[n];
+                    }
+            }
         }
     }
     if (gb) {
@@ -308,3 +345,5 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                 for (int64_t u = u0; u < U && u < u0 + 256; u++) gb[u] += g[b * U + u];
     }
 }
+
+#undef LC_POSITIONS
