@@ -210,9 +210,9 @@ static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int fo
     if (ok && grad_images) /* gxt; per thread: the output gradient of a tile and chunk, N x tile x 4L */
         ok = sbx_mul_i64(N * tile, 4 * L, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
              sbx_add_i64(per, v, &per) == SBX_OK;
-    if (ok && grad_weights) { /* xt; per thread: the output gradient of an item (P x batch x NP), the sums of a position */
+    if (ok && grad_weights) { /* xt; per thread: the output gradient of an item (P x batch x NP), its sums */
         int64_t sums;
-        ok = sbx_mul_i64(P * batch, NP, &v) == SBX_OK && sbx_mul_i64(W, NP, &sums) == SBX_OK &&
+        ok = sbx_mul_i64(P * batch, NP, &v) == SBX_OK && sbx_mul_i64(P * W, NP, &sums) == SBX_OK &&
              sbx_add_i64(v, sums, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
              sbx_add_i64(per, v, &per) == SBX_OK;
     }
@@ -314,8 +314,8 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
         for (int64_t item = 0; item < items; item++) {
             const int t = sbx__thread();
             int64_t *off = offs + (1 + t) * W;
-            /* gl[(q * batch + b) * NP + n] = g[b][n * O + o0 + q]; sums: W x NP */
-            T *gl = bufs + t * (P * batch * NP + W * NP), *sums = gl + P * batch * NP;
+            /* gl[(q * batch + b) * NP + n] = g[b][n * O + o0 + q]; sums[(q * W + j) * NP + n] */
+            T *gl = bufs + t * (P * batch * NP + P * W * NP), *sums = gl + P * batch * NP;
             const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
             for (int64_t b = 0; b < batch; b++) {
                 NAME(lc_transpose)(g + b * U + o0, O, 0, N, 0, np, gl + b * NP, batch * NP);
@@ -323,19 +323,18 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                     memset(gl + (q * batch + b) * NP + N, 0, (size_t)(NP - N) * sizeof(T));
             }
             for (int64_t q = 0; q < np; q++) {
-                const int64_t o = o0 + q;
-                NAME(lc_offsets)(p, o, Bp, in, off);
+                NAME(lc_offsets)(p, o0 + q, Bp, in, off);
                 /* rows: the taps (xt rows off[j]), depth: the images; vectors: the kernels */
                 const NAME(lc_product) a = {.depth = batch, .s = xt, .roffs = off, .ss = 1, .u = gl + q * batch * NP,
-                                            .us = NP, .d = sums, .ds = NP};
+                                            .us = NP, .d = sums + q * W * NP, .ds = NP};
                 NAME(lc_run)(&a, 0, W, 0, NP / L);
-                for (int64_t c = 0; c < C; c++)
-                    for (int64_t l = 0; l < K; l++) {
-                        const T *src = sums + (c * K + l) * NP;
-                        T *dst = gw + (c * N * O + o) * K + l;
-                        for (int64_t n = 0; n < N; n++) dst[n * O * K] = src[n];
-                    }
             }
+            for (int64_t c = 0; c < C; c++) /* the item's weights of each kernel and map: a run of np * K */
+                for (int64_t n = 0; n < N; n++) {
+                    T *dst = gw + ((c * N + n) * O + o0) * K;
+                    for (int64_t q = 0; q < np; q++)
+                        for (int64_t l = 0; l < K; l++) dst[q * K + l] = sums[(q * W + c * K + l) * NP + n];
+                }
         }
     }
     if (gb) {
