@@ -1,16 +1,23 @@
 /* bench_layers: times the layer plans of conv.h against torch in the same run:
  *  - convolution forward and backward (gradients with respect to the images and the kernels in one
- *    sbx_conv_backward call, no bias) on the four configurations a-d of ANCHORS.md;
+ *    sbx_conv_backward call, no bias) on the four configurations a-d of ANCHORS.md (2-d, stride 1,
+ *    valid), and on the variants of issue 14: a and b with stride 2 (valid) and in full mode (torch:
+ *    padding kernel - 1), and a layer on small maps (batch 64, 16 x 8x8, 32 kernels 3x3);
+ *  - local connections (unshared weights: sbx_local_forward, sbx_local_backward, gradients with
+ *    respect to the images and the weights, no bias) on a's and b's shapes and on a 1-d and a 3-d
+ *    case, stride 1, valid, against what PyTorch users write (pytorch#499):
+ *    einsum('blp,pnl->bnp', unfold(x), w) and torch.autograd on it (see peer_torch.py);
  *  - max pooling forward and backward, non-overlapping windows (stride = pool shape, valid);
- *  - the original's numeric path for the convolution forward in float32: scipy's CSC patch matrix
- *    (built from sparsebox's own sbx_conv_indices) times the images, then a numpy dot with the kernels.
+ *  - the original's numeric path for the convolution forward in float32 on a-d: scipy's CSC patch
+ *    matrix (built from sparsebox's own sbx_conv_indices) times the images, then a numpy dot with the
+ *    kernels.
  * Every figure is taken in float32 and float64 with 1 and 2 threads: sbx_set_num_threads(n) for
  * sparsebox, torch.set_num_threads(n) for torch, and on both sides openblas_set_num_threads(n) when
  * OpenBLAS is loaded, so that "1 thread" means one core for the BLAS calls too (sbx_set_num_threads
  * alone leaves a BLAS call made outside a team of threads, e.g. for a batch of 1, to OpenMP's
- * default). For torch's float64 convolution with 2 threads OpenBLAS is also tried with 1 thread and
- * the faster figure kept (see peer_torch.py). The "cpu" columns give process CPU time over wall time
- * during the timed runs: the cores actually kept busy.
+ * default). For torch's float64 convolution and its local connections (both dtypes) with 2 threads
+ * OpenBLAS is also tried with 1 thread and the faster figure kept (see peer_torch.py). The "cpu"
+ * columns give process CPU time over wall time during the timed runs: the cores actually kept busy.
  *
  * Each figure is the median of at least MIN_REPEATS timed runs after one warm-up; the warm-up's time
  * sets the repeat count so that the timed runs take about BUDGET_SECONDS. Only the call is timed: its
@@ -18,8 +25,9 @@
  *
  * Checks: the inputs and sparsebox's results go to .npy files in a temporary folder; peer_torch.py
  * loads them, runs torch and compares (forward and both gradients; max |ours - torch| <= 1e-4 *
- * (1 + max |torch|) in float32, 1e-10 * (1 + max |torch|) in float64; pooling must be equal). A failed
- * check makes the exit status 1.
+ * (1 + max |torch|) in float32, 1e-10 * (1 + max |torch|) in float64; pooling must be equal). Our
+ * results with 2 threads must also be those with 1, byte for byte (column "bits"). A failed check
+ * makes the exit status 1.
  *
  * OpenBLAS reads OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE when it is loaded. The first table is taken
  * with the environment as inherited; then the program runs itself again with both variables removed
@@ -64,8 +72,9 @@
 #define LINE_LEN 1024
 #define MAX_NOTES 64
 
-/* Goals of ANCHORS.md, as the largest ratio ours / torch that meets them. */
+/* Goals of ANCHORS.md and issue 14, as the largest ratio ours / torch that meets them. */
 #define LAYER_GOAL 1.0
+#define LOCAL_GOAL 0.5
 #define POOL_FORWARD_GOAL 0.1
 
 #define NUM_THREADS 2
@@ -78,23 +87,58 @@ static const char *const OP_NAMES[NUM_OPS] = {"forward", "backward"};
 static const char *const BLAS_VARS[] = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"};
 #define NUM_BLAS_VARS (sizeof BLAS_VARS / sizeof BLAS_VARS[0])
 
-/* One layer to time: images batch x channels x height x width, and either nkern kernels kh x kw
- * (convolution, stride 1, valid) or, with nkern 0, a kh x kw max pool with stride kh x kw. */
+/* The parts of a table, each with its goals (forward, backward). */
+enum section { SEC_CONV, SEC_VARIANTS, SEC_LOCAL, SEC_POOL };
+typedef struct section_info {
+    const char *title;
+    double goal[NUM_OPS];
+} section_info;
+
+static const section_info SECTIONS[] = {
+    {"convolution, configurations a-d of ANCHORS.md (torch: conv2d)", {LAYER_GOAL, LAYER_GOAL}},
+    {"convolution variants (issue 14): a and b with stride 2 and in full mode (torch: padding kernel - 1), "
+     "small maps (torch: conv2d)",
+     {LAYER_GOAL, LAYER_GOAL}},
+    {"local connections, unshared weights (issue 14; torch: einsum('blp,pnl->bnp', unfold(x), w))",
+     {LOCAL_GOAL, LOCAL_GOAL}},
+    {"max pooling (torch: max_pool2d)", {POOL_FORWARD_GOAL, LAYER_GOAL}},
+};
+
+#define MAX_DIMS 3
+
+/* One layer to time: images batch x channels x in[0 .. ndim-1] and
+ *  - kind "conv": nkern kernels of shape kernel[], weights shared over the output positions;
+ *  - kind "local": nkern kernels of shape kernel[] with weights of their own at each output position;
+ *  - kind "pool": a max pool of shape kernel[] (nkern 0);
+ * with a stride per dimension (shape order) and a mode. original: the original's path is timed too. */
 typedef struct bench_case {
-    const char *kind; /* "conv" or "pool" */
+    const char *kind;
     const char *name;
-    int64_t batch, channels, height, width;
+    enum section section;
+    int ndim;
+    int64_t batch, channels, in[MAX_DIMS];
     int64_t nkern;
-    int64_t kh, kw;
+    int64_t kernel[MAX_DIMS], stride[MAX_DIMS];
+    sbx_conv_mode mode;
+    int original;
 } bench_case;
 
 static const bench_case CASES[] = {
-    {"conv", "a", 64, 1, 28, 28, 32, 5, 5},
-    {"conv", "b", 32, 3, 32, 32, 64, 3, 3},
-    {"conv", "c", 8, 16, 64, 64, 32, 5, 5},
-    {"conv", "d", 1, 1, 512, 512, 8, 7, 7},
-    {"pool", "p2", 64, 32, 24, 24, 0, 2, 2},
-    {"pool", "p3", 8, 16, 128, 128, 0, 3, 3},
+    {"conv", "a", SEC_CONV, 2, 64, 1, {28, 28}, 32, {5, 5}, {1, 1}, SBX_CONV_VALID, 1},
+    {"conv", "b", SEC_CONV, 2, 32, 3, {32, 32}, 64, {3, 3}, {1, 1}, SBX_CONV_VALID, 1},
+    {"conv", "c", SEC_CONV, 2, 8, 16, {64, 64}, 32, {5, 5}, {1, 1}, SBX_CONV_VALID, 1},
+    {"conv", "d", SEC_CONV, 2, 1, 1, {512, 512}, 8, {7, 7}, {1, 1}, SBX_CONV_VALID, 1},
+    {"conv", "a-s2", SEC_VARIANTS, 2, 64, 1, {28, 28}, 32, {5, 5}, {2, 2}, SBX_CONV_VALID, 0},
+    {"conv", "b-s2", SEC_VARIANTS, 2, 32, 3, {32, 32}, 64, {3, 3}, {2, 2}, SBX_CONV_VALID, 0},
+    {"conv", "a-full", SEC_VARIANTS, 2, 64, 1, {28, 28}, 32, {5, 5}, {1, 1}, SBX_CONV_FULL, 0},
+    {"conv", "b-full", SEC_VARIANTS, 2, 32, 3, {32, 32}, 64, {3, 3}, {1, 1}, SBX_CONV_FULL, 0},
+    {"conv", "small", SEC_VARIANTS, 2, 64, 16, {8, 8}, 32, {3, 3}, {1, 1}, SBX_CONV_VALID, 0},
+    {"local", "a", SEC_LOCAL, 2, 64, 1, {28, 28}, 32, {5, 5}, {1, 1}, SBX_CONV_VALID, 0},
+    {"local", "b", SEC_LOCAL, 2, 32, 3, {32, 32}, 64, {3, 3}, {1, 1}, SBX_CONV_VALID, 0},
+    {"local", "1d", SEC_LOCAL, 1, 64, 16, {256}, 32, {9}, {1}, SBX_CONV_VALID, 0},
+    {"local", "3d", SEC_LOCAL, 3, 8, 4, {16, 16, 16}, 16, {3, 3, 3}, {1, 1, 1}, SBX_CONV_VALID, 0},
+    {"pool", "p2", SEC_POOL, 2, 64, 32, {24, 24}, 0, {2, 2}, {2, 2}, SBX_CONV_VALID, 0},
+    {"pool", "p3", SEC_POOL, 2, 8, 16, {128, 128}, 0, {3, 3}, {3, 3}, SBX_CONV_VALID, 0},
 };
 #define NUM_CASES (sizeof CASES / sizeof CASES[0])
 
@@ -114,6 +158,7 @@ typedef struct results {
     timing peer[NUM_CASES][NUM_DTYPES][NUM_OPS][NUM_THREADS];
     timing orig[NUM_CASES];
     enum check check[NUM_CASES][NUM_DTYPES][NUM_OPS];
+    enum check bits[NUM_CASES][NUM_DTYPES][NUM_OPS]; /* ours with every thread count, byte for byte */
     enum check orig_check[NUM_CASES];
     int peer_status;                 /* the peer's exit status; -1 when it did not run */
     int torch_ok, numpy_ok;          /* what the peer could import */
@@ -130,7 +175,7 @@ typedef struct layer {
     sbx_dtype dtype;
     sbx_conv_shape shape;
     sbx_conv_plan *plan;
-    sbx_array *x, *k, *g; /* images, kernels (NULL for pooling), gradient of the output */
+    sbx_array *x, *k, *g; /* images, kernels or local weights (NULL for pooling), gradient of the output */
     sbx_array *mask;      /* pooling: the forward pass's tap masks, which its backward pass reads */
 } layer;
 
@@ -146,7 +191,8 @@ static int report(const char *what, sbx_status st) {
     return 1;
 }
 
-static int is_pool(const bench_case *c) { return c->nkern == 0; }
+static int is_pool(const bench_case *c) { return !strcmp(c->kind, "pool"); }
+static int is_local(const bench_case *c) { return !strcmp(c->kind, "local"); }
 
 static const char *env_or(const char *name, const char *fallback) {
     const char *v = getenv(name);
@@ -184,11 +230,10 @@ static void store(sbx_array *a, int64_t i, double v) {
         ((double *)a->data)[i] = v;
 }
 
-/* A rows x cols array of uniform values in [-1, 1). */
-static sbx_status random_array(sbx_dtype dtype, int64_t rows, int64_t cols, uint64_t seed, sbx_array **out) {
-    int64_t shape[2] = {rows, cols};
-    sbx_status st = sbx_array_create(dtype, 2, shape, out);
-    for (int64_t i = 0; st == SBX_OK && i < rows * cols; i++)
+/* An array of the given shape holding uniform values in [-1, 1). */
+static sbx_status random_array(sbx_dtype dtype, int ndim, const int64_t *shape, uint64_t seed, sbx_array **out) {
+    sbx_status st = sbx_array_create(dtype, ndim, shape, out);
+    for (int64_t i = 0; st == SBX_OK && i < sbx_array_numel(*out); i++)
         store(*out, i, (double)(splitmix64(&seed) >> 11) * 0x1.0p-52 - 1.0);
     return st;
 }
@@ -214,8 +259,7 @@ static sbx_status distinct_array(sbx_dtype dtype, int64_t rows, int64_t cols, ui
 /* ---- layers ---- */
 
 static sbx_status case_shape(const bench_case *c, sbx_conv_shape *s) {
-    int64_t in[2] = {c->height, c->width}, kernel[2] = {c->kh, c->kw};
-    return sbx_conv_shape_make(2, c->channels, in, kernel, is_pool(c) ? kernel : NULL, SBX_CONV_VALID, s);
+    return sbx_conv_shape_make(c->ndim, c->channels, c->in, c->kernel, c->stride, c->mode, s);
 }
 
 /* Output values per image: nkern (or channels) feature maps of out_size positions. */
@@ -233,16 +277,27 @@ static void layer_close(layer *l) {
 
 static sbx_status layer_plan(layer *l) {
     if (is_pool(l->c)) return sbx_pool_plan_create(&l->shape, l->dtype, &l->plan);
+    if (is_local(l->c)) return sbx_local_plan_create(&l->shape, l->c->nkern, l->dtype, &l->plan);
     return sbx_conv_plan_create(&l->shape, l->c->nkern, l->dtype, &l->plan);
 }
 
+static const char *plan_function(const bench_case *c) {
+    return is_pool(c) ? "sbx_pool_plan_create" : is_local(c) ? "sbx_local_plan_create" : "sbx_conv_plan_create";
+}
+
+/* Images, then the weights: nkern x (channels * kernel_size) for a convolution, the vector of
+ * channels * nkern * out_size * kernel_size local weights (conv.h's order), none for pooling. */
 static sbx_status layer_data(layer *l, uint64_t seed) {
     const bench_case *c = l->c;
+    const int64_t images[2] = {c->batch, l->shape.in_size}, grads[2] = {c->batch, out_width(l)};
+    const int64_t kerns[2] = {c->nkern, c->channels * l->shape.kernel_size};
+    const int64_t weights = kerns[1] * c->nkern * l->shape.out_size;
     sbx_status st = is_pool(c) ? distinct_array(l->dtype, c->batch, l->shape.in_size, seed, &l->x)
-                               : random_array(l->dtype, c->batch, l->shape.in_size, seed, &l->x);
+                               : random_array(l->dtype, 2, images, seed, &l->x);
     if (st == SBX_OK && !is_pool(c))
-        st = random_array(l->dtype, c->nkern, c->channels * l->shape.kernel_size, seed + 1, &l->k);
-    if (st == SBX_OK) st = random_array(l->dtype, c->batch, out_width(l), seed + 2, &l->g);
+        st = is_local(c) ? random_array(l->dtype, 1, &weights, seed + 1, &l->k)
+                         : random_array(l->dtype, 2, kerns, seed + 1, &l->k);
+    if (st == SBX_OK) st = random_array(l->dtype, 2, grads, seed + 2, &l->g);
     if (st == SBX_OK && is_pool(c)) { /* the training forward, untimed: torch's backward reads saved indices too */
         sbx_array *y = NULL;
         st = sbx_pool_forward_mask(l->plan, l->x, &y, &l->mask);
@@ -258,7 +313,7 @@ static int layer_open(const bench_case *c, sbx_dtype dtype, uint64_t seed, layer
     sbx_status st = case_shape(c, &l->shape);
     if (st != SBX_OK) return report("sbx_conv_shape_make", st);
     st = layer_plan(l);
-    if (st != SBX_OK) return report(is_pool(c) ? "sbx_pool_plan_create" : "sbx_conv_plan_create", st);
+    if (st != SBX_OK) return report(plan_function(c), st);
     st = layer_data(l, seed);
     if (st != SBX_OK) {
         layer_close(l);
@@ -271,6 +326,8 @@ static sbx_status layer_run(const layer *l, enum op op, outputs *o) {
     o->a = o->b = NULL;
     if (is_pool(l->c) && op == OP_FORWARD) return sbx_pool_forward(l->plan, l->x, &o->a);
     if (is_pool(l->c)) return sbx_pool_backward_mask(l->plan, l->mask, l->g, &o->a);
+    if (is_local(l->c) && op == OP_FORWARD) return sbx_local_forward(l->plan, l->x, l->k, NULL, &o->a);
+    if (is_local(l->c)) return sbx_local_backward(l->plan, l->x, l->k, l->g, &o->a, &o->b, NULL);
     if (op == OP_FORWARD) return sbx_conv_forward(l->plan, l->x, l->k, NULL, &o->a);
     return sbx_conv_backward(l->plan, l->x, l->k, l->g, &o->a, &o->b, NULL);
 }
@@ -339,20 +396,40 @@ static int save_array(const char *dir, const layer *l, const char *part, const s
     return st == SBX_OK ? 0 : report(path, st);
 }
 
-/* Runs op once and saves its outputs under the given names. */
-static int save_results(const char *dir, const layer *l, enum op op, const char *name_a, const char *name_b) {
-    outputs o;
-    sbx_status st = layer_run(l, op, &o);
-    if (st != SBX_OK) return report(OP_NAMES[op], st);
-    int bad = save_array(dir, l, name_a, o.a) || (o.b && save_array(dir, l, name_b, o.b));
-    outputs_free(&o);
+/* 1 when a and b (outputs of one plan) hold the same bytes; two NULLs are the same. */
+static int same_bits(const sbx_array *a, const sbx_array *b) {
+    if (!a || !b) return a == b;
+    const int64_t n = sbx_array_numel(a);
+    return sbx_array_numel(b) == n && (n == 0 || !memcmp(a->data, b->data, (size_t)n * sbx_dtype_size(a->dtype)));
+}
+
+/* Runs op with each thread count, saves the outputs of the first under the given names, and sets
+ * *bits to whether every other thread count gave the same bytes. */
+static int save_results(const char *dir, const layer *l, enum op op, const char *name_a, const char *name_b,
+                        enum check *bits) {
+    outputs first, again;
+    set_threads(THREADS[0]);
+    sbx_status st = layer_run(l, op, &first);
+    *bits = CHECK_OK;
+    for (int th = 1; th < NUM_THREADS && st == SBX_OK; th++) {
+        set_threads(THREADS[th]);
+        st = layer_run(l, op, &again);
+        if (st == SBX_OK && !(same_bits(first.a, again.a) && same_bits(first.b, again.b))) *bits = CHECK_FAILED;
+        outputs_free(&again);
+    }
+    set_threads(THREADS[0]);
+    int bad = st != SBX_OK ? report(OP_NAMES[op], st)
+                           : save_array(dir, l, name_a, first.a) || (first.b && save_array(dir, l, name_b, first.b));
+    outputs_free(&first);
     return bad;
 }
 
-/* The inputs (x, k, g) and sparsebox's results: y (forward), gx and gk (backward). */
-static int save_layer(const char *dir, const layer *l) {
+/* The inputs (x, k, g) and sparsebox's results: y (forward), gx and gk (backward); bits[op] as
+ * save_results sets it. */
+static int save_layer(const char *dir, const layer *l, enum check bits[NUM_OPS]) {
     return save_array(dir, l, "x", l->x) || (l->k && save_array(dir, l, "k", l->k)) || save_array(dir, l, "g", l->g) ||
-           save_results(dir, l, OP_FORWARD, "y", NULL) || save_results(dir, l, OP_BACKWARD, "gx", "gk");
+           save_results(dir, l, OP_FORWARD, "y", NULL, &bits[OP_FORWARD]) ||
+           save_results(dir, l, OP_BACKWARD, "gx", "gk", &bits[OP_BACKWARD]);
 }
 
 /* n int64 index values saved as int32, the index type scipy picks for these sizes. */
@@ -376,7 +453,8 @@ static int save_patch_matrix(const char *dir, const layer *l) {
     return bad;
 }
 
-/* manifest.txt: the timing rule, the thread counts, the dtypes and the cases, for the peer. */
+/* manifest.txt: the timing rule, the thread counts, the dtypes and the cases ("case KIND NAME ORIGINAL
+ * NDIM MODE BATCH CHANNELS NKERN", then in[], kernel[] and stride[], ndim values each), for the peer. */
 static int write_manifest(const char *dir) {
     char path[PATH_LEN];
     if (join_path(path, sizeof path, dir, "manifest.txt")) return 1;
@@ -389,9 +467,12 @@ static int write_manifest(const char *dir) {
             BUSY_SHARE, ATTEMPTS, THREADS[0], THREADS[1], sbx_dtype_name(DTYPES[0]), sbx_dtype_name(DTYPES[1]));
     for (size_t i = 0; i < NUM_CASES; i++) {
         const bench_case *c = &CASES[i];
-        fprintf(f, "case %s %s %lld %lld %lld %lld %lld %lld %lld\n", c->kind, c->name, (long long)c->batch,
-                (long long)c->channels, (long long)c->height, (long long)c->width, (long long)c->nkern,
-                (long long)c->kh, (long long)c->kw);
+        fprintf(f, "case %s %s %d %d %s %lld %lld %lld", c->kind, c->name, c->original, c->ndim,
+                sbx_conv_mode_name(c->mode), (long long)c->batch, (long long)c->channels, (long long)c->nkern);
+        const int64_t *lists[3] = {c->in, c->kernel, c->stride};
+        for (int li = 0; li < 3; li++)
+            for (int d = 0; d < c->ndim; d++) fprintf(f, " %lld", (long long)lists[li][d]);
+        fputc('\n', f);
     }
     return fclose(f) == 0 ? 0 : 1;
 }
@@ -414,8 +495,8 @@ static int bench_ours(size_t ci, int di, const char *dir, results *r) {
     layer l;
     const bench_case *c = &CASES[ci];
     if (layer_open(c, DTYPES[di], 1000 * (uint64_t)(ci + 1), &l)) return 1;
-    int bad = time_all(&l, r->ours[ci][di]) || save_layer(dir, &l);
-    if (!bad && !is_pool(c) && DTYPES[di] == SBX_FLOAT32) bad = save_patch_matrix(dir, &l);
+    int bad = time_all(&l, r->ours[ci][di]) || save_layer(dir, &l, r->bits[ci][di]);
+    if (!bad && c->original && DTYPES[di] == SBX_FLOAT32) bad = save_patch_matrix(dir, &l);
     layer_close(&l);
     return bad;
 }
@@ -597,11 +678,17 @@ static void print_peer_info(const results *r) {
            "is taken again, %d attempts at most, keeping the best; '!' marks one that never got them\n",
            MIN_REPEATS, BUDGET_SECONDS, BUSY_SHARE, ATTEMPTS);
     printf("threads: sbx_set_num_threads(n) and openblas_set_num_threads(n) | torch.set_num_threads(n) and "
-           "openblas_set_num_threads(n),\n  for torch's float64 conv with n = 2 also (1), the faster kept "
-           "(torch's threads split the batch and 2 BLAS threads\n  inside each oversubscribe the 2 cores); "
-           "column bl = torch's OpenBLAS threads\n");
+           "openblas_set_num_threads(n),\n  for torch's float64 conv and its local connections with n = 2 also "
+           "(1), the faster kept (torch's threads split the batch\n  and 2 BLAS threads inside each oversubscribe "
+           "the 2 cores); column bl = torch's OpenBLAS threads\n");
     printf("torch backward: one forward with requires_grad, then torch.autograd.grad(y, (x, w), g, "
-           "retain_graph=True) timed alone (one convolution_backward computing both gradients, as our one call)\n");
+           "retain_graph=True) timed alone (for conv one convolution_backward computing both gradients, as our "
+           "one call)\n");
+    printf("torch local: einsum('blp,pnl->bnp', unfold(x), w), unfold(x) = F.unfold (2-d), or Tensor.unfold along "
+           "each axis reshaped\n  to (batch, channels*taps, positions) (1-d, 3-d); the unfold of x is timed, "
+           "our weights' copy into w's layout\n  (positions, nkern, channels*taps) is not; backward: autograd "
+           "on that expression, grads of x and w\n");
+    printf("bits: our results with %d threads equal to those with %d byte for byte\n", THREADS[1], THREADS[0]);
     printf("pool backward: ours from the tap masks of an untimed sbx_pool_forward_mask (sbx_pool_backward_mask), "
            "torch's from the indices its forward saved\n");
 }
@@ -628,9 +715,7 @@ static double rate(const bench_case *c, sbx_dtype dtype, enum op op, double ms) 
     return amount / (ms * 1e-3) * 1e-9;
 }
 
-static double goal_for(const bench_case *c, enum op op) {
-    return is_pool(c) && op == OP_FORWARD ? POOL_FORWARD_GOAL : LAYER_GOAL;
-}
+static double goal_for(const bench_case *c, enum op op) { return SECTIONS[c->section].goal[op]; }
 
 static const char *check_text(enum check v) { return v == CHECK_OK ? "ok" : v == CHECK_FAILED ? "FAILED" : "-"; }
 
@@ -644,7 +729,7 @@ static void print_number(double v, const char *format, int width) {
 /* The tally of goals over a table. */
 typedef struct tally {
     int met, missed;
-    char missed_list[4096];
+    char missed_list[16384];
 } tally;
 
 static void count_goal(tally *g, const char *what, double ratio, double goal, int busy) {
@@ -670,9 +755,9 @@ static void print_row(size_t ci, int di, int oi, int ti, const results *r, tally
     const bench_case *c = &CASES[ci];
     const timing *o = &r->ours[ci][di][oi][ti], *p = &r->peer[ci][di][oi][ti];
     char label[64];
-    snprintf(label, sizeof label, "%s %-2s %-7s %-8s %dt", c->kind, c->name, sbx_dtype_name(DTYPES[di]), OP_NAMES[oi],
-             THREADS[ti]);
-    printf("  %-28s", label);
+    snprintf(label, sizeof label, "%-5s %-6s %-7s %-8s %dt", c->kind, c->name, sbx_dtype_name(DTYPES[di]),
+             OP_NAMES[oi], THREADS[ti]);
+    printf("  %-34s", label);
     print_number(o->ms, "%*.3f", 10);
     print_cores(o, THREADS[ti]);
     print_number(p->ms, "%*.3f", 10);
@@ -682,7 +767,7 @@ static void print_row(size_t ci, int di, int oi, int ti, const results *r, tally
     print_number(ratio, "%*.3f", 9);
     print_number(rate(c, DTYPES[di], (enum op)oi, o->ms), "%*.1f", 9);
     print_number(rate(c, DTYPES[di], (enum op)oi, p->ms), "%*.1f", 9);
-    printf("  %-6s", check_text(r->check[ci][di][oi]));
+    printf("  %-6s %-6s", check_text(r->check[ci][di][oi]), r->bits[ci][di][oi] == CHECK_FAILED ? "DIFFER" : "same");
     if (ratio < 0) {
         printf("  -\n");
         return;
@@ -692,23 +777,51 @@ static void print_row(size_t ci, int di, int oi, int ti, const results *r, tally
     count_goal(g, label, ratio, goal, busy);
 }
 
+/* "28x28" for n extents; "2" for n equal ones when same is set. */
+static void extents_text(char *buf, size_t len, int n, const int64_t *v, int same) {
+    buf[0] = '\0';
+    for (int d = 1; same && d < n; d++)
+        if (v[d] != v[0]) same = 0;
+    for (int d = 0; d < (same ? 1 : n); d++) {
+        char one[32];
+        snprintf(one, sizeof one, "%s%lld", d ? "x" : "", (long long)v[d]);
+        append(buf, len, one);
+    }
+}
+
 static void print_case_title(const bench_case *c) {
-    if (is_pool(c))
-        printf(" %s %s: max pool, batch %lld x %lld x %lldx%lld, pool %lldx%lld, stride = pool, valid\n", c->kind,
-               c->name, (long long)c->batch, (long long)c->channels, (long long)c->height, (long long)c->width,
-               (long long)c->kh, (long long)c->kw);
-    else
-        printf(" %s %s: batch %lld, %lldx%lldx%lld, %lld kernels %lldx%lld, valid, stride 1\n", c->kind, c->name,
-               (long long)c->batch, (long long)c->channels, (long long)c->height, (long long)c->width,
-               (long long)c->nkern, (long long)c->kh, (long long)c->kw);
+    char in[96], kernel[96], stride[96], pad[96];
+    extents_text(in, sizeof in, c->ndim, c->in, 0);
+    extents_text(kernel, sizeof kernel, c->ndim, c->kernel, 0);
+    extents_text(stride, sizeof stride, c->ndim, c->stride, 1);
+    if (is_pool(c)) {
+        printf(" %s %s: max pool, batch %lld x %lld x %s, pool %s, stride = pool, valid\n", c->kind, c->name,
+               (long long)c->batch, (long long)c->channels, in, kernel);
+        return;
+    }
+    int64_t padding[MAX_DIMS];
+    for (int d = 0; d < c->ndim; d++) padding[d] = c->kernel[d] - 1;
+    extents_text(pad, sizeof pad, c->ndim, padding, 1);
+    printf(" %s %s: batch %lld, %lldx%s, %lld kernels %s, %s", c->kind, c->name, (long long)c->batch,
+           (long long)c->channels, in, (long long)c->nkern, kernel, sbx_conv_mode_name(c->mode));
+    if (c->mode == SBX_CONV_FULL) printf(" (torch padding %s)", pad);
+    printf(", stride %s", stride);
+    sbx_conv_shape s;
+    if (is_local(c) && case_shape(c, &s) == SBX_OK)
+        printf(", %lld weights", (long long)(c->channels * c->nkern * s.out_size * s.kernel_size));
+    printf("\n");
 }
 
 static void print_table(const results *r, tally *g) {
-    printf("\n  %-28s%10s %4s %10s %4s %3s%9s%9s%9s  %-6s  %s\n", "layer dtype op threads", "ours ms", "cpu",
-           "torch ms", "cpu", "bl", "ours/tch", "ours", "torch", "check", "goal");
-    printf("  %-28s%10s %4s %10s %4s %3s%9s%9s%9s\n", "", "", "", "", "", "", "", "GFLOP/s", "GFLOP/s");
-    printf("  %-28s%10s %4s %10s %4s %3s%9s%9s%9s\n", "", "", "", "", "", "", "", "(GB/s)", "(GB/s)");
+    printf("\n  %-34s%10s %4s %10s %4s %3s%9s%9s%9s  %-6s %-6s  %s\n", "layer dtype op threads", "ours ms", "cpu",
+           "torch ms", "cpu", "bl", "ours/tch", "ours", "torch", "check", "bits", "goal");
+    printf("  %-34s%10s %4s %10s %4s %3s%9s%9s%9s\n", "", "", "", "", "", "", "", "GFLOP/s", "GFLOP/s");
+    printf("  %-34s%10s %4s %10s %4s %3s%9s%9s%9s\n", "", "", "", "", "", "", "", "(GB/s)", "(GB/s)");
     for (size_t ci = 0; ci < NUM_CASES; ci++) {
+        const section_info *sec = &SECTIONS[CASES[ci].section];
+        if (ci == 0 || CASES[ci].section != CASES[ci - 1].section)
+            printf("\n -- %s; goal: forward <= %.1fx, backward <= %.1fx torch\n", sec->title, sec->goal[OP_FORWARD],
+                   sec->goal[OP_BACKWARD]);
         print_case_title(&CASES[ci]);
         for (int di = 0; di < NUM_DTYPES; di++)
             for (int oi = 0; oi < NUM_OPS; oi++)
@@ -721,7 +834,7 @@ static void print_orig(const results *r) {
            " numpy dot with kerns.T, reorder to batch x (nkern * out_size); numeric part only\n");
     printf("  %-28s%10s %4s %10s %4s %9s  %s\n", "config", "ours ms", "cpu", "orig ms", "cpu", "speed-up", "check");
     for (size_t ci = 0; ci < NUM_CASES; ci++) {
-        if (is_pool(&CASES[ci])) continue;
+        if (!CASES[ci].original) continue;
         const timing *o = &r->ours[ci][0][OP_FORWARD][0], *p = &r->orig[ci];
         char label[32];
         snprintf(label, sizeof label, "conv %s", CASES[ci].name);
@@ -744,13 +857,15 @@ static void print_notes(const results *r) {
 /* A check fails when it says so, or when the peer could run it and it is missing. */
 static int check_passes(enum check v, int expected) { return v == CHECK_OK || (v == CHECK_NONE && !expected); }
 
-/* 1 when every check expected from what the peer could run came back ok. */
+/* 1 when every check expected from what the peer could run came back ok, and every result was the
+ * same with each thread count. */
 static int checks_pass(const results *r) {
     int pass = 1;
     for (size_t ci = 0; ci < NUM_CASES; ci++) {
         for (int di = 0; di < NUM_DTYPES; di++)
-            for (int oi = 0; oi < NUM_OPS; oi++) pass &= check_passes(r->check[ci][di][oi], r->torch_ok);
-        if (!is_pool(&CASES[ci])) pass &= check_passes(r->orig_check[ci], r->numpy_ok);
+            for (int oi = 0; oi < NUM_OPS; oi++)
+                pass &= check_passes(r->check[ci][di][oi], r->torch_ok) && r->bits[ci][di][oi] == CHECK_OK;
+        if (CASES[ci].original) pass &= check_passes(r->orig_check[ci], r->numpy_ok);
     }
     return pass;
 }

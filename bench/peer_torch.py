@@ -7,12 +7,23 @@ DIR holds manifest.txt and the .npy files bench_layers wrote. manifest.txt has t
     timing BUDGET MIN MAX SHARE ATTEMPTS   the repeat rule and the busy-core rule (below)
     threads N1 N2                the thread counts
     dtypes D1 D2                 the dtypes
-    case KIND NAME B C H W N KH KW
-KIND is "conv" (N kernels KH x KW, stride 1, valid) or "pool" (N = 0: a KH x KW max pool with stride
-KH x KW, valid). For each case and dtype, KIND_NAME_DTYPE_PART.npy holds the images x (B x C*H*W), the
-kernels k (conv: N x C*KH*KW), the output gradient g, and sparsebox's results: y (forward), gx and gk
-(the gradients). For each conv case, KIND_NAME_float32_indptr.npy and _indices.npy hold the CSC patch
-matrix of the original's path (sbx_conv_indices).
+    case KIND NAME ORIGINAL NDIM MODE B C N IN... KERNEL... STRIDE...
+with IN, KERNEL and STRIDE NDIM values each (shape order, 1 to 3 dimensions) and MODE valid or full.
+KIND is "conv" (N kernels, weights shared over positions), "local" (N kernels with weights of their
+own at each output position) or "pool" (N = 0: a max pool of shape KERNEL). Output extent per
+dimension: ceil((IN - KERNEL + 1) / STRIDE) valid, ceil((IN + KERNEL - 1) / STRIDE) full (torch: padding
+KERNEL - 1). For each case and dtype, KIND_NAME_DTYPE_PART.npy holds the images x (B x C*prod(IN)), the
+weights k (conv: N x C*prod(KERNEL); local: the vector of C*N*O*K weights, index ((c*N + n)*O + o)*K + l
+for channel c, kernel n, output position o, tap l in the kernel's raster order), the output gradient g,
+and sparsebox's results: y (forward), gx and gk (the gradients). For each case with ORIGINAL 1,
+KIND_NAME_float32_indptr.npy and _indices.npy hold the CSC patch matrix of the original's path
+(sbx_conv_indices).
+
+torch's side: conv{1,2,3}d (padding KERNEL - 1 in full mode), max_pool{1,2,3}d, and for local
+connections what PyTorch users write (pytorch#499): einsum('blp,pnl->bnp', unfold(x), w), with w of
+shape (positions, N, C*K) and unfold(x) of shape (B, C*K, positions): F.unfold in 2-d, Tensor.unfold
+along each spatial axis, permuted and reshaped, in 1-d and 3-d. The unfold of x is part of the timed
+call; putting our weights into w's layout is not.
 
 Timing: one warm-up call, whose time t sets the repeat count ceil-ish(BUDGET / t) within [MIN, MAX];
 the median of the timed calls. Only the call is timed: its result is dropped after the clock stops.
@@ -20,8 +31,12 @@ A figure whose process CPU time over wall time falls below SHARE x threads did n
 (another process had them): it is taken again, ATTEMPTS times at most, keeping the attempt with the
 most cores busy.
 Thread counts: torch.set_num_threads(n), and openblas_set_num_threads on every OpenBLAS library
-loaded in this process (torch's float64 convolution and numpy's dot call it): n, and for n > 1 in
-the float64 convolution also 1, keeping the faster (see measure_torch).
+loaded in this process (torch's float64 convolution, its einsum and numpy's dot call it): n, and for
+n > 1 in the float64 convolution and in local connections also 1, keeping the faster (see
+measure_torch).
+
+bench_python.py imports this file for its timing rule, its thread settings and the local
+connections' torch expression.
 
 Output, one line each, read by bench_layers:
     python_version, numpy_version, scipy_version, torch_version
@@ -36,6 +51,7 @@ the figure (-1: no OpenBLAS found, not pinned). When numpy or scipy cannot be im
 prints "skip <reason>" and exits with status 3.
 """
 import ctypes
+import math
 import os
 import platform
 import statistics
@@ -140,10 +156,10 @@ def measure(fn, rule, threads):
 
 def measure_torch(torch, blas, n, fn, rule, uses_blas):
     """(median ms, cores, repeats, OpenBLAS threads) of fn with n torch threads. OpenBLAS runs with n
-    threads, and for n > 1 in a call that uses it (the float64 convolution: im2col + gemm) also with 1:
-    torch's own threads already split the batch and n OpenBLAS threads inside each oversubscribe the
-    cores (config b, 2 threads: 1.8 against 0.7 ms), while a batch of 1 needs the BLAS threads. The
-    faster setting is kept."""
+    threads, and for n > 1 in a call that uses it (the float64 convolution: im2col + gemm; the local
+    connections' einsum: batched products) also with 1: torch's own threads already split the batch
+    and n OpenBLAS threads inside each oversubscribe the cores (config b, 2 threads: 1.8 against
+    0.7 ms), while a batch of 1 needs the BLAS threads. The faster setting is kept."""
     best = None
     for blas_n in [n, 1] if n > 1 and blas and uses_blas else [n]:
         set_threads(torch, blas, n, blas_n)
@@ -161,13 +177,26 @@ def report_time(kind, name, dtype, op, threads, figures):
 # ---- the manifest and the files ----
 
 class Case:
-    def __init__(self, fields):
-        self.kind, self.name = fields[0], fields[1]
-        self.batch, self.channels, self.height, self.width, self.nkern, self.kh, self.kw = map(int, fields[2:9])
-        if self.kind == "pool":
-            self.oh, self.ow = self.height // self.kh, self.width // self.kw
-        else:
-            self.oh, self.ow = self.height - self.kh + 1, self.width - self.kw + 1
+    """A layer: kind conv / local / pool, images (batch, channels, *shape), nkern kernels of shape
+    kernel, stride and mode; out its output extents, pad torch's padding, taps prod(kernel)."""
+
+    def __init__(self, kind, name, ndim, mode, batch, channels, nkern, shape, kernel, stride, original=False):
+        self.kind, self.name, self.ndim, self.mode, self.original = kind, name, ndim, mode, original
+        self.batch, self.channels, self.nkern = batch, channels, nkern
+        self.shape, self.kernel, self.stride = tuple(shape), tuple(kernel), tuple(stride)
+        full = mode == "full"
+        reach = [i + k - 1 if full else i - k + 1 for i, k in zip(self.shape, self.kernel)]
+        self.out = tuple(-(-r // s) for r, s in zip(reach, self.stride))
+        self.pad = tuple(k - 1 if full else 0 for k in self.kernel)
+        self.taps, self.out_size = math.prod(self.kernel), math.prod(self.out)
+
+    @classmethod
+    def parse(cls, fields):
+        """From the fields after "case" of a manifest line."""
+        ndim = int(fields[3])
+        values = [int(v) for v in fields[5:8 + 3 * ndim]]
+        lists = [values[3 + d * ndim:3 + (d + 1) * ndim] for d in range(3)]
+        return cls(fields[0], fields[1], ndim, fields[4], *values[:3], *lists, original=fields[2] == "1")
 
 
 def read_manifest(folder):
@@ -182,7 +211,7 @@ def read_manifest(folder):
             elif fields[0] == "dtypes":
                 dtypes = fields[1:]
             elif fields[0] == "case":
-                cases.append(Case(fields[1:]))
+                cases.append(Case.parse(fields[1:]))
     return rule, threads, dtypes, cases
 
 
@@ -210,21 +239,60 @@ def report_check(kind, name, dtype, op, problems):
 
 # ---- torch ----
 
+def local_weights_to_torch(case, k):
+    """Our local weights (a vector, index ((c*N + n)*O + o)*K + l) as w of shape (O, N, C*K) for
+    einsum('blp,pnl->bnp', unfold(x), w): unfold's rows are c*K + l (channel, then tap)."""
+    c, n, o, taps = case.channels, case.nkern, case.out_size, case.taps
+    return k.reshape(c, n, o, taps).permute(2, 1, 0, 3).reshape(o, n, c * taps).contiguous()
+
+
+def local_weights_from_torch(case, w):
+    """The inverse of local_weights_to_torch (for a gradient with respect to w)."""
+    c, n, o, taps = case.channels, case.nkern, case.out_size, case.taps
+    return w.reshape(o, n, c, taps).permute(2, 1, 0, 3).reshape(-1)
+
+
+def unfold(torch, case, x):
+    """x (B, C, *shape) as the (B, C*K, O) patches: F.unfold in 2-d (what its users call); in 1-d and 3-d
+    Tensor.unfold along each spatial axis, (B, C, *out, *kernel), permuted to (B, C, *kernel, *out)."""
+    if case.ndim == 2:
+        return torch.nn.functional.unfold(x, case.kernel, stride=case.stride)
+    u, n = x, case.ndim
+    for d in range(n):
+        u = u.unfold(2 + d, case.kernel[d], case.stride[d])
+    u = u.permute((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
+    return u.reshape(case.batch, case.channels * case.taps, case.out_size)
+
+
+def local_forward(torch, case, x, w):
+    return torch.einsum("blp,pnl->bnp", unfold(torch, case, x), w)
+
+
 def torch_inputs(torch, np, folder, case, dtype):
-    x = torch.from_numpy(load(np, folder, case, dtype, "x")).reshape(case.batch, case.channels, case.height,
-                                                                      case.width)
-    maps = case.nkern if case.kind == "conv" else case.channels
-    g = torch.from_numpy(load(np, folder, case, dtype, "g")).reshape(case.batch, maps, case.oh, case.ow)
+    """x, the weights in torch's layout (None for pooling) and g, shaped as torch's call takes them."""
+    x = torch.from_numpy(load(np, folder, case, dtype, "x")).reshape((case.batch, case.channels) + case.shape)
+    maps = case.channels if case.kind == "pool" else case.nkern
+    out = (case.out_size,) if case.kind == "local" else case.out
+    g = torch.from_numpy(load(np, folder, case, dtype, "g")).reshape((case.batch, maps) + out)
     k = None
+    if case.kind != "pool":
+        k = torch.from_numpy(load(np, folder, case, dtype, "k"))
     if case.kind == "conv":
-        k = torch.from_numpy(load(np, folder, case, dtype, "k")).reshape(case.nkern, case.channels, case.kh, case.kw)
+        k = k.reshape((case.nkern, case.channels) + case.kernel)
+    elif case.kind == "local":
+        k = local_weights_to_torch(case, k)
     return x, k, g
 
 
 def layer_forward(torch, case, x, k):
+    functional = torch.nn.functional
     if case.kind == "conv":
-        return torch.nn.functional.conv2d(x, k)
-    return torch.nn.functional.max_pool2d(x, (case.kh, case.kw))
+        conv = (functional.conv1d, functional.conv2d, functional.conv3d)[case.ndim - 1]
+        return conv(x, k, stride=case.stride, padding=case.pad)
+    if case.kind == "local":
+        return local_forward(torch, case, x, k)
+    pool = (functional.max_pool1d, functional.max_pool2d, functional.max_pool3d)[case.ndim - 1]
+    return pool(x, case.kernel, case.stride)
 
 
 def forward_call(torch, case, x, k):
@@ -244,20 +312,21 @@ def backward_call(torch, case, x, k, g):
 
 
 def check_torch(torch, np, folder, case, dtype, x, k, g):
-    rtol = RTOL[dtype] if case.kind == "conv" else 0.0
+    rtol = RTOL[dtype] if case.kind != "pool" else 0.0
     forward = forward_call(torch, case, x, k)().numpy()
     report_check(case.kind, case.name, dtype, "forward",
                  [compare(np, "forward", load(np, folder, case, dtype, "y"), forward, rtol)])
     grads = backward_call(torch, case, x, k, g)()
     problems = [compare(np, "grad images", load(np, folder, case, dtype, "gx"), grads[0].numpy(), rtol)]
     if k is not None:
-        problems.append(compare(np, "grad kerns", load(np, folder, case, dtype, "gk"), grads[1].numpy(), rtol))
+        gk = grads[1] if case.kind == "conv" else local_weights_from_torch(case, grads[1])
+        problems.append(compare(np, "grad kerns", load(np, folder, case, dtype, "gk"), gk.numpy(), rtol))
     report_check(case.kind, case.name, dtype, "backward", problems)
 
 
 def bench_torch(torch, np, blas, folder, rule, threads, dtype, case):
     x, k, g = torch_inputs(torch, np, folder, case, dtype)
-    uses_blas = case.kind == "conv" and dtype == "float64"
+    uses_blas = case.kind == "local" or (case.kind == "conv" and dtype == "float64")
     for n in threads:
         forward, backward = forward_call(torch, case, x, k), backward_call(torch, case, x, k, g)
         for op, fn in ("forward", forward), ("backward", backward):
@@ -271,9 +340,9 @@ def original_call(np, scipy, folder, case):
     """Aesara's convolve, numeric part: patches = (M @ images.T).T, reshaped to (batch * out_size) x
     (channels * kernel taps), dot kerns.T, reordered to batch x (nkern * out_size)."""
     indptr, indices = load(np, folder, case, "float32", "indptr"), load(np, folder, case, "float32", "indices")
-    out_size, taps = case.oh * case.ow, case.channels * case.kh * case.kw
+    out_size, taps = case.out_size, case.channels * case.taps
     m = scipy.sparse.csc_matrix((np.ones(indices.size, np.float32), indices, indptr),
-                                shape=(out_size * taps, case.channels * case.height * case.width))
+                                shape=(out_size * taps, case.channels * math.prod(case.shape)))
     x, k = load(np, folder, case, "float32", "x"), load(np, folder, case, "float32", "k")
     batch, nkern = case.batch, case.nkern
 
@@ -327,7 +396,7 @@ def main(argv):
     for case in cases:
         for dtype in dtypes if torch is not None else []:
             bench_torch(torch, np, blas, folder, rule, threads, dtype, case)
-        if case.kind == "conv":
+        if case.original:
             bench_original(np, scipy, torch, blas, folder, rule, case)
     return 0
 
