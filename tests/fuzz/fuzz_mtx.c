@@ -58,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_clear_error();
     sbx_status hst = sbx_mtx_read_header(path, &h);
     if (hst != SBX_OK) fuzz_check_failure(hst, "sbx_mtx_read_header");
-    else if (h.nrows < 0 || h.ncols < 0 || h.nrows + h.ncols > CAP || (dense && h.nrows * h.ncols > CAP))
+    else if (h.nrows < 0 || h.ncols < 0 || h.nrows > CAP || h.ncols > CAP || h.nrows + h.ncols > CAP ||
+             (dense && h.nrows * h.ncols > CAP))
         return 0;
     sbx_sparse *m = NULL;
     fuzz_clear_error();

@@ -172,6 +172,14 @@ def corpus_graph():
     write("graph", "max_pool", program(
         [var("input", "f32", [1, 4], [1, 2, 0, -1])],
         [op("MaxPool", [0], pool_shape), op("Sum", [1], [0])], grad_wrt=0))
+    # Local connections (unshared weights: a vector of channels * nkern * out_size * kernel_size).
+    write("graph", "local_connections", program(
+        [var("input", "f64", [1, 4], [1, 2, 0, 1]), var("shared", "f64", [4], [1, -1, 2, 0])],
+        [op("LocalConnections", [0, 1], conv_shape + [0]), op("Sum", [2], [0])], grad_wrt=1))
+    # Multinomial counts over the rows of a sparse probability matrix.
+    write("graph", "multinomial", program(
+        [var("scalar", "i64", [], extra=[4]), var("sparse", "f64", [2, 2], [1, 0, 0, 1], [0])],
+        [op("Multinomial", [0, 1]), op("DenseFromSparse", [2]), op("Sum", [3], [0])]))
     rng = random.Random(16)
     write("graph", "random", bytes(rng.randrange(256) for _ in range(80)))
 
