@@ -381,6 +381,13 @@ static void test_fill(void **state) {
     const double bad[3] = {0.2, 0.5, 0.2};
     assert_int_equal(sbx_multinomial_fill(&rng, 5, bad, 3, 0, 0, &m), SBX_ERR_ARG);
     assert_non_null(strstr(sbx_last_error(), "sum to 0.8999"));
+    /* Rows of no category: no element, but each row is a position, and the last one must exist (found by
+     * tests/fuzz/fuzz_random: the positions after INT64_MAX overflowed). */
+    int64_t none[1];
+    sbx_array empty_rows = {SBX_INT64, 2, {3, 0}, none};
+    assert_int_equal(sbx_multinomial_fill(&rng, 0, probs, 0, 0, INT64_MAX - 1, &empty_rows), SBX_ERR_ARG);
+    assert_non_null(strstr(sbx_last_error(), "3 rows"));
+    assert_int_equal(sbx_multinomial_fill(&rng, 0, probs, 0, 0, INT64_MAX - 3, &empty_rows), SBX_OK);
     free(whole);
     free(two);
     free(piece);
