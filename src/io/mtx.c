@@ -141,7 +141,9 @@ static sbx_status read_header(reader *r, sbx_mtx_header *h) {
     if (sbx_mul_i64(h->nrows, h->ncols, &cells) != SBX_OK)
         return sbx__error(SBX_ERR_OVERFLOW, "'%s': matrix size %lld x %lld overflows int64", r->path,
                           (long long)h->nrows, (long long)h->ncols);
-    int64_t tri = h->nrows % 2 == 0 ? h->nrows / 2 * (h->nrows + 1) : (h->nrows + 1) / 2 * h->nrows; /* n(n+1)/2 */
+    int64_t tri = 0; /* n(n+1)/2, for the square symmetric kinds only, where it fits since n * n does */
+    if (h->symmetry != SBX_MTX_GENERAL)
+        tri = h->nrows % 2 == 0 ? h->nrows / 2 * (h->nrows + 1) : (h->nrows + 1) / 2 * h->nrows;
     int64_t limit = h->symmetry == SBX_MTX_GENERAL ? cells : h->symmetry == SBX_MTX_SYMMETRIC ? tri : tri - h->nrows;
     if (!h->coordinate) entries = limit;
     if (entries > limit)

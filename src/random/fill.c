@@ -99,6 +99,10 @@ sbx_status sbx_multinomial_fill(const sbx_rng *rng, int64_t n, const double *pro
     if (out->ndim != 2 || out->shape[1] != k)
         return sbx__error(SBX_ERR_ARG, "out must be rows x k = %lld (it has ndim %d, last extent %lld)", (long long)k,
                           out->ndim, (long long)(out->ndim > 0 ? out->shape[out->ndim - 1] : 0));
+    int64_t end; /* positions are rows: with k = 0 there are more rows than elements */
+    if (sbx_add_i64(first, out->shape[0], &end) != SBX_OK)
+        return sbx__error(SBX_ERR_ARG, "first position %lld + %lld rows overflows", (long long)first,
+                          (long long)out->shape[0]);
     if ((double)n > sbx__dtype_exact_max(out->dtype))
         return sbx__error(SBX_ERR_ARG, "multinomial n = %lld: counts up to n do not fit %s exactly", (long long)n,
                           sbx_dtype_name(out->dtype));

@@ -79,9 +79,17 @@ static sbx_status law_make(int64_t n, double p, binomial_law *law) {
         /* The pmf from the mode outward would be more accurate in the tails; from P(0) it is exact
          * enough for n <= 4096 with p <= 1/2, mirrored for p > 1/2. */
         const double pp = p <= 0.5 ? p : 1 - p, s = pp / (1 - pp), a = ((double)n + 1) * s;
-        double r = exp((double)n * log1p(-pp)), acc = 0;
+        /* P(0) underflows where n log(1 - p) is below about -745 (n = 3000, p = 0.3), and a chain from
+         * 0 stays 0: start it from a scaled P(0) there, scaling the entries made so far down whenever
+         * it grows large (the sum below normalises; each step grows it at most n + 1 times). */
+        const double l0 = (double)n * log1p(-pp);
+        double r = exp(l0 < -700 ? -700 : l0), acc = 0;
         for (int64_t k = 0; k <= n; k++) {
             if (k > 0) r *= a / (double)k - s;
+            if (r > 1e200) {
+                for (int64_t j = 0; j < k; j++) cdf[p <= 0.5 ? j : n - j] *= 1e-200;
+                r *= 1e-200;
+            }
             cdf[p <= 0.5 ? k : n - k] = r; /* pmf first, summed below */
         }
         for (int64_t k = 0; k <= n; k++) cdf[k] = (acc += cdf[k]);

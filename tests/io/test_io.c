@@ -323,6 +323,11 @@ static void test_mtx_symmetric_pattern_array(void **state) {
     assert_int_equal(h.coordinate, 0);
     assert_int_equal(h.symmetry, SBX_MTX_SYMMETRIC);
     assert_int_equal(h.entries, 3);
+    /* A tall general array whose n(n+1)/2 does not fit int64 though n x 2 does (found by tests/fuzz/fuzz_mtx:
+     * the triangle was computed for every kind, overflowing; UBSan sees it). */
+    p = write_text("tall.mtx", "%%MatrixMarket matrix array real general\n55555555555552 2\n1\n");
+    assert_int_equal(sbx_mtx_read_header(p, &h), SBX_OK);
+    assert_true(h.nrows == 55555555555552 && h.entries == 111111111111104);
 }
 
 static void mtx_fails(const char *text, sbx_status want, const char *needle) {
