@@ -116,6 +116,9 @@ static sbx_status hand_over(sbx_status st, sbx_array *a, sbx_array **out) {
     return SBX_OK;
 }
 
+static sbx_status local_workspace(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
+                                  int grad_weights, int nt, void **values, int64_t **offsets);
+
 /* Zeroes an output whose kernel adds into it. */
 static void zero_array(sbx_array *a) {
     const int64_t n = sbx_array_numel(a);
@@ -193,6 +196,23 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
                 conv_direct_f64(p, batch, images->data, kp, bias ? bias->data : NULL, out->data, nt);
         }
         sbx__free(kp);
+    } else if (st == SBX_OK && p->gather && batch >= 64 / (int64_t)sbx_dtype_size(p->dtype) &&
+               p->nkern * p->shape.out_size * (int64_t)sbx_dtype_size(p->dtype) % 4096 != 0) {
+        /* A vector of images or more: the register block of local connections (local_impl.h). It
+         * writes 16 output rows at a time, nkern * out_size apart: at a multiple of 4 KiB they share
+         * cache sets, and the gather path measured faster (full mode over 1 x 28 x 28, 32 kernels
+         * 5 x 5: 2.9 against 3.6 ms in float64); elsewhere the blocks measured 1.3-3x faster in
+         * float32 (configs a, b at stride 2, b in full mode, 16 x 8 x 8 maps). */
+        int64_t *offs = NULL;
+        void *blocks = NULL;
+        nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
+        st = local_workspace(p, batch, 1, 0, 0, nt, &blocks, &offs);
+        if (st == SBX_OK && p->dtype == SBX_FLOAT32)
+            conv_blocks_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, blocks, offs, nt);
+        else if (st == SBX_OK)
+            conv_blocks_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, blocks, offs, nt);
+        sbx__free(blocks);
+        sbx__free(offs);
     } else if (st == SBX_OK && batch > 0) {
         if (p->dtype == SBX_FLOAT32)
             conv_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, nt);

@@ -258,6 +258,38 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
     }
 }
 
+/* The convolution's forward pass through the same register block, for plans the direct kernel does
+ * not take (strides along the last axis, full mode) and batches of a vector or more: the kernels are
+ * the rows (W apart), the taps the depth, the images the vectors; the weights, shared by every
+ * position, stay in the caches. work, offs and the items as local_forward's. */
+static void NAME(conv_blocks)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *k, const T *bias, T *y,
+                              T *work, int64_t *offs, int nt) {
+    const int64_t O = p->shape.out_size, N = p->nkern, W = p->width, P = LC_POSITIONS;
+    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
+    T *xt = work, *bufs = xt + (in + 1) * Bp;
+    NAME(lc_images)(p, batch, Bp, x, xt, nt);
+    const int64_t items = (O + P - 1) / P;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t item = 0; item < items; item++) {
+        const int t = sbx__thread();
+        int64_t *off = offs + (1 + t) * W;
+        T *yl = bufs + t * N * P * Bp;
+        const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
+        for (int64_t q = 0; q < np; q++) {
+            NAME(lc_offsets)(p, o0 + q, Bp, in, off);
+            const NAME(lc_product) a = {.depth = W, .s = k, .sr = W, .ss = 1, .u = xt, .uoffs = off,
+                                        .d = yl + q * Bp, .ds = P * Bp};
+            NAME(lc_run)(&a, 0, N, 0, Bp / L);
+        }
+        for (int64_t n = 0; n < N; n++) {
+            T *yn = y + n * O + o0;
+            NAME(lc_transpose)(yl + n * P * Bp, Bp, 0, np, 0, batch, yn, U);
+            for (int64_t b = 0; bias && b < batch; b++)
+                for (int64_t q = 0; q < np; q++) yn[b * U + q] += bias[n];
+        }
+    }
+}
+
 /* The gradients of y = the local layer of x: gx (batch x in) and gw (the weights) written whole, gb
  * (U) added into; each only when not NULL. work and offs as local_work sized them. */
 static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *g, T *gx,

@@ -715,6 +715,33 @@ static void test_local_blocks(void **state) {
                     sbx_array_free(first[r]);
                 }
                 free(want);
+                /* The convolution's forward pass on the same geometry (a vector of images or more takes
+                 * the same register block), against its sums with coordinates. */
+                sbx_conv_plan *pc;
+                sbx_array *kc64 = random_matrix(N, C * K), *kc = as(kc64, dtype), *kcs = as(kc, SBX_FLOAT64), *yc;
+                assert_int_equal(sbx_conv_plan_create(&s, N, dtype, &pc), SBX_OK);
+                assert_int_equal(sbx_conv_forward(pc, x, kc, NULL, &yc), SBX_OK);
+                for (int64_t b = 0; b < batch; b++)
+                    for (int64_t n = 0; n < N; n++)
+                        for (int64_t o = 0; o < O; o++) {
+                            double ref = 0, mag = 0;
+                            for (int64_t c = 0; c < C; c++)
+                                for (int64_t l = 0; l < K; l++) {
+                                    const int64_t i = tap_input(&s, c, o, l);
+                                    if (i < 0) continue;
+                                    const double term = X[b * in + i] * ((const double *)kcs->data)[(n * C + c) * K + l];
+                                    ref += term;
+                                    mag += fabs(term);
+                                }
+                            const double v = sbx__get_f64(yc->data, dtype, b * U + n * O + o);
+                            if (!(fabs(v - ref) <= rel * (mag + 1e-300)))
+                                fail_msg("shape %zu batch %lld nkern %lld %s: conv [%lld] = %.17g, expected %.17g", si,
+                                         (long long)batch, (long long)N, sbx_dtype_name(dtype),
+                                         (long long)(b * U + n * O + o), v, ref);
+                        }
+                sbx_array *conv_arrays[] = {kc64, kc, kcs, yc};
+                for (size_t i = 0; i < 4; i++) sbx_array_free(conv_arrays[i]);
+                sbx_conv_plan_free(pc);
                 sbx_array *all[] = {x64, w64, b64, g64, x, w, bias, g, xs, ws, bs, gs};
                 for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
                 sbx_conv_plan_free(p);
