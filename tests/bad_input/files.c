@@ -16,7 +16,7 @@ static int put(unsigned char **b, size_t *len, size_t *cap, const void *src, siz
         *b = g;
         *cap = c;
     }
-    memcpy(*b + *len, src, n);
+    if (n) memcpy(*b + *len, src, n); /* src may be NULL when n is 0 */
     *len += n;
     return 0;
 }
