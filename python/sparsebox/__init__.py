@@ -9,6 +9,9 @@ sparse random matrices, after Aesara/Theano's sparse.sandbox.
 Errors carry the library's message: ValueError for a bad argument value, TypeError for a wrong kind or
 dtype, MemoryError when an allocation fails.
 """
+import math
+import numbers
+
 from . import _lib
 from . import op, sp, sp2
 from ._convmtx import convmtx
@@ -20,7 +23,7 @@ __version__ = "0.1.0"
 def set_num_threads(n):
     """Threads used by the library's parallel loops; n <= 0 restores the default (SBX_NUM_THREADS or
     OpenMP's). Results never depend on it."""
-    if isinstance(n, bool) or int(n) != n:
+    if isinstance(n, bool) or not isinstance(n, numbers.Real) or not math.isfinite(n) or int(n) != n:
         raise TypeError("set_num_threads: expected an integer, got %r" % (n,))
     _lib.lib.sbx_set_num_threads(int(n))
 

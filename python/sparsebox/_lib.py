@@ -334,6 +334,12 @@ def sparse_struct(m, dtype=None, name="matrix"):
     if m.format not in FORMAT_CODE:
         raise TypeError("%s: expected the csr or csc format, got %s" % (name, m.format))
     if not m.has_canonical_format:
+        # scipy's sum_duplicates walks the arrays as they are: a broken structure (indptr decreasing,
+        # indices out of range) must be refused first, not summed into a plausible matrix
+        try:
+            m.check_format(full_check=True)
+        except ValueError as e:
+            raise ValueError("%s: a malformed %s matrix: %s" % (name, m.format, e)) from None
         m = m.copy()
         m.sum_duplicates()  # sorted, unique indices: the library's rule for its inputs
     indptr = as_array(m.indptr, np.int64, name + ".indptr")

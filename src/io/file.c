@@ -1,6 +1,8 @@
 /* Opening and finishing files. */
+#define _POSIX_C_SOURCE 200809L /* fileno */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/internal.h"
 
@@ -9,6 +11,12 @@ sbx_status sbx__open(const char *path, const char *mode, FILE **out) {
     FILE *f = fopen(path, mode);
     if (!f) return sbx__error(SBX_ERR_IO, "cannot open '%s' for %s: %s", path, mode[0] == 'r' ? "reading" : "writing",
                               strerror(errno));
+    /* fopen opens a folder for reading on Linux, and reading it then looks like an empty file. */
+    struct stat info;
+    if (mode[0] == 'r' && fstat(fileno(f), &info) == 0 && S_ISDIR(info.st_mode)) {
+        fclose(f);
+        return sbx__error(SBX_ERR_IO, "cannot open '%s' for reading: it is a folder", path);
+    }
     *out = f;
     return SBX_OK;
 }

@@ -203,7 +203,8 @@ static sbx_status read_body(FILE *f, const char *path, sbx_array **out) {
     if (st == SBX_OK) st = parse_header(&p, &dtype, &swap, &fortran, &ndim, shape);
     sbx__free(text);
     SBX_CHECK(st);
-    SBX_CHECK(sbx_shape_numel(ndim, shape, &n));
+    if ((st = sbx_shape_numel(ndim, shape, &n)) != SBX_OK) /* the message names the file too */
+        return sbx__error(st, "'%s': .npy header: %s", path, sbx_last_error());
     size_t es = sbx_dtype_size(dtype);
     /* Compare with what the file holds before allocating, so a short file claiming a huge shape fails
      * cleanly. */

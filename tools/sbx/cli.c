@@ -173,16 +173,54 @@ static char *temp_name(const char *sub, const char *path) {
     return tmp;
 }
 
+/* Outputs written between cli_outputs_begin and cli_outputs_end wait here as temporary files. */
+#define MAX_PENDING 8
+static struct {
+    char *tmp;
+    const char *path;
+} pending[MAX_PENDING];
+static int npending, deferring;
+
+static int rename_into_place(const char *sub, const char *tmp, const char *path) {
+    if (rename(tmp, path) == 0) return CLI_OK;
+    fprintf(stderr, "sbx: %s: cannot rename '%s' to '%s': %s\n", sub, tmp, path, strerror(errno));
+    return CLI_FAIL;
+}
+
 int cli_write_via(const char *sub, const char *path, cli_writer write, const void *arg) {
+    if (deferring && npending == MAX_PENDING) {
+        fprintf(stderr, "sbx: %s: more than %d outputs\n", sub, MAX_PENDING);
+        return CLI_FAIL;
+    }
     char *tmp = temp_name(sub, path);
     if (!tmp) return CLI_FAIL;
     int rc = write(sub, tmp, arg);
-    if (rc == CLI_OK && rename(tmp, path) != 0) {
-        fprintf(stderr, "sbx: %s: cannot rename '%s' to '%s': %s\n", sub, tmp, path, strerror(errno));
-        rc = CLI_FAIL;
+    if (rc == CLI_OK && deferring) {
+        pending[npending].tmp = tmp;
+        pending[npending++].path = path;
+        return CLI_OK;
     }
+    if (rc == CLI_OK) rc = rename_into_place(sub, tmp, path);
     if (rc != CLI_OK) unlink(tmp);
     free(tmp);
+    return rc;
+}
+
+void cli_outputs_begin(void) {
+    deferring = 1;
+    npending = 0;
+}
+
+int cli_outputs_end(const char *sub, int rc) {
+    int renamed = 0;
+    if (rc == CLI_OK)
+        for (; renamed < npending; renamed++)
+            if ((rc = rename_into_place(sub, pending[renamed].tmp, pending[renamed].path)) != CLI_OK) break;
+    if (rc != CLI_OK)
+        for (int i = 0; i < npending; i++) unlink(i < renamed ? pending[i].path : pending[i].tmp);
+    for (int i = 0; i < npending; i++) free(pending[i].tmp);
+    npending = 0;
+    deferring = 0;
     return rc;
 }
 

@@ -60,12 +60,19 @@ typedef struct {
 sbx_status cli_read(const char *path, sbx_format format, cli_matrix *out);
 void cli_matrix_free(cli_matrix *m);
 
-/* Writes through a temporary file in the same folder, renamed to path only on success; prints any
+/* Writes through a temporary file in the same folder, renamed to path only on success (at cli_outputs_end
+ * when deferred, see below); prints any
  * error and returns CLI_OK or CLI_FAIL. cli_write_via is the general form: write(sub, tmp, arg) fills
  * the temporary file tmp and returns CLI_OK, or prints its error and returns CLI_FAIL. */
 typedef int (*cli_writer)(const char *sub, const char *tmp, const void *arg);
 int cli_write_via(const char *sub, const char *path, cli_writer write, const void *arg);
 int cli_write_npy(const char *sub, const char *path, const sbx_array *a);
+/* All or nothing for a command with several outputs: between cli_outputs_begin and cli_outputs_end
+ * each write stays in its temporary file; cli_outputs_end(sub, rc) renames them all into place when rc
+ * is CLI_OK (removing those already renamed if one rename fails), and otherwise removes them. It
+ * returns the final status. */
+void cli_outputs_begin(void);
+int cli_outputs_end(const char *sub, int rc);
 int cli_write_mtx(const char *sub, const char *path, const sbx_sparse *m);
 
 /* PNG pictures (png.c, the tool's only user of libpng), for sbx convolve, local and maxpool. */

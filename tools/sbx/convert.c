@@ -62,6 +62,9 @@ static int run(int argc, char **argv) {
         st = d ? SBX_OK : sbx_sparse_to_dense(m.sparse, &d);
         rc = st == SBX_OK ? cli_write_npy(SUB, out, d) : cli_fail(SUB, st);
         if (d != m.dense) sbx_array_free(d);
+    } else if (m.dense && m.dense->ndim != 2) {
+        fprintf(stderr, "sbx: %s: '%s' holds a %d-d array; a .mtx file holds a 2-d matrix\n", SUB, in, m.dense->ndim);
+        rc = CLI_FAIL;
     } else {
         sbx_sparse *s = m.sparse;
         st = s ? SBX_OK : sbx_sparse_from_dense(m.dense, format, &s);

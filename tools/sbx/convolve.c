@@ -105,11 +105,13 @@ int cli_run_weighted(const char *sub, int local, int argc, char **argv) {
         y->shape[2] = s.out_size;
         y->shape[1] = nkern;
     }
+    cli_outputs_begin(); /* the output and the gradients: all or nothing */
     if (rc == CLI_OK)
         rc = png_out ? cli_png_write_maps(sub, out, y, nkern, s.ndim == 2 ? s.out[0] : 1, s.out[s.ndim - 1], picture)
                      : cli_write_npy(sub, out, y);
     for (int i = 0; i < 3 && rc == CLI_OK; i++)
         if (grads[i]) rc = cli_write_npy(sub, grad_paths[i], grads[i]);
+    rc = cli_outputs_end(sub, rc);
     if (rc == CLI_OK) {
         if (png_in) printf("imgshp: %lld %lld %lld\n", (long long)chw[0], (long long)chw[1], (long long)chw[2]);
         printf("outshp: %lld", (long long)nkern);

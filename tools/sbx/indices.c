@@ -1,7 +1,6 @@
 /* sbx indices: the patch matrix of a convolution (the original's ConvolutionIndices), as Matrix Market. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -54,11 +53,10 @@ static int run(int argc, char **argv) {
     sbx_status st = sbx_conv_indices(&s, ws, nkern, SBX_CSC, &m, kmap_out ? &kmap : NULL);
     if (st == SBX_ERR_ARG) return cli_usage_error(SUB, "%s", sbx_last_error());
     if (st != SBX_OK) return cli_fail(SUB, st);
+    cli_outputs_begin(); /* the matrix and kmap: all or nothing */
     rc = kmap_out ? cli_write_npy(SUB, kmap_out, kmap) : CLI_OK;
-    if (rc == CLI_OK) {
-        rc = cli_write_mtx(SUB, out, m);
-        if (rc != CLI_OK && kmap_out) unlink(kmap_out); /* all or nothing */
-    }
+    if (rc == CLI_OK) rc = cli_write_mtx(SUB, out, m);
+    rc = cli_outputs_end(SUB, rc);
     if (rc == CLI_OK) {
         printf("spmat_shape: %lld %lld\noutshp:", (long long)m->nrows, (long long)m->ncols);
         for (int d = 0; d < s.ndim; d++) printf(" %lld", (long long)s.out[d]);

@@ -80,10 +80,12 @@ static int run(int argc, char **argv) {
         if (st == SBX_OK && go) st = sbx_pool_backward(plan, x, go, &gx);
         if (st != SBX_OK) rc = cli_fail(SUB, st);
     }
+    cli_outputs_begin(); /* the output and the gradient: all or nothing */
     if (rc == CLI_OK)
         rc = png_out ? cli_png_write_maps(SUB, out, y, s.channels, s.ndim == 2 ? s.out[0] : 1, s.out[s.ndim - 1], picture)
                      : cli_write_npy(SUB, out, y);
     if (rc == CLI_OK && gx) rc = cli_write_npy(SUB, gi_p, gx);
+    rc = cli_outputs_end(SUB, rc);
     if (rc == CLI_OK) {
         if (png_in) printf("imgshp: %lld %lld %lld\n", (long long)chw[0], (long long)chw[1], (long long)chw[2]);
         printf("outshp:");

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -126,6 +127,15 @@ static void read_body(reader *r) {
     if ((r->depth != 8 && r->depth != 16) || r->stride < r->maps ||
         rowbytes / r->width != (size_t)r->stride * (size_t)(r->depth / 8)) {
         reader_fail(r, "unsupported PNG: a %s image decodes to %d samples of %d bits", r->kind, r->stride, r->depth);
+    }
+    /* deflate packs at most 1032 bytes into one (zlib's technical notes, "maximum compression factor"),
+     * so a header asking for more than 1032 times the file's size is damaged: refuse it before the
+     * allocation, which it could make as large as 16 GiB from a file of a few bytes. */
+    struct stat info;
+    if (fstat(fileno(r->f), &info) == 0 && S_ISREG(info.st_mode) &&
+        (double)r->height * (double)rowbytes > 1032.0 * (double)info.st_size + 1032.0) {
+        reader_fail(r, "damaged: its header's %lu x %lu pixels need more data than a file of %lld bytes can hold",
+                    (unsigned long)r->width, (unsigned long)r->height, (long long)info.st_size);
     }
     if (r->height > SIZE_MAX / rowbytes || !(r->raw = malloc((size_t)r->height * rowbytes)) ||
         !(r->rows = malloc((size_t)r->height * sizeof *r->rows))) {
