@@ -93,6 +93,7 @@ bench:
 	./$(BUILD)/bench_random
 	./$(BUILD)/bench_graph
 	./$(BUILD)/bench_train
+	SPARSEBOX_LIBRARY_DIR=$(BUILD) $(PYTHON) bench/bench_python.py
 
 # make install [PREFIX=DIR] [DESTDIR=STAGE]: the shared and static library, the headers, sparsebox.pc,
 # sbx, the examples' sources and the Python package (with the library beside it) under PREFIX.
