@@ -83,8 +83,8 @@ sbx_status sbx_conv_shape_make(int ndim, int64_t channels, const int64_t *in, co
         if (sbx_mul_i64(s.out_size, s.out[d], &s.out_size) != SBX_OK ||
             sbx_mul_i64(s.kernel_size, kernel[d], &s.kernel_size) != SBX_OK ||
             sbx_mul_i64(s.in_size, in[d], &s.in_size) != SBX_OK)
-            return sbx__error(SBX_ERR_OVERFLOW, "image %s with kernel %s: a size overflows int64",
-                              tuple(b1, sizeof b1, ndim, in), tuple(b2, sizeof b2, ndim, kernel));
+            return sbx__error(SBX_ERR_OVERFLOW, "channels %lld, image %s with kernel %s: a size overflows int64",
+                              (long long)channels, tuple(b1, sizeof b1, ndim, in), tuple(b2, sizeof b2, ndim, kernel));
     }
     *out = s;
     return SBX_OK;
