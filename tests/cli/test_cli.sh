@@ -103,7 +103,7 @@ printf "\223NUMPY\001\000\\$(printf '%o' $hlen)\000%s%*s\n" "$dict" $pad '' >"$T
 printf '\000\000\000\000\000\000\360\077' >>"$T/three.npy"
 expect 0 "shape: 1 1 1" -- "$SBX" info "$T/three.npy"
 expect 0 "nnz: 1" -- "$SBX" info "$T/three.npy"
-expect 1 "3 dimensions, a sparse matrix needs 2" -- "$SBX" convert "$T/three.npy" "$T/three.mtx"
+expect 1 "holds a 3-d array; a .mtx file holds a 2-d matrix" -- "$SBX" convert "$T/three.npy" "$T/three.mtx"
 absent "$T/three.mtx"
 
 # sbx indices: the golden case ci_ws0_in2_2x3_k2x2_s2x2_valid_n2, written by hand.
