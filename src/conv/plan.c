@@ -122,10 +122,11 @@ static sbx_status take_path(sbx_conv_plan *p, sbx_algo a) {
     return SBX_OK;
 }
 
-static double now_seconds(void) {
+/* Seconds since `from` (a double of the whole clock would keep only about 0.2 us). */
+static double seconds_since(const struct timespec *from) {
     struct timespec ts;
     timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return (double)(ts.tv_sec - from->tv_sec) + 1e-9 * (double)(ts.tv_nsec - from->tv_nsec);
 }
 
 static int by_value(const void *a, const void *b) {
@@ -180,12 +181,12 @@ static sbx_status measure(sbx_conv_plan *p, int64_t batch) {
         int runs = 0;
         st = take_path(p, p->candidates[c]);
         if (st == SBX_OK) st = run_forward(p, x, k, y); /* warm-up */
-        for (double start = now_seconds(); st == SBX_OK && runs < MAX_RUNS &&
-                                            (runs < MIN_RUNS || now_seconds() - start < MIN_SECONDS);
-             runs++) {
-            const double t0 = now_seconds();
+        struct timespec start, t0;
+        timespec_get(&start, TIME_UTC);
+        for (; st == SBX_OK && runs < MAX_RUNS && (runs < MIN_RUNS || seconds_since(&start) < MIN_SECONDS); runs++) {
+            timespec_get(&t0, TIME_UTC);
             st = run_forward(p, x, k, y);
-            t[runs] = now_seconds() - t0;
+            t[runs] = seconds_since(&t0);
         }
         if (st != SBX_OK) break;
         qsort(t, (size_t)runs, sizeof t[0], by_value);
