@@ -583,6 +583,21 @@ static sbx_status conv_plan_create(int64_t k, bytes *got) { return plan_creates(
 static sbx_status local_plan_create(int64_t k, bytes *got) { return plan_creates(k, got, LOCAL); }
 static sbx_status pool_plan_create(int64_t k, bytes *got) { return plan_creates(k, got, POOL); }
 
+/* The planner's wisdom file, read into an empty store: on failure the store stays empty. The result
+ * is the store exported again (with the hook off). */
+static sbx_status wisdom_import(int64_t k, bytes *got) {
+    write_text("w.wisdom", "sparsebox-wisdom 1\n# two entries\n"
+                           "conv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 2 gather=0.25 csr=0.5\n"
+                           "pool float64 1 3 16 2 2 valid 1 8 1 pool 1 pool=1e-05\n");
+    sbx_status st;
+    sbx_wisdom_forget();
+    CALL(k, st, sbx_wisdom_import(path_of("w.wisdom")), sbx_wisdom_count() == 0);
+    OK(sbx_wisdom_export(path_of("w2.wisdom")));
+    put_file(got, path_of("w2.wisdom"));
+    sbx_wisdom_forget();
+    return st;
+}
+
 /* One execution over every geometry: which = 0 forward, 1 backward (every gradient), 2 backward (the
  * image gradient alone), 3 backward (the kernel gradient alone), 4 pooling's forward with mask, 5 its
  * backward from the mask. */
@@ -1384,6 +1399,7 @@ static void test_plans(void **state) {
     WALK(conv_plan_create);
     WALK(local_plan_create);
     WALK(pool_plan_create);
+    WALK(wisdom_import);
     WALK(conv_forward);
     WALK(conv_backward);
     WALK(conv_backward_images);
