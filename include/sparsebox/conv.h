@@ -86,7 +86,8 @@ SBX_API sbx_status sbx_conv_gather(const sbx_conv_shape *shape, sbx_array **tabl
  *               flatten=False shape batch x nkern x out_size is the same memory)
  * Every output is a new array written to *out; a gradient pointer may be NULL to skip that gradient.
  * The compute paths read the plan's gather table (sbx_conv_gather): patches are gathered into a small
- * workspace and multiplied by the kernels with CBLAS; the patch matrix is never materialised. */
+ * workspace and multiplied by the kernels with CBLAS, or summed from contiguous runs by a direct
+ * kernel; the patch matrix is materialised only when a MEASURE plan chooses it (the planner, below). */
 typedef struct sbx_conv_plan sbx_conv_plan;
 
 /* Convolution with weights shared over positions (the original's convolve). */
