@@ -175,8 +175,7 @@ static sbx_status patch_forward(const sbx_conv_plan *p, int64_t batch, const sbx
                                 const sbx_array *bias, sbx_array *out) {
     const int64_t PATCH_BYTES = 32 << 20, es = (int64_t)sbx_dtype_size(p->dtype), O = p->shape.out_size;
     const int64_t W = p->width, N = p->nkern, R = p->patches->ncols, in = p->shape.in_size;
-    int64_t block = PATCH_BYTES / (R * es), count;
-    if (block < 1) block = 1;
+    int64_t block = R > PATCH_BYTES / es ? 1 : PATCH_BYTES / (R * es), count;
     if (block > batch) block = batch;
     void *P = NULL;
     if (sbx_mul_i64(block, R, &count) != SBX_OK)

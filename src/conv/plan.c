@@ -168,12 +168,12 @@ static sbx_status measure(sbx_conv_plan *p, int64_t batch) {
     sbx_array *x = NULL, *k = NULL, *y = NULL;
     const int64_t xs[2] = {batch, p->shape.in_size}, ks[2] = {p->nkern, p->width}, ys[2] = {batch, out_cols};
     sbx_status st = sbx__array_new(p->dtype, 2, xs, 0, &x);
-    if (st == SBX_OK) st = p->kind == PLAN_CONV ? sbx__array_new(p->dtype, 2, ks, 0, &k)
-                                                : sbx__array_new(p->dtype, 1, &kcount, 0, &k);
+    if (st == SBX_OK && p->kind != PLAN_POOL) /* kernels: a matrix (conv), a vector of weights (local) */
+        st = p->kind == PLAN_CONV ? sbx__array_new(p->dtype, 2, ks, 0, &k) : sbx__array_new(p->dtype, 1, &kcount, 0, &k);
     if (st == SBX_OK) st = sbx__array_new(p->dtype, 2, ys, 0, &y);
     if (st == SBX_OK) {
         fill_values(x->data, p->dtype, batch * p->shape.in_size, 1);
-        fill_values(k->data, p->dtype, kcount, 2);
+        if (k) fill_values(k->data, p->dtype, kcount, 2);
     }
     int best = 0;
     for (int c = 0; st == SBX_OK && c < p->ncandidates; c++) {
