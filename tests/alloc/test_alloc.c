@@ -598,6 +598,39 @@ static sbx_status wisdom_import(int64_t k, bytes *got) {
     return st;
 }
 
+/* A MEASURE plan that takes the patch-matrix paths from the wisdom (no timing: the walk is the same
+ * every run), and its forward pass; the result is the output of each. */
+static sbx_status plan_from_wisdom(int64_t k, bytes *got) {
+    static const char *const paths[] = {"csr", "csc"};
+    const int64_t in[2] = {14, 20}, kern[2] = {3, 3};
+    sbx_conv_shape s;
+    OK(sbx_conv_shape_make(2, 2, in, kern, NULL, SBX_CONV_VALID, &s));
+    sbx_array *x = array_of(SBX_FLOAT32, 2, (int64_t[]){4, s.in_size}, 21);
+    sbx_array *kerns = array_of(SBX_FLOAT32, 2, (int64_t[]){4, 2 * s.kernel_size}, 22);
+    sbx_status st = SBX_OK, r;
+    for (int i = 0; i < 2; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 %s 1 %s=0.25\n",
+                 paths[i], paths[i]);
+        write_text("p.wisdom", text);
+        sbx_wisdom_forget();
+        OK(sbx_wisdom_import(path_of("p.wisdom")));
+        sbx_conv_plan *p = SENT;
+        CALL(k, r, sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, SBX_PLAN_MEASURE, 4, &p), p == SENT);
+        if (st == SBX_OK) st = r;
+        sbx_array *y = SENT;
+        CALL(k, r, sbx_conv_forward(p, x, kerns, NULL, &y), y == SENT);
+        if (st == SBX_OK) st = r;
+        put_array(got, y);
+        sbx_array_free(y);
+        sbx_conv_plan_free(p);
+        sbx_wisdom_forget();
+    }
+    sbx_array_free(x);
+    sbx_array_free(kerns);
+    return st;
+}
+
 /* One execution over every geometry: which = 0 forward, 1 backward (every gradient), 2 backward (the
  * image gradient alone), 3 backward (the kernel gradient alone), 4 pooling's forward with mask, 5 its
  * backward from the mask. */
@@ -1400,6 +1433,7 @@ static void test_plans(void **state) {
     WALK(local_plan_create);
     WALK(pool_plan_create);
     WALK(wisdom_import);
+    WALK(plan_from_wisdom);
     WALK(conv_forward);
     WALK(conv_backward);
     WALK(conv_backward_images);
