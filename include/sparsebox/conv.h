@@ -174,7 +174,9 @@ SBX_API sbx_status sbx_conv_plan_info(const sbx_conv_plan *plan, sbx_plan_info *
 /* Wisdom, as FFTW's: a process-wide store (thread-safe) of measured choices, one per key (kind,
  * shape, nkern, dtype, batch, flags), filled by MEASURE plans. export writes it to a text file
  * (atomically: a temporary file in the same folder, renamed); import adds a file's entries (an entry
- * with a key already held replaces it); forget empties the store. A bad file leaves the store as it
+ * with a key already held replaces it); forget empties the store. The thread count is not part of
+ * the key: a choice measured at one count is replayed at any other. An entry naming a path the plan
+ * cannot take (the direct kernel where its conditions fail) is not used: the plan measures. A bad file leaves the store as it
  * was: SBX_ERR_IO when it cannot be read, SBX_ERR_FORMAT (a bad version line, a truncated or
  * malformed entry, an unknown kind, dtype, mode or path) or SBX_ERR_ARG (a field out of its range:
  * a shape sbx_conv_shape_make refuses, a negative or non-finite time), the message naming the line
