@@ -604,6 +604,21 @@ static void test_wisdom_round_trip(void **state) {
     assert_int_equal(sbx_wisdom_export(path), SBX_OK);
     assert_int_equal(sbx_wisdom_import(path), SBX_OK);
     assert_int_equal(sbx_wisdom_count(), 2);
+    /* An entry naming the direct kernel for a full-mode plan (which cannot take it) is not used. */
+    write_text(path, "sparsebox-wisdom 1\nconv float32 2 3 9,7 3,2 1,1 full 5 3 1 direct 1 direct=0.5\n");
+    sbx_wisdom_forget();
+    assert_int_equal(sbx_wisdom_import(path), SBX_OK);
+    const int64_t fin[2] = {9, 7}, fk[2] = {3, 2};
+    sbx_conv_shape fs;
+    sbx_conv_plan *f;
+    sbx_plan_info iff;
+    assert_int_equal(sbx_conv_shape_make(2, 3, fin, fk, NULL, SBX_CONV_FULL, &fs), SBX_OK);
+    assert_int_equal(sbx_conv_plan_create_flags(&fs, 5, SBX_FLOAT32, SBX_PLAN_MEASURE, 3, &f), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(f, &iff), SBX_OK);
+    assert_int_equal(iff.from_wisdom, 0);
+    assert_int_equal(iff.ncandidates, 3);
+    assert_true(iff.algo != SBX_ALGO_DIRECT);
+    sbx_conv_plan_free(f);
     remove(path);
     sbx_conv_plan_free(a);
     sbx_conv_plan_free(b);
