@@ -86,7 +86,8 @@ SBX_API sbx_status sbx_conv_gather(const sbx_conv_shape *shape, sbx_array **tabl
  *               flatten=False shape batch x nkern x out_size is the same memory)
  * Every output is a new array written to *out; a gradient pointer may be NULL to skip that gradient.
  * The compute paths read the plan's gather table (sbx_conv_gather): patches are gathered into a small
- * workspace and multiplied by the kernels with CBLAS; the patch matrix is never materialised. */
+ * workspace and multiplied by the kernels with CBLAS, or summed from contiguous runs by a direct
+ * kernel; the patch matrix is materialised only when a MEASURE plan chooses it (the planner, below). */
 typedef struct sbx_conv_plan sbx_conv_plan;
 
 /* Convolution with weights shared over positions (the original's convolve). */
@@ -108,6 +109,88 @@ SBX_API sbx_status sbx_pool_plan_create(const sbx_conv_shape *shape, sbx_dtype d
 SBX_API sbx_status sbx_pool_shape_aesara(int imgshp_len, const int64_t *imgshp, const int64_t *maxpoolshp,
                                          sbx_conv_shape *out);
 SBX_API void sbx_conv_plan_free(sbx_conv_plan *plan);
+
+/* --- The planner: how a plan chooses its path, and wisdom -------------------------------------
+ * The create functions above plan by rules (SBX_PLAN_ESTIMATE). The _flags forms take
+ *   SBX_PLAN_ESTIMATE  the rules: the same choice on every machine;
+ *   SBX_PLAN_MEASURE   time every candidate of the plan (the forward pass on `batch` images of
+ *                      random values, each candidate run after a warm-up; the median of several
+ *                      runs) and keep the fastest. The same flags, shape, kernel count, dtype and
+ *                      batch found in the wisdom take the recorded choice without timing.
+ * What is chosen is the forward pass's path; the backward passes keep their rules.
+ *   convolution: SBX_ALGO_DIRECT (the direct kernel: valid mode, stride 1 along the last axis,
+ *                output rows of half a 64-byte vector or more), SBX_ALGO_GATHER (patches gathered a
+ *                tile at a time, times the kernels by CBLAS), SBX_ALGO_CSR and SBX_ALGO_CSC (the
+ *                original's path: the patch matrix M of sbx_conv_indices, values one, held by the
+ *                plan in that format, applied to the images by the structured dot of sparse.h,
+ *                images . M^T = (M . images^T)^T, then kernels times each image's patches by CBLAS).
+ *                The rules take DIRECT where it applies, else GATHER.
+ *   local connections and pooling: one path each today (SBX_ALGO_LOCAL, SBX_ALGO_POOL): MEASURE
+ *                times it (so that wisdom records it) and keeps it.
+ * Every path gives the same results within float rounding; a given path gives the same bits at any
+ * thread count. MEASURE costs the candidates' runs and their memory (CSR and CSC hold the patch
+ * matrix, out_size * channels * kernel_size entries, and patches for a block of images). */
+typedef enum sbx_plan_flags {
+    SBX_PLAN_ESTIMATE = 0,
+    SBX_PLAN_MEASURE = 1
+} sbx_plan_flags;
+
+typedef enum sbx_algo {
+    SBX_ALGO_DIRECT = 0,
+    SBX_ALGO_GATHER = 1,
+    SBX_ALGO_CSR = 2,
+    SBX_ALGO_CSC = 3,
+    SBX_ALGO_LOCAL = 4,
+    SBX_ALGO_POOL = 5
+} sbx_algo;
+#define SBX_ALGO_COUNT 6
+
+/* "direct", "gather", "csr", "csc", "local", "pool"; "invalid" otherwise. */
+SBX_API const char *sbx_algo_name(sbx_algo algo);
+SBX_API sbx_status sbx_algo_parse(const char *name, sbx_algo *out);
+
+/* As the create functions above, with flags (SBX_PLAN_ESTIMATE or SBX_PLAN_MEASURE) and the batch
+ * MEASURE times (1 .. 2^20; with ESTIMATE it is checked and otherwise unused). */
+SBX_API sbx_status sbx_conv_plan_create_flags(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype,
+                                              unsigned flags, int64_t batch, sbx_conv_plan **out);
+SBX_API sbx_status sbx_local_plan_create_flags(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype,
+                                               unsigned flags, int64_t batch, sbx_conv_plan **out);
+SBX_API sbx_status sbx_pool_plan_create_flags(const sbx_conv_shape *shape, sbx_dtype dtype, unsigned flags,
+                                              int64_t batch, sbx_conv_plan **out);
+
+/* What a plan runs and how it was chosen. */
+typedef struct sbx_plan_info {
+    sbx_algo algo;                    /* the forward pass's path */
+    unsigned flags;                   /* as created */
+    int64_t batch;                    /* as created */
+    int from_wisdom;                  /* 1: MEASURE found the choice in the wisdom (nothing was timed) */
+    int ncandidates;                  /* the candidates, in the order tried */
+    sbx_algo candidates[SBX_ALGO_COUNT];
+    double seconds[SBX_ALGO_COUNT];   /* each candidate's median time (MEASURE; from the wisdom when
+                                         from_wisdom; 0 with ESTIMATE) */
+} sbx_plan_info;
+SBX_API sbx_status sbx_conv_plan_info(const sbx_conv_plan *plan, sbx_plan_info *out);
+
+/* Wisdom, as FFTW's: a process-wide store (thread-safe) of measured choices, one per key (kind,
+ * shape, nkern, dtype, batch, flags), filled by MEASURE plans. export writes it to a text file
+ * (atomically: a temporary file in the same folder, renamed); import adds a file's entries (an entry
+ * with a key already held replaces it); forget empties the store. The thread count is not part of
+ * the key: a choice measured at one count is replayed at any other. An entry naming a path the plan
+ * cannot take (the direct kernel where its conditions fail) is not used: the plan measures. A bad file leaves the store as it
+ * was: SBX_ERR_IO when it cannot be read, SBX_ERR_FORMAT (a bad version line, a truncated or
+ * malformed entry, an unknown kind, dtype, mode or path) or SBX_ERR_ARG (a field out of its range:
+ * a shape sbx_conv_shape_make refuses, a negative or non-finite time), the message naming the line
+ * and the field. The format (one entry a line, fields separated by single spaces):
+ *   sparsebox-wisdom 1
+ *   KIND DTYPE NDIM CHANNELS IN KERNEL STRIDE MODE NKERN BATCH FLAGS ALGO N NAME=SECONDS...
+ * KIND conv|local|pool; DTYPE float32|float64; IN, KERNEL, STRIDE comma-separated lists of NDIM
+ * extents; MODE valid|full; ALGO the choice; N the candidates timed, then each as name=seconds
+ * (%.9g). Lines starting with '#' are comments. */
+SBX_API sbx_status sbx_wisdom_export(const char *path);
+SBX_API sbx_status sbx_wisdom_import(const char *path);
+SBX_API void sbx_wisdom_forget(void);
+/* The number of entries held. */
+SBX_API int64_t sbx_wisdom_count(void);
 
 SBX_API sbx_status sbx_conv_forward(const sbx_conv_plan *plan, const sbx_array *images, const sbx_array *kerns,
                                     const sbx_array *bias, sbx_array **out);

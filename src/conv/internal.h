@@ -44,7 +44,29 @@ struct sbx_conv_plan {
     /* 1 for valid-mode convolutions whose image gradient is summed with the feature maps in the
      * vector lanes (maps_lanes in adjoint_impl.h; plan.c says when), else 0. */
     int maps_lanes;
+    /* The forward pass's path and how it was chosen (conv.h, the planner): the flags and batch the
+     * plan was made with, whether MEASURE took the choice from the wisdom, and the candidates' times
+     * (0 with ESTIMATE). */
+    sbx_algo algo;
+    unsigned flags;
+    int64_t batch;
+    int from_wisdom;
+    int ncandidates;
+    sbx_algo candidates[SBX_ALGO_COUNT];
+    double seconds[SBX_ALGO_COUNT];
+    /* SBX_ALGO_CSR / SBX_ALGO_CSC: the transposed patch matrix M^T (in_size x out_size * width, values
+     * one), the same arrays as M in the named format, read as the other (CSR's M is CSC's M^T). NULL
+     * on the other paths. */
+    sbx_sparse *patches;
 };
+
+/* The wisdom's key of a plan (its kind, shape, nkern, dtype, batch and flags) and the lookup and
+ * record of wisdom.c. lookup: 1 and the entry's choice and times into p when the key is held, else 0.
+ * record: stores p's choice and times (replacing an entry of the same key). */
+int sbx__wisdom_lookup(sbx_conv_plan *p);
+sbx_status sbx__wisdom_record(const sbx_conv_plan *p);
+/* The path's name table, for plan.c and wisdom.c. */
+extern const char *const sbx__algo_names[SBX_ALGO_COUNT];
 
 /* The most a thread's buffer holds in the kernels that keep one (kgrad_lanes, maps_lanes): about its
  * L2 cache. */

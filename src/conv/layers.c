@@ -10,6 +10,7 @@
 #endif
 
 #include "conv/layers.h"
+#include "sparse/internal.h"
 
 #define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
 #define NB 8     /* kernels per block of the direct convolution */
@@ -169,6 +170,52 @@ static sbx_status mask_array(const sbx_conv_plan *p, const sbx_array *mask, int6
     return SBX_OK;
 }
 
+/* The original's path (SBX_ALGO_CSR, SBX_ALGO_CSC): the patches of a block of images as images . M^T
+ * by the structured dot (p->patches is M^T), then each image's output as kernels . patches^T. Blocks
+ * of about PATCH_BYTES of patches; each patch value and each output are computed alike in any block
+ * and by any thread, so the bits depend on neither. */
+static sbx_status patch_forward(const sbx_conv_plan *p, int64_t batch, const sbx_array *images, const sbx_array *kerns,
+                                const sbx_array *bias, sbx_array *out) {
+    const int64_t PATCH_BYTES = 32 << 20, es = (int64_t)sbx_dtype_size(p->dtype), O = p->shape.out_size;
+    const int64_t W = p->width, N = p->nkern, R = p->patches->ncols, in = p->shape.in_size;
+    int64_t block = R > PATCH_BYTES / es ? 1 : PATCH_BYTES / (R * es), count;
+    if (block > batch) block = batch;
+    void *P = NULL;
+    if (sbx_mul_i64(block, R, &count) != SBX_OK)
+        return sbx__error(SBX_ERR_OVERFLOW, "the patch buffer's size overflows int64");
+    SBX_CHECK(sbx__alloc_raw(count, (size_t)es, &P, "patch buffer"));
+    const int f32 = p->dtype == SBX_FLOAT32;
+    sbx_status st = SBX_OK;
+    for (int64_t b0 = 0; st == SBX_OK && b0 < batch; b0 += block) {
+        const int64_t n = batch - b0 < block ? batch - b0 : block;
+        sbx_array x = {.dtype = p->dtype, .ndim = 2, .shape = {n, in}, .data = (char *)images->data + b0 * in * es};
+        sbx_array c = {.dtype = p->dtype, .ndim = 2, .shape = {n, R}, .data = P};
+        st = sbx__dense_dot_sparse_into(&x, p->patches, &c);
+        if (st != SBX_OK) break;
+        const int nt = threads_for(n, N * O * W);
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            (void)blas_thread();
+            const int64_t b = b0 + i;
+            if (f32) {
+                float *yb = (float *)out->data + b * N * O;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)O, (int)W, 1, kerns->data, (int)W,
+                            (const float *)P + i * R, (int)W, 0, yb, (int)O);
+                for (int64_t k = 0; bias && k < N; k++)
+                    for (int64_t o = 0; o < O; o++) yb[k * O + o] += ((const float *)bias->data)[k];
+            } else {
+                double *yb = (double *)out->data + b * N * O;
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)O, (int)W, 1, kerns->data, (int)W,
+                            (const double *)P + i * R, (int)W, 0, yb, (int)O);
+                for (int64_t k = 0; bias && k < N; k++)
+                    for (int64_t o = 0; o < O; o++) yb[k * O + o] += ((const double *)bias->data)[k];
+            }
+        }
+    }
+    sbx__free(P);
+    return st;
+}
+
 sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                                   const sbx_array *bias, sbx_array *out) {
     int64_t batch;
@@ -182,7 +229,9 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
     if (sbx_mul_i64(p->tile * p->width, nt, &ws) != SBX_OK)
         st = sbx__error(SBX_ERR_OVERFLOW, "convolution workspace size overflows");
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
-    if (st == SBX_OK && batch > 0 && p->taps) { /* the direct kernel, on kernels padded to NB rows */
+    if (st == SBX_OK && batch > 0 && p->patches) {
+        st = patch_forward(p, batch, images, kerns, bias, out);
+    } else if (st == SBX_OK && batch > 0 && p->algo == SBX_ALGO_DIRECT) { /* the direct kernel, kernels padded to NB rows */
         const int64_t padded = (p->nkern + NB - 1) / NB * NB, es = (int64_t)sbx_dtype_size(p->dtype);
         void *kp = NULL;
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");

@@ -1,9 +1,13 @@
 /* Layer plans: creation (checks and the gather table) and the argument checks of every execution. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conv/internal.h"
 #include "conv/layers.h"
+
+#define MAX_BATCH ((int64_t)1 << 20) /* the most images a MEASURE plan times */
 
 /* base, delta (valid mode) and, with taps set, taps of p, from p->shape (see internal.h). */
 static sbx_status direct_tables(sbx_conv_plan *p, int taps) {
@@ -61,12 +65,171 @@ static sbx_status adjoint_create(sbx_conv_plan *p) {
     return SBX_OK;
 }
 
+const char *const sbx__algo_names[SBX_ALGO_COUNT] = {"direct", "gather", "csr", "csc", "local", "pool"};
+
+const char *sbx_algo_name(sbx_algo algo) {
+    return algo >= 0 && algo < SBX_ALGO_COUNT ? sbx__algo_names[algo] : "invalid";
+}
+
+sbx_status sbx_algo_parse(const char *name, sbx_algo *out) {
+    if (!name) return sbx__error(SBX_ERR_ARG, "name is NULL");
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    for (int a = 0; a < SBX_ALGO_COUNT; a++)
+        if (strcmp(name, sbx__algo_names[a]) == 0) {
+            *out = (sbx_algo)a;
+            return SBX_OK;
+        }
+    return sbx__error(SBX_ERR_ARG, "path '%s': must be direct, gather, csr, csc, local or pool", name);
+}
+
+/* The transposed patch matrix of the CSR and CSC paths (internal.h) into p->patches. */
+static sbx_status patches_create(sbx_conv_plan *p) {
+    sbx_sparse *m = NULL;
+    const sbx_format f = p->algo == SBX_ALGO_CSR ? SBX_CSR : SBX_CSC;
+    SBX_CHECK(sbx_conv_indices(&p->shape, 1, 1, f, &m, NULL));
+    void *ones = NULL;
+    sbx_status st = sbx__alloc_raw(m->nnz, sbx_dtype_size(p->dtype), &ones, "patch matrix values");
+    if (st != SBX_OK) {
+        sbx_sparse_free(m);
+        return st;
+    }
+    for (int64_t i = 0; i < m->nnz; i++)
+        if (p->dtype == SBX_FLOAT32)
+            ((float *)ones)[i] = 1;
+        else
+            ((double *)ones)[i] = 1;
+    sbx__free(m->data);
+    m->data = ones;
+    m->dtype = p->dtype;
+    m->format = f == SBX_CSR ? SBX_CSC : SBX_CSR; /* M^T: the same arrays read the other way */
+    const int64_t rows = m->nrows;
+    m->nrows = m->ncols;
+    m->ncols = rows;
+    p->patches = m;
+    return SBX_OK;
+}
+
+/* Sets p's path to a, making or dropping what it needs. */
+static sbx_status take_path(sbx_conv_plan *p, sbx_algo a) {
+    p->algo = a;
+    if (a == SBX_ALGO_CSR || a == SBX_ALGO_CSC) {
+        sbx_sparse_free(p->patches);
+        p->patches = NULL;
+        return patches_create(p);
+    }
+    sbx_sparse_free(p->patches);
+    p->patches = NULL;
+    return SBX_OK;
+}
+
+/* Seconds since `from` (a double of the whole clock would keep only about 0.2 us). */
+static double seconds_since(const struct timespec *from) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)(ts.tv_sec - from->tv_sec) + 1e-9 * (double)(ts.tv_nsec - from->tv_nsec);
+}
+
+static int by_value(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fills n elements of dtype with values in [-1, 1) from a fixed sequence (the timing's inputs). */
+static void fill_values(void *data, sbx_dtype dtype, int64_t n, uint64_t seed) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        const double v = (double)(s >> 11) * 0x1.0p-52 - 1;
+        if (dtype == SBX_FLOAT32)
+            ((float *)data)[i] = (float)v;
+        else
+            ((double *)data)[i] = v;
+    }
+}
+
+/* One forward pass of p's current path into out (made by the caller). */
+static sbx_status run_forward(const sbx_conv_plan *p, const sbx_array *x, const sbx_array *k, sbx_array *y) {
+    if (p->kind == PLAN_CONV) return sbx__conv_forward_into(p, x, k, NULL, y);
+    if (p->kind == PLAN_LOCAL) return sbx__local_forward_into(p, x, k, NULL, y);
+    sbx_array *r = NULL;
+    SBX_CHECK(sbx_pool_forward(p, x, &r));
+    sbx_array_free(r);
+    return SBX_OK;
+}
+
+/* Times the forward pass of each of p's candidates on `batch` images (after a warm-up, the median of
+ * at least MIN_RUNS runs and until MIN_SECONDS have passed, at most MAX_RUNS) into p->seconds, and
+ * takes the fastest (the earlier candidate on a tie). */
+static sbx_status measure(sbx_conv_plan *p, int64_t batch) {
+    enum { MIN_RUNS = 3, MAX_RUNS = 15 };
+    const double MIN_SECONDS = 0.05;
+    const int64_t out_cols = (p->kind == PLAN_POOL ? p->shape.channels : p->nkern) * p->shape.out_size;
+    const int64_t kcount = p->kind == PLAN_CONV ? p->nkern * p->width : p->width * p->nkern * p->shape.out_size;
+    sbx_array *x = NULL, *k = NULL, *y = NULL;
+    const int64_t xs[2] = {batch, p->shape.in_size}, ks[2] = {p->nkern, p->width}, ys[2] = {batch, out_cols};
+    sbx_status st = sbx__array_new(p->dtype, 2, xs, 0, &x);
+    if (st == SBX_OK && p->kind != PLAN_POOL) /* kernels: a matrix (conv), a vector of weights (local) */
+        st = p->kind == PLAN_CONV ? sbx__array_new(p->dtype, 2, ks, 0, &k) : sbx__array_new(p->dtype, 1, &kcount, 0, &k);
+    if (st == SBX_OK) st = sbx__array_new(p->dtype, 2, ys, 0, &y);
+    if (st == SBX_OK) {
+        fill_values(x->data, p->dtype, batch * p->shape.in_size, 1);
+        if (k) fill_values(k->data, p->dtype, kcount, 2);
+    }
+    int best = 0;
+    for (int c = 0; st == SBX_OK && c < p->ncandidates; c++) {
+        double t[MAX_RUNS];
+        int runs = 0;
+        st = take_path(p, p->candidates[c]);
+        if (st == SBX_OK) st = run_forward(p, x, k, y); /* warm-up */
+        struct timespec start, t0;
+        timespec_get(&start, TIME_UTC);
+        for (; st == SBX_OK && runs < MAX_RUNS && (runs < MIN_RUNS || seconds_since(&start) < MIN_SECONDS); runs++) {
+            timespec_get(&t0, TIME_UTC);
+            st = run_forward(p, x, k, y);
+            t[runs] = seconds_since(&t0);
+        }
+        if (st != SBX_OK) break;
+        qsort(t, (size_t)runs, sizeof t[0], by_value);
+        p->seconds[c] = runs % 2 ? t[runs / 2] : (t[runs / 2 - 1] + t[runs / 2]) / 2;
+        if (p->seconds[c] < p->seconds[best]) best = c;
+    }
+    sbx_array_free(x);
+    sbx_array_free(k);
+    sbx_array_free(y);
+    if (st == SBX_OK) st = take_path(p, p->candidates[best]);
+    return st;
+}
+
+/* The candidates of p's forward pass (conv.h) and the choice: the rules' (ESTIMATE), the wisdom's, or
+ * the fastest measured (MEASURE, then recorded in the wisdom). */
+static sbx_status choose(sbx_conv_plan *p, unsigned flags, int64_t batch) {
+    p->flags = flags;
+    p->batch = batch;
+    if (p->kind == PLAN_CONV) {
+        if (p->taps) p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
+        p->candidates[p->ncandidates++] = SBX_ALGO_GATHER;
+        p->candidates[p->ncandidates++] = SBX_ALGO_CSR;
+        p->candidates[p->ncandidates++] = SBX_ALGO_CSC;
+    } else {
+        p->candidates[p->ncandidates++] = p->kind == PLAN_LOCAL ? SBX_ALGO_LOCAL : SBX_ALGO_POOL;
+    }
+    p->algo = p->candidates[0]; /* the rules: the direct kernel where it applies, else gather + GEMM */
+    if (flags == SBX_PLAN_ESTIMATE) return SBX_OK;
+    if (sbx__wisdom_lookup(p)) return take_path(p, p->algo);
+    SBX_CHECK(measure(p, batch));
+    return sbx__wisdom_record(p);
+}
+
 static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype,
-                              sbx_conv_plan **out) {
+                              unsigned flags, int64_t batch, sbx_conv_plan **out) {
     static const char *const names[] = {"sbx_conv_plan_create", "sbx_local_plan_create", "sbx_pool_plan_create"};
     sbx_conv_plan *p;
     sbx_array *table;
     if (!out) return sbx__error(SBX_ERR_ARG, "%s: out is NULL", names[kind]);
+    if (flags != SBX_PLAN_ESTIMATE && flags != SBX_PLAN_MEASURE)
+        return sbx__error(SBX_ERR_ARG, "flags %u: must be SBX_PLAN_ESTIMATE (0) or SBX_PLAN_MEASURE (1)", flags);
+    if (batch < 1 || batch > MAX_BATCH)
+        return sbx__error(SBX_ERR_ARG, "batch %lld must be in 1 .. %lld", (long long)batch, (long long)MAX_BATCH);
     SBX_CHECK(sbx__conv_shape_check(shape));
     if (nkern < 1) return sbx__error(SBX_ERR_ARG, "nkern %lld must be >= 1", (long long)nkern);
     if (dtype != SBX_FLOAT32 && dtype != SBX_FLOAT64)
@@ -137,6 +300,7 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
                          padded <= SBX__LANES_BUFFER;
     p->maps_lanes = maps_fit && (!adjoint || (shape->channels >= L && nkern >= 32));
     if (st == SBX_OK && adjoint && !p->maps_lanes) st = adjoint_create(p);
+    if (st == SBX_OK) st = choose(p, flags, batch);
     if (st != SBX_OK) {
         sbx_conv_plan_free(p);
         return st;
@@ -146,15 +310,46 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
 }
 
 sbx_status sbx_conv_plan_create(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype, sbx_conv_plan **out) {
-    return plan_create(PLAN_CONV, shape, nkern, dtype, out);
+    return plan_create(PLAN_CONV, shape, nkern, dtype, SBX_PLAN_ESTIMATE, 1, out);
 }
 
 sbx_status sbx_local_plan_create(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype, sbx_conv_plan **out) {
-    return plan_create(PLAN_LOCAL, shape, nkern, dtype, out);
+    return plan_create(PLAN_LOCAL, shape, nkern, dtype, SBX_PLAN_ESTIMATE, 1, out);
 }
 
 sbx_status sbx_pool_plan_create(const sbx_conv_shape *shape, sbx_dtype dtype, sbx_conv_plan **out) {
-    return plan_create(PLAN_POOL, shape, 1, dtype, out);
+    return plan_create(PLAN_POOL, shape, 1, dtype, SBX_PLAN_ESTIMATE, 1, out);
+}
+
+sbx_status sbx_conv_plan_create_flags(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype, unsigned flags,
+                                      int64_t batch, sbx_conv_plan **out) {
+    return plan_create(PLAN_CONV, shape, nkern, dtype, flags, batch, out);
+}
+
+sbx_status sbx_local_plan_create_flags(const sbx_conv_shape *shape, int64_t nkern, sbx_dtype dtype, unsigned flags,
+                                       int64_t batch, sbx_conv_plan **out) {
+    return plan_create(PLAN_LOCAL, shape, nkern, dtype, flags, batch, out);
+}
+
+sbx_status sbx_pool_plan_create_flags(const sbx_conv_shape *shape, sbx_dtype dtype, unsigned flags, int64_t batch,
+                                      sbx_conv_plan **out) {
+    return plan_create(PLAN_POOL, shape, 1, dtype, flags, batch, out);
+}
+
+sbx_status sbx_conv_plan_info(const sbx_conv_plan *p, sbx_plan_info *out) {
+    if (!p) return sbx__error(SBX_ERR_ARG, "plan is NULL");
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    memset(out, 0, sizeof *out);
+    out->algo = p->algo;
+    out->flags = p->flags;
+    out->batch = p->batch;
+    out->from_wisdom = p->from_wisdom;
+    out->ncandidates = p->ncandidates;
+    for (int i = 0; i < p->ncandidates; i++) {
+        out->candidates[i] = p->candidates[i];
+        out->seconds[i] = p->seconds[i];
+    }
+    return SBX_OK;
 }
 
 sbx_status sbx_pool_shape_aesara(int imgshp_len, const int64_t *imgshp, const int64_t *maxpoolshp, sbx_conv_shape *out) {
@@ -169,6 +364,7 @@ void sbx_conv_plan_free(sbx_conv_plan *p) {
     sbx__free(p->delta);
     sbx__free(p->taps);
     sbx_conv_plan_free(p->adjoint);
+    sbx_sparse_free(p->patches);
     sbx__free(p);
 }
 

@@ -583,6 +583,54 @@ static sbx_status conv_plan_create(int64_t k, bytes *got) { return plan_creates(
 static sbx_status local_plan_create(int64_t k, bytes *got) { return plan_creates(k, got, LOCAL); }
 static sbx_status pool_plan_create(int64_t k, bytes *got) { return plan_creates(k, got, POOL); }
 
+/* The planner's wisdom file, read into an empty store: on failure the store stays empty. The result
+ * is the store exported again (with the hook off). */
+static sbx_status wisdom_import(int64_t k, bytes *got) {
+    write_text("w.wisdom", "sparsebox-wisdom 1\n# two entries\n"
+                           "conv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 2 gather=0.25 csr=0.5\n"
+                           "pool float64 1 3 16 2 2 valid 1 8 1 pool 1 pool=1e-05\n");
+    sbx_status st;
+    sbx_wisdom_forget();
+    CALL(k, st, sbx_wisdom_import(path_of("w.wisdom")), sbx_wisdom_count() == 0);
+    OK(sbx_wisdom_export(path_of("w2.wisdom")));
+    put_file(got, path_of("w2.wisdom"));
+    sbx_wisdom_forget();
+    return st;
+}
+
+/* A MEASURE plan that takes the patch-matrix paths from the wisdom (no timing: the walk is the same
+ * every run), and its forward pass; the result is the output of each. */
+static sbx_status plan_from_wisdom(int64_t k, bytes *got) {
+    static const char *const paths[] = {"csr", "csc"};
+    const int64_t in[2] = {14, 20}, kern[2] = {3, 3};
+    sbx_conv_shape s;
+    OK(sbx_conv_shape_make(2, 2, in, kern, NULL, SBX_CONV_VALID, &s));
+    sbx_array *x = array_of(SBX_FLOAT32, 2, (int64_t[]){4, s.in_size}, 21);
+    sbx_array *kerns = array_of(SBX_FLOAT32, 2, (int64_t[]){4, 2 * s.kernel_size}, 22);
+    sbx_status st = SBX_OK, r;
+    for (int i = 0; i < 2; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 %s 1 %s=0.25\n",
+                 paths[i], paths[i]);
+        write_text("p.wisdom", text);
+        sbx_wisdom_forget();
+        OK(sbx_wisdom_import(path_of("p.wisdom")));
+        sbx_conv_plan *p = SENT;
+        CALL(k, r, sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, SBX_PLAN_MEASURE, 4, &p), p == SENT);
+        if (st == SBX_OK) st = r;
+        sbx_array *y = SENT;
+        CALL(k, r, sbx_conv_forward(p, x, kerns, NULL, &y), y == SENT);
+        if (st == SBX_OK) st = r;
+        put_array(got, y);
+        sbx_array_free(y);
+        sbx_conv_plan_free(p);
+        sbx_wisdom_forget();
+    }
+    sbx_array_free(x);
+    sbx_array_free(kerns);
+    return st;
+}
+
 /* One execution over every geometry: which = 0 forward, 1 backward (every gradient), 2 backward (the
  * image gradient alone), 3 backward (the kernel gradient alone), 4 pooling's forward with mask, 5 its
  * backward from the mask. */
@@ -1384,6 +1432,8 @@ static void test_plans(void **state) {
     WALK(conv_plan_create);
     WALK(local_plan_create);
     WALK(pool_plan_create);
+    WALK(wisdom_import);
+    WALK(plan_from_wisdom);
     WALK(conv_forward);
     WALK(conv_backward);
     WALK(conv_backward_images);

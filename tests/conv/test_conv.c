@@ -1,5 +1,6 @@
 /* Tests of the convolution geometry, the patch matrix (ConvolutionIndices) and the gather table:
  * every golden case of the original, a brute-force reference in 1 to 8 dimensions, and bad input. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <omp.h>
@@ -379,12 +381,357 @@ static void test_allocation_failures(void **state) {
     assert_true(i > 2);
 }
 
+/* --- The planner (conv.h): candidates, ESTIMATE, MEASURE and wisdom ------------------------------ */
+
+/* A file under $SBX_TEST_TMP (else /tmp) named for this process. */
+static void tmp_path(char *buf, size_t size, const char *name) {
+    const char *base = getenv("SBX_TEST_TMP");
+    snprintf(buf, size, "%s/conv-%d-%s", base ? base : "/tmp", (int)getpid(), name);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The wisdom entry line of a conv plan of shape s, nkern, dtype, batch that names path a alone. */
+static void entry_line(const sbx_conv_shape *s, int64_t nkern, sbx_dtype dtype, int64_t batch, sbx_algo a, char *buf,
+                       size_t size) {
+    int w = snprintf(buf, size, "conv %s %d %lld ", sbx_dtype_name(dtype), s->ndim, (long long)s->channels);
+    const int64_t *lists[3] = {s->in, s->kernel, s->stride};
+    for (int l = 0; l < 3; l++) {
+        for (int d = 0; d < s->ndim; d++) w += snprintf(buf + w, size - (size_t)w, "%s%lld", d ? "," : "", (long long)lists[l][d]);
+        w += snprintf(buf + w, size - (size_t)w, " ");
+    }
+    snprintf(buf + w, size - (size_t)w, "%s %lld %lld 1 %s 1 %s=0.5\n", sbx_conv_mode_name(s->mode), (long long)nkern,
+             (long long)batch, sbx_algo_name(a), sbx_algo_name(a));
+}
+
+/* A MEASURE plan made to take path a, through wisdom naming it alone (no timing). */
+static sbx_conv_plan *plan_on_path(const sbx_conv_shape *s, int64_t nkern, sbx_dtype dtype, int64_t batch, sbx_algo a) {
+    char path[512], text[1024] = "sparsebox-wisdom 1\n";
+    tmp_path(path, sizeof path, "path.wisdom");
+    entry_line(s, nkern, dtype, batch, a, text + strlen(text), sizeof text - strlen(text));
+    write_text(path, text);
+    sbx_wisdom_forget();
+    if (sbx_wisdom_import(path) != SBX_OK) fail_msg("import: %s", sbx_last_error());
+    remove(path);
+    sbx_conv_plan *p = NULL;
+    if (sbx_conv_plan_create_flags(s, nkern, dtype, SBX_PLAN_MEASURE, batch, &p) != SBX_OK)
+        fail_msg("plan: %s", sbx_last_error());
+    sbx_plan_info info;
+    assert_int_equal(sbx_conv_plan_info(p, &info), SBX_OK);
+    assert_int_equal(info.algo, a);
+    assert_int_equal(info.from_wisdom, 1);
+    assert_true(info.seconds[0] == 0.5);
+    sbx_wisdom_forget();
+    return p;
+}
+
+static sbx_array *random_array(sbx_dtype dtype, int ndim, const int64_t *shape, uint64_t seed) {
+    sbx_array *a;
+    assert_int_equal(sbx_array_create(dtype, ndim, shape, &a), SBX_OK);
+    uint64_t z = seed;
+    for (int64_t i = 0; i < sbx_array_numel(a); i++) {
+        z = z * 6364136223846793005ull + 1442695040888963407ull;
+        const double v = (double)(z >> 11) * 0x1.0p-53 * 2 - 1;
+        if (dtype == SBX_FLOAT32)
+            ((float *)a->data)[i] = (float)v;
+        else
+            ((double *)a->data)[i] = v;
+    }
+    return a;
+}
+
+static double value_at(const sbx_array *a, int64_t i) {
+    return a->dtype == SBX_FLOAT32 ? ((const float *)a->data)[i] : ((const double *)a->data)[i];
+}
+
+/* Every candidate of a convolution gives the forward pass of a brute-force sum over the gather table,
+ * within rounding, at 1 and 3 threads (the same bits at both). */
+static void check_candidates(const sbx_conv_shape *s, int64_t nkern, sbx_dtype dtype, int want_direct) {
+    const int64_t batch = 3;
+    sbx_conv_plan *est;
+    assert_int_equal(sbx_conv_plan_create(s, nkern, dtype, &est), SBX_OK);
+    sbx_plan_info info;
+    assert_int_equal(sbx_conv_plan_info(est, &info), SBX_OK);
+    assert_int_equal(info.algo, want_direct ? SBX_ALGO_DIRECT : SBX_ALGO_GATHER);
+    assert_int_equal(info.ncandidates, want_direct ? 4 : 3);
+    assert_int_equal(info.from_wisdom, 0);
+    const int64_t W = s->channels * s->kernel_size, xs[2] = {batch, s->in_size}, ks[2] = {nkern, W};
+    sbx_array *x = random_array(dtype, 2, xs, 11), *k = random_array(dtype, 2, ks, 12), *bias = random_array(dtype, 1, &nkern, 13);
+    sbx_array *table, *base = NULL;
+    assert_int_equal(sbx_conv_gather(s, &table), SBX_OK);
+    assert_int_equal(sbx_conv_forward(est, x, k, bias, &base), SBX_OK);
+    const int64_t *g = table->data, O = s->out_size;
+    const double tol = dtype == SBX_FLOAT32 ? 1e-5 : 1e-13;
+    for (int c = 0; c < info.ncandidates; c++) {
+        sbx_conv_plan *p = plan_on_path(s, nkern, dtype, batch, info.candidates[c]);
+        sbx_array *y1 = NULL, *y3 = NULL;
+        sbx_set_num_threads(1);
+        assert_int_equal(sbx_conv_forward(p, x, k, bias, &y1), SBX_OK);
+        sbx_set_num_threads(3);
+        assert_int_equal(sbx_conv_forward(p, x, k, bias, &y3), SBX_OK);
+        sbx_set_num_threads(0);
+        assert_memory_equal(y1->data, y3->data, (size_t)sbx_array_numel(y1) * sbx_dtype_size(dtype));
+        if (info.candidates[c] == info.algo) /* ESTIMATE's path, chosen through the wisdom: the same bits */
+            assert_memory_equal(y1->data, base->data, (size_t)sbx_array_numel(y1) * sbx_dtype_size(dtype));
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t n = 0; n < nkern; n++)
+                for (int64_t o = 0; o < O; o++) {
+                    double sum = value_at(bias, n), mag = fabs(sum);
+                    for (int64_t j = 0; j < W; j++)
+                        if (g[o * W + j] >= 0) {
+                            const double t = value_at(k, n * W + j) * value_at(x, b * s->in_size + g[o * W + j]);
+                            sum += t;
+                            mag += fabs(t);
+                        }
+                    const double got = value_at(y1, (b * nkern + n) * O + o);
+                    if (fabs(got - sum) > tol * (1 + mag))
+                        fail_msg("path %s: y[%lld][%lld][%lld] = %.17g, expected %.17g", sbx_algo_name(info.candidates[c]),
+                                 (long long)b, (long long)n, (long long)o, got, sum);
+                }
+        sbx_array_free(y1);
+        sbx_array_free(y3);
+        sbx_conv_plan_free(p);
+    }
+    sbx_array_free(x);
+    sbx_array_free(k);
+    sbx_array_free(bias);
+    sbx_array_free(table);
+    sbx_array_free(base);
+    sbx_conv_plan_free(est);
+}
+
+static void test_plan_candidates(void **state) {
+    (void)state;
+    const int64_t in1[2] = {12, 20}, k1[2] = {3, 3};         /* direct: rows of 18 outputs */
+    const int64_t in2[2] = {9, 7}, k2[2] = {3, 2};           /* full mode */
+    const int64_t in3[2] = {11, 13}, k3[2] = {3, 3}, st3[2] = {2, 1};
+    const int64_t in4[2] = {10, 12}, k4[2] = {2, 3}, st4[2] = {1, 2};
+    const int64_t in5[1] = {40}, k5[1] = {5};
+    const int64_t in6[3] = {4, 5, 6}, k6[3] = {2, 2, 3};
+    sbx_conv_shape s[6];
+    assert_int_equal(sbx_conv_shape_make(2, 2, in1, k1, NULL, SBX_CONV_VALID, &s[0]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, NULL, SBX_CONV_FULL, &s[1]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 1, in3, k3, st3, SBX_CONV_VALID, &s[2]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 2, in4, k4, st4, SBX_CONV_FULL, &s[3]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(1, 1, in5, k5, NULL, SBX_CONV_VALID, &s[4]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(3, 2, in6, k6, NULL, SBX_CONV_VALID, &s[5]), SBX_OK);
+    const sbx_dtype dtypes[2] = {SBX_FLOAT32, SBX_FLOAT64};
+    for (int d = 0; d < 2; d++) {
+        const int L = dtypes[d] == SBX_FLOAT32 ? 16 : 8;
+        for (int i = 0; i < 6; i++) {
+            const int direct = s[i].mode == SBX_CONV_VALID && s[i].stride[s[i].ndim - 1] == 1 &&
+                               2 * s[i].out[s[i].ndim - 1] >= L;
+            check_candidates(&s[i], i % 2 ? 5 : 3, dtypes[d], direct);
+        }
+    }
+}
+
+/* Local and pooling plans have one path each; MEASURE times it and records it. */
+static void test_plan_local_pool(void **state) {
+    (void)state;
+    const int64_t in[2] = {8, 8}, k[2] = {3, 3}, pk[2] = {2, 2};
+    sbx_conv_shape s, ps;
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, pk, pk, SBX_CONV_VALID, &ps), SBX_OK);
+    sbx_wisdom_forget();
+    sbx_conv_plan *l, *p;
+    sbx_plan_info info;
+    assert_int_equal(sbx_local_plan_create_flags(&s, 3, SBX_FLOAT32, SBX_PLAN_MEASURE, 2, &l), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(l, &info), SBX_OK);
+    assert_int_equal(info.algo, SBX_ALGO_LOCAL);
+    assert_int_equal(info.ncandidates, 1);
+    assert_true(info.seconds[0] > 0);
+    assert_int_equal(sbx_pool_plan_create_flags(&ps, SBX_FLOAT64, SBX_PLAN_MEASURE, 2, &p), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(p, &info), SBX_OK);
+    assert_int_equal(info.algo, SBX_ALGO_POOL);
+    assert_int_equal(sbx_wisdom_count(), 2);
+    sbx_conv_plan_free(l);
+    sbx_conv_plan_free(p);
+    assert_int_equal(sbx_pool_plan_create_flags(&ps, SBX_FLOAT64, SBX_PLAN_MEASURE, 2, &p), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(p, &info), SBX_OK);
+    assert_int_equal(info.from_wisdom, 1);
+    sbx_conv_plan_free(p);
+    sbx_wisdom_forget();
+}
+
+/* MEASURE, export, forget, import: the second plan takes the first's choice and its very times
+ * (from_wisdom set: nothing was timed). */
+static void test_wisdom_round_trip(void **state) {
+    (void)state;
+    const int64_t in[2] = {14, 20}, k[2] = {3, 3};
+    sbx_conv_shape s;
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    sbx_wisdom_forget();
+    sbx_conv_plan *a, *b, *c;
+    sbx_plan_info ia, ib, ic;
+    assert_int_equal(sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, SBX_PLAN_MEASURE, 4, &a), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(a, &ia), SBX_OK);
+    assert_int_equal(ia.from_wisdom, 0);
+    assert_int_equal(ia.ncandidates, 4);
+    for (int i = 0; i < ia.ncandidates; i++) {
+        assert_true(ia.seconds[i] > 0);
+        if (ia.candidates[i] == ia.algo)
+            for (int j = 0; j < ia.ncandidates; j++) assert_true(ia.seconds[i] <= ia.seconds[j]);
+    }
+    assert_int_equal(sbx_wisdom_count(), 1);
+    char path[512];
+    tmp_path(path, sizeof path, "round.wisdom");
+    assert_int_equal(sbx_wisdom_export(path), SBX_OK);
+    sbx_wisdom_forget();
+    assert_int_equal(sbx_wisdom_count(), 0);
+    assert_int_equal(sbx_wisdom_import(path), SBX_OK);
+    assert_int_equal(sbx_wisdom_count(), 1);
+    assert_int_equal(sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, SBX_PLAN_MEASURE, 4, &b), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(b, &ib), SBX_OK);
+    assert_int_equal(ib.from_wisdom, 1);
+    assert_int_equal(ib.algo, ia.algo);
+    assert_int_equal(ib.ncandidates, ia.ncandidates);
+    for (int i = 0; i < ia.ncandidates; i++) {
+        assert_int_equal(ib.candidates[i], ia.candidates[i]);
+        assert_memory_equal(&ib.seconds[i], &ia.seconds[i], sizeof(double)); /* exactly: not timed again */
+    }
+    /* Another batch is another key: timed afresh. */
+    assert_int_equal(sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, SBX_PLAN_MEASURE, 2, &c), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(c, &ic), SBX_OK);
+    assert_int_equal(ic.from_wisdom, 0);
+    assert_int_equal(sbx_wisdom_count(), 2);
+    /* Exporting again, then importing over the same store, changes nothing. */
+    assert_int_equal(sbx_wisdom_export(path), SBX_OK);
+    assert_int_equal(sbx_wisdom_import(path), SBX_OK);
+    assert_int_equal(sbx_wisdom_count(), 2);
+    /* An entry naming the direct kernel for a full-mode plan (which cannot take it) is not used. */
+    write_text(path, "sparsebox-wisdom 1\nconv float32 2 3 9,7 3,2 1,1 full 5 3 1 direct 1 direct=0.5\n");
+    sbx_wisdom_forget();
+    assert_int_equal(sbx_wisdom_import(path), SBX_OK);
+    const int64_t fin[2] = {9, 7}, fk[2] = {3, 2};
+    sbx_conv_shape fs;
+    sbx_conv_plan *f;
+    sbx_plan_info iff;
+    assert_int_equal(sbx_conv_shape_make(2, 3, fin, fk, NULL, SBX_CONV_FULL, &fs), SBX_OK);
+    assert_int_equal(sbx_conv_plan_create_flags(&fs, 5, SBX_FLOAT32, SBX_PLAN_MEASURE, 3, &f), SBX_OK);
+    assert_int_equal(sbx_conv_plan_info(f, &iff), SBX_OK);
+    assert_int_equal(iff.from_wisdom, 0);
+    assert_int_equal(iff.ncandidates, 3);
+    assert_true(iff.algo != SBX_ALGO_DIRECT);
+    sbx_conv_plan_free(f);
+    remove(path);
+    sbx_conv_plan_free(a);
+    sbx_conv_plan_free(b);
+    sbx_conv_plan_free(c);
+    sbx_wisdom_forget();
+}
+
+/* Bad wisdom files: an error naming the line and the field; the store left as it was. */
+static void test_wisdom_bad_files(void **state) {
+    (void)state;
+    static const char *const good = "conv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 2 gather=0.25 csr=0.5\n";
+    static const struct {
+        const char *text;
+        sbx_status status;
+        const char *needle;
+    } cases[] = {
+        {"", SBX_ERR_FORMAT, "version line missing"},
+        {"sparsebox-wisdom 2\n", SBX_ERR_FORMAT, "line 1: version"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 2 gather=0.25\n", SBX_ERR_FORMAT,
+         "line 2: field candidate 2 is missing"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 2 gather=0.25 csr=0.5", SBX_ERR_FORMAT,
+         "line 2: truncated"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3\n", SBX_ERR_FORMAT, "line 2: field STRIDE is missing"},
+        {"sparsebox-wisdom 1\nfft float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=0.25\n", SBX_ERR_FORMAT,
+         "field KIND: unknown kind 'fft'"},
+        {"sparsebox-wisdom 1\nconv float16 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=0.25\n", SBX_ERR_FORMAT,
+         "field DTYPE"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,2x 3,3 1,1 valid 4 4 1 gather 1 gather=0.25\n", SBX_ERR_FORMAT,
+         "field IN '2x' is not an integer"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14 3,3 1,1 valid 4 4 1 gather 1 gather=0.25\n", SBX_ERR_FORMAT,
+         "field IN must hold 2"},
+        {"sparsebox-wisdom 1\nconv float32 9 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=0.25\n", SBX_ERR_ARG,
+         "field NDIM 9"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 2,20 3,3 1,1 valid 4 4 1 gather 1 gather=0.25\n", SBX_ERR_ARG,
+         "line 2: fields IN, KERNEL"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 same 4 4 1 gather 1 gather=0.25\n", SBX_ERR_FORMAT,
+         "field MODE"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 0 4 1 gather 1 gather=0.25\n", SBX_ERR_ARG,
+         "field NKERN 0"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 0 gather 1 gather=0.25\n", SBX_ERR_ARG,
+         "field FLAGS 0"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 fast 1 fast=0.25\n", SBX_ERR_FORMAT,
+         "field ALGO: unknown path 'fast'"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 pool 1 pool=0.25\n", SBX_ERR_FORMAT,
+         "not one of a conv plan's"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=abc\n", SBX_ERR_FORMAT,
+         "seconds 'abc' is not a number"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=-1\n", SBX_ERR_ARG,
+         "must be finite and >= 0"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=nan\n", SBX_ERR_ARG,
+         "must be finite"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 csr=0.5\n", SBX_ERR_FORMAT,
+         "not among the candidates"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 2 csr=0.5 csr=0.5\n", SBX_ERR_FORMAT,
+         "listed twice"},
+        {"sparsebox-wisdom 1\nconv float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=0.5 extra\n", SBX_ERR_FORMAT,
+         "text after the last field"},
+        {"sparsebox-wisdom 1\nconv  float32 2 2 14,20 3,3 1,1 valid 4 4 1 gather 1 gather=0.5\n", SBX_ERR_FORMAT,
+         "field DTYPE is empty"},
+    };
+    char path[512], text[1024];
+    tmp_path(path, sizeof path, "bad.wisdom");
+    snprintf(text, sizeof text, "sparsebox-wisdom 1\n# a comment\n%s", good);
+    write_text(path, text);
+    sbx_wisdom_forget();
+    assert_int_equal(sbx_wisdom_import(path), SBX_OK);
+    assert_int_equal(sbx_wisdom_count(), 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_text(path, cases[i].text);
+        const sbx_status st = sbx_wisdom_import(path);
+        if (st != cases[i].status || !strstr(sbx_last_error(), cases[i].needle))
+            fail_msg("case %zu: status %d (wanted %d), message '%s' (wanted '%s')", i, st, cases[i].status,
+                     sbx_last_error(), cases[i].needle);
+        assert_int_equal(sbx_wisdom_count(), 1);
+    }
+    /* A good entry followed by a bad one: nothing of the file is taken. */
+    snprintf(text, sizeof text, "sparsebox-wisdom 1\n%sconv float32 2 2 14,20 3,3 1,1 valid 5 4 1 gather 1 x=1\n",
+             good);
+    write_text(path, text);
+    sbx_wisdom_forget();
+    expect_error(sbx_wisdom_import(path), SBX_ERR_FORMAT, "line 3");
+    assert_int_equal(sbx_wisdom_count(), 0);
+    remove(path);
+    expect_error(sbx_wisdom_import(path), SBX_ERR_IO, "cannot read wisdom file");
+    expect_error(sbx_wisdom_import(NULL), SBX_ERR_ARG, "path is NULL");
+    expect_error(sbx_wisdom_export(NULL), SBX_ERR_ARG, "path is NULL");
+    expect_error(sbx_wisdom_export("/nonexistent-dir/w"), SBX_ERR_IO, "cannot write");
+    /* Bad arguments of the planner. */
+    const int64_t in[2] = {14, 20}, k[2] = {3, 3};
+    sbx_conv_shape s;
+    sbx_conv_plan *p = NULL;
+    assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+    expect_error(sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, 7, 1, &p), SBX_ERR_ARG, "flags 7");
+    expect_error(sbx_conv_plan_create_flags(&s, 4, SBX_FLOAT32, SBX_PLAN_MEASURE, 0, &p), SBX_ERR_ARG, "batch 0");
+    expect_error(sbx_pool_plan_create_flags(&s, SBX_FLOAT32, SBX_PLAN_ESTIMATE, -1, &p), SBX_ERR_ARG, "batch -1");
+    assert_null(p);
+    sbx_plan_info info;
+    expect_error(sbx_conv_plan_info(NULL, &info), SBX_ERR_ARG, "plan is NULL");
+    sbx_algo a;
+    expect_error(sbx_algo_parse("fast", &a), SBX_ERR_ARG, "'fast'");
+    assert_int_equal(sbx_algo_parse("csc", &a), SBX_OK);
+    assert_int_equal(a, SBX_ALGO_CSC);
+    assert_string_equal(sbx_algo_name((sbx_algo)99), "invalid");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_indices),      cmocka_unit_test(test_nd_against_reference),
         cmocka_unit_test(test_one_and_three_d),     cmocka_unit_test(test_aesara_step_order),
         cmocka_unit_test(test_bad_shapes),          cmocka_unit_test(test_bad_indices_arguments),
         cmocka_unit_test(test_allocation_failures), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_plan_candidates),     cmocka_unit_test(test_plan_local_pool),
+        cmocka_unit_test(test_wisdom_round_trip),   cmocka_unit_test(test_wisdom_bad_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

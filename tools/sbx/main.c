@@ -4,8 +4,10 @@
 
 #include "cli.h"
 
+extern const cli_command cli_plan;
+
 static const cli_command *const commands[] = {&cli_convert,  &cli_info,  &cli_indices, &cli_convolve,
-                                              &cli_local,    &cli_maxpool, &cli_sample};
+                                              &cli_local,    &cli_maxpool, &cli_sample, &cli_plan};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void usage(FILE *f) {
