@@ -119,8 +119,10 @@ SBX_API void sbx_conv_plan_free(sbx_conv_plan *plan);
  *                      batch found in the wisdom take the recorded choice without timing.
  * What is chosen is the forward pass's path; the backward passes keep their rules.
  *   convolution: SBX_ALGO_DIRECT (the direct kernel: valid mode, stride 1 along the last axis,
- *                output rows of half a 64-byte vector or more), SBX_ALGO_GATHER (patches gathered a
- *                tile at a time, times the kernels by CBLAS), SBX_ALGO_CSR and SBX_ALGO_CSC (the
+ *                output rows of half a 64-byte vector or more), SBX_ALGO_GATHER (the taps read through
+ *                the gather table: for a batch of a 64-byte vector of images or more, by the register
+ *                block of the local connections over the transposed images, else patches gathered a
+ *                tile at a time times the kernels by CBLAS), SBX_ALGO_CSR and SBX_ALGO_CSC (the
  *                original's path: the patch matrix M of sbx_conv_indices, values one, held by the
  *                plan in that format, applied to the images by the structured dot of sparse.h,
  *                images . M^T = (M . images^T)^T, then kernels times each image's patches by CBLAS).
