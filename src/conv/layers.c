@@ -257,9 +257,11 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
         st = local_workspace(p, batch, 1, 0, 0, nt, &blocks, &offs);
         if (st == SBX_OK && p->dtype == SBX_FLOAT32)
-            conv_blocks_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, blocks, offs, nt);
+            local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, blocks, offs, nt,
+                              1);
         else if (st == SBX_OK)
-            conv_blocks_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, blocks, offs, nt);
+            local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, blocks, offs, nt,
+                              1);
         sbx__free(blocks);
         sbx__free(offs);
     } else if (st == SBX_OK && batch > 0) {
@@ -511,9 +513,9 @@ sbx_status sbx__local_forward_into(const sbx_conv_plan *p, const sbx_array *imag
     const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
     SBX_CHECK(local_workspace(p, batch, 1, 0, 0, nt, &work, &offs));
     if (p->dtype == SBX_FLOAT32)
-        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt);
+        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt, 0);
     else
-        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt);
+        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt, 0);
     sbx__free(work);
     sbx__free(offs);
     return SBX_OK;

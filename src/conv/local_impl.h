@@ -224,17 +224,21 @@ static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int fo
     return SBX_OK;
 }
 
-/* y (batch x U) = the local layer of x, plus bias (U, or NULL). work: xt, then a buffer per thread;
- * offs: the weights' tap table, then a table per thread. Items: LC_POSITIONS positions, their
- * outputs (N x positions x Bp) transposed into y at the end of the item. */
+/* y (batch x U) = the local layer of x (shared = 0: w holds a weight per position, bias one per unit)
+ * or its convolution (shared = 1: w is the N x W kernels, bias one per kernel), plus bias (or NULL).
+ * Items: LC_POSITIONS positions, their outputs (N x positions x Bp) transposed into y at the end of
+ * the item. work: xt, then a buffer per thread; offs: the weights' tap table, then a table per
+ * thread. The convolution takes this path for plans the direct kernel does not take (strides along
+ * the last axis, full mode) and batches of a vector or more; its weights, shared by every position,
+ * stay in the caches. */
 static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
-                                T *work, int64_t *offs, int nt) {
+                                T *work, int64_t *offs, int nt, int shared) {
     const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width, P = LC_POSITIONS;
     const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
     T *xt = work, *bufs = xt + (in + 1) * Bp;
     int64_t *taps = offs;
     NAME(lc_images)(p, batch, Bp, x, xt, nt);
-    NAME(lc_weight_taps)(p, taps);
+    if (!shared) NAME(lc_weight_taps)(p, taps);
     const int64_t items = (O + P - 1) / P;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; item++) {
@@ -244,40 +248,9 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
         const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
         for (int64_t q = 0; q < np; q++) {
             NAME(lc_offsets)(p, o0 + q, Bp, in, off);
-            /* rows: the kernels (a stride of O * K apart), depth: the taps; vectors: the images */
-            const NAME(lc_product) a = {.depth = W, .s = w + (o0 + q) * K, .sr = O * K, .soffs = taps, .u = xt,
-                                        .uoffs = off, .d = yl + q * Bp, .ds = P * Bp};
-            NAME(lc_run)(&a, 0, N, 0, Bp / L);
-        }
-        for (int64_t n = 0; n < N; n++) {
-            T *yn = y + n * O + o0;
-            NAME(lc_transpose)(yl + n * P * Bp, Bp, 0, np, 0, batch, yn, U);
-            for (int64_t b = 0; bias && b < batch; b++)
-                for (int64_t q = 0; q < np; q++) yn[b * U + q] += bias[n * O + o0 + q];
-        }
-    }
-}
-
-/* The convolution's forward pass through the same register block, for plans the direct kernel does
- * not take (strides along the last axis, full mode) and batches of a vector or more: the kernels are
- * the rows (W apart), the taps the depth, the images the vectors; the weights, shared by every
- * position, stay in the caches. work, offs and the items as local_forward's. */
-static void NAME(conv_blocks)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *k, const T *bias, T *y,
-                              T *work, int64_t *offs, int nt) {
-    const int64_t O = p->shape.out_size, N = p->nkern, W = p->width, P = LC_POSITIONS;
-    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
-    T *xt = work, *bufs = xt + (in + 1) * Bp;
-    NAME(lc_images)(p, batch, Bp, x, xt, nt);
-    const int64_t items = (O + P - 1) / P;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t item = 0; item < items; item++) {
-        const int t = sbx__thread();
-        int64_t *off = offs + (1 + t) * W;
-        T *yl = bufs + t * N * P * Bp;
-        const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
-        for (int64_t q = 0; q < np; q++) {
-            NAME(lc_offsets)(p, o0 + q, Bp, in, off);
-            const NAME(lc_product) a = {.depth = W, .s = k, .sr = W, .ss = 1, .u = xt, .uoffs = off,
+            /* rows: the kernels (W apart when shared, else O * K), depth: the taps; vectors: the images */
+            const NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
+                                        .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
                                         .d = yl + q * Bp, .ds = P * Bp};
             NAME(lc_run)(&a, 0, N, 0, Bp / L);
         }
@@ -285,7 +258,7 @@ static void NAME(conv_blocks)(const sbx_conv_plan *p, int64_t batch, const T *x,
             T *yn = y + n * O + o0;
             NAME(lc_transpose)(yl + n * P * Bp, Bp, 0, np, 0, batch, yn, U);
             for (int64_t b = 0; bias && b < batch; b++)
-                for (int64_t q = 0; q < np; q++) yn[b * U + q] += bias[n];
+                for (int64_t q = 0; q < np; q++) yn[b * U + q] += bias[shared ? n : n * O + o0 + q];
         }
     }
 }
