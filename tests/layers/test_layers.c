@@ -435,7 +435,12 @@ static double loss(layer kind, const sbx_conv_plan *p, sbx_array *x, sbx_array *
 static double fd_error(layer kind, const sbx_conv_plan *p, sbx_array *x, sbx_array *k, sbx_array *b,
                        const sbx_array *r, sbx_array *v, const sbx_array *an, double h) {
     double worst = 0, *pv = v->data;
-    for (int64_t i = 0; i < sbx_array_numel(v); i++) {
+    /* SBX_TEST_FD_POINTS=N (tests/valgrind/run.sh sets it): N coordinates spread over v, the first
+     * and the last among them, instead of every one. The paths are the same; memcheck needs no more. */
+    const int64_t n = sbx_array_numel(v);
+    const char *env = getenv("SBX_TEST_FD_POINTS");
+    const int64_t points = env ? atoll(env) : 0, gap = points > 1 && n > points ? (n - 1) / (points - 1) : 1;
+    for (int64_t i = 0; i < n; i = i + gap < n || i == n - 1 ? i + gap : n - 1) {
         double keep = pv[i];
         pv[i] = keep + h;
         double up = loss(kind, p, x, k, b, r);
@@ -1293,7 +1298,11 @@ static void test_allocation_failures(void **state) {
     }
 }
 
-int main(void) {
+/* test_layers [PATTERN]: only the tests whose names match PATTERN (cmocka's * and ?); a PATTERN
+ * starting with '-' skips the matching ones instead (tests/valgrind/run.sh uses it). */
+int main(int argc, char **argv) {
+    if (argc > 1 && argv[1][0] == '-') cmocka_set_skip_filter(argv[1] + 1);
+    else if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_convolve),    cmocka_unit_test(test_golden_local),
         cmocka_unit_test(test_golden_maxpool),     cmocka_unit_test(test_against_reference),
@@ -1302,7 +1311,8 @@ int main(void) {
         cmocka_unit_test(test_direct_rows),        cmocka_unit_test(test_demo_layers),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
         cmocka_unit_test(test_pool_masks),
-        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_local_blocks), cmocka_unit_test(test_tiled_backward),
+        cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_local_blocks),
+        cmocka_unit_test(test_tiled_backward),
         cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_adjoint_gradient),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_allocation_failures),
