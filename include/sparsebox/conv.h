@@ -118,8 +118,11 @@ SBX_API void sbx_conv_plan_free(sbx_conv_plan *plan);
  *                      runs) and keep the fastest. The same flags, shape, kernel count, dtype and
  *                      batch found in the wisdom take the recorded choice without timing.
  * What is chosen is the forward pass's path; the backward passes keep their rules.
- *   convolution: SBX_ALGO_DIRECT (the direct kernel: valid mode, stride 1 along the last axis,
- *                output rows of half a 64-byte vector or more), SBX_ALGO_GATHER (the taps read through
+ *   convolution: SBX_ALGO_DIRECT (the direct kernel, for output rows of half a 64-byte vector or
+ *                more; in full mode, or with a stride along the last axis, over a rearranged copy of
+ *                the images: zero-padded by kernel - 1, the last axis split into stride phases; NaN
+ *                from an infinite image pixel may then also reach outputs beside those whose windows
+ *                hold it), SBX_ALGO_GATHER (the taps read through
  *                the gather table: for a batch of a 64-byte vector of images or more, by the register
  *                block of the local connections over the transposed images, else patches gathered a
  *                tile at a time times the kernels by CBLAS), SBX_ALGO_CSR and SBX_ALGO_CSC (the

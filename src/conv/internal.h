@@ -41,6 +41,11 @@ struct sbx_conv_plan {
      * gradient, padded by kernel - 1 in valid mode, with the kernels flipped and their roles swapped),
      * run by the direct kernel from this plan (no gather table). NULL otherwise. */
     struct sbx_conv_plan *adjoint;
+    /* Convolutions the direct kernel does not take as they are (full mode, or a stride along the last
+     * axis) but would once rearranged (phased.c): the valid-mode plan, stride 1 along the last axis,
+     * of the rearranged images, with p's kernels and widths (its taps address the rearranged maps).
+     * NULL otherwise. */
+    struct sbx_conv_plan *phased;
     /* 1 for valid-mode convolutions whose image gradient is summed with the feature maps in the
      * vector lanes (maps_lanes in adjoint_impl.h; plan.c says when), else 0. */
     int maps_lanes;
@@ -59,6 +64,13 @@ struct sbx_conv_plan {
      * on the other paths. */
     sbx_sparse *patches;
 };
+
+/* base, delta (valid mode) and, with taps set, taps of p, from p->shape (see above). */
+sbx_status sbx__direct_tables(sbx_conv_plan *p, int taps);
+/* p->phased for a convolution plan p (phased.c), and the rearranged images of batch images x into y
+ * (batch x p->phased->shape.in_size elements) on nt threads. */
+sbx_status sbx__phased_create(sbx_conv_plan *p);
+void sbx__phased_images(const sbx_conv_plan *p, int64_t batch, const void *x, void *y, int nt);
 
 /* The wisdom's key of a plan (its kind, shape, nkern, dtype, batch and flags) and the lookup and
  * record of wisdom.c. lookup: 1 and the entry's choice and times into p when the key is held, else 0.

@@ -233,17 +233,25 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         st = patch_forward(p, batch, images, kerns, bias, out);
     } else if (st == SBX_OK && batch > 0 && p->algo == SBX_ALGO_DIRECT) { /* the direct kernel, kernels padded to NB rows */
         const int64_t padded = (p->nkern + NB - 1) / NB * NB, es = (int64_t)sbx_dtype_size(p->dtype);
-        void *kp = NULL;
+        const sbx_conv_plan *d = p->phased ? p->phased : p; /* full mode and strides: rearranged images */
+        const int64_t row = d->shape.out[d->shape.ndim - 1];
+        void *kp = NULL, *xr = NULL;
+        int64_t xn = 0;
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
+        if (st == SBX_OK && p->phased && sbx_mul_i64(batch, d->shape.in_size, &xn) != SBX_OK)
+            st = sbx__error(SBX_ERR_OVERFLOW, "the rearranged images' size overflows int64");
+        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(xn, (size_t)es, &xr, "rearranged images");
         if (st == SBX_OK) {
             memcpy(kp, kerns->data, (size_t)(p->nkern * p->width * es));
-            nt = threads_for(batch * (p->shape.out_size / p->shape.out[p->shape.ndim - 1]),
-                             p->nkern * p->shape.out[p->shape.ndim - 1] * p->width);
+            if (xr) sbx__phased_images(p, batch, images->data, xr, threads_for(batch, d->shape.in_size));
+            nt = threads_for(batch * (d->shape.out_size / row), p->nkern * row * p->width);
+            const void *x = xr ? xr : images->data;
             if (p->dtype == SBX_FLOAT32)
-                conv_direct_f32(p, batch, images->data, kp, bias ? bias->data : NULL, out->data, nt);
+                conv_direct_f32(d, batch, x, kp, bias ? bias->data : NULL, out->data, nt);
             else
-                conv_direct_f64(p, batch, images->data, kp, bias ? bias->data : NULL, out->data, nt);
+                conv_direct_f64(d, batch, x, kp, bias ? bias->data : NULL, out->data, nt);
         }
+        sbx__free(xr);
         sbx__free(kp);
     } else if (st == SBX_OK && p->gather && batch >= 64 / (int64_t)sbx_dtype_size(p->dtype) &&
                p->nkern * p->shape.out_size * (int64_t)sbx_dtype_size(p->dtype) % 4096 != 0) {

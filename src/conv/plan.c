@@ -9,8 +9,7 @@
 
 #define MAX_BATCH ((int64_t)1 << 20) /* the most images a MEASURE plan times */
 
-/* base, delta (valid mode) and, with taps set, taps of p, from p->shape (see internal.h). */
-static sbx_status direct_tables(sbx_conv_plan *p, int taps) {
+sbx_status sbx__direct_tables(sbx_conv_plan *p, int taps) {
     const sbx_conv_shape *s = &p->shape;
     const int64_t spatial = s->in_size / s->channels;
     int64_t istride[SBX_MAX_NDIM];
@@ -56,7 +55,7 @@ static sbx_status adjoint_create(sbx_conv_plan *p) {
     a->kind = PLAN_CONV;
     a->nkern = s->channels;
     a->dtype = p->dtype;
-    if (st == SBX_OK) st = direct_tables(a, 1);
+    if (st == SBX_OK) st = sbx__direct_tables(a, 1);
     if (st != SBX_OK) {
         sbx_conv_plan_free(a);
         return st;
@@ -206,7 +205,7 @@ static sbx_status choose(sbx_conv_plan *p, unsigned flags, int64_t batch) {
     p->flags = flags;
     p->batch = batch;
     if (p->kind == PLAN_CONV) {
-        if (p->taps) p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
+        if (p->taps || p->phased) p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
         p->candidates[p->ncandidates++] = SBX_ALGO_GATHER;
         p->candidates[p->ncandidates++] = SBX_ALGO_CSR;
         p->candidates[p->ncandidates++] = SBX_ALGO_CSC;
@@ -279,7 +278,7 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
      * to a vector (the demo's second layer, 16 x 12 x 12 maps, 32 kernels 5x5, batch 64: 0.55 ms
      * forward against 1.6 by gather + GEMM and 45 by the scalar code this replaced). */
     const int64_t es = (int64_t)sbx_dtype_size(dtype), last = shape->ndim - 1, L = 64 / es;
-    if (valid) st = direct_tables(p, kind == PLAN_CONV && shape->stride[last] == 1 && 2 * shape->out[last] >= L);
+    if (valid) st = sbx__direct_tables(p, kind == PLAN_CONV && shape->stride[last] == 1 && 2 * shape->out[last] >= L);
     int unit = 1;
     for (int d = 0; d < shape->ndim; d++) unit &= shape->stride[d] == 1;
     /* The adjoint computes `channels` maps (4 at a time below 5, else in blocks of 8 kernels): for a
@@ -300,6 +299,9 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
                          padded <= SBX__LANES_BUFFER;
     p->maps_lanes = maps_fit && (!adjoint || (shape->channels >= L && nkern >= 32));
     if (st == SBX_OK && adjoint && !p->maps_lanes) st = adjoint_create(p);
+    /* Full mode, or a stride along the last axis: the direct kernel over rearranged images (phased.c)
+     * where its output rows are half a vector or more, as above. */
+    if (st == SBX_OK && kind == PLAN_CONV && !p->taps && 2 * shape->out[last] >= L) st = sbx__phased_create(p);
     if (st == SBX_OK) st = choose(p, flags, batch);
     if (st != SBX_OK) {
         sbx_conv_plan_free(p);
@@ -364,6 +366,7 @@ void sbx_conv_plan_free(sbx_conv_plan *p) {
     sbx__free(p->delta);
     sbx__free(p->taps);
     sbx_conv_plan_free(p->adjoint);
+    sbx_conv_plan_free(p->phased);
     sbx_sparse_free(p->patches);
     sbx__free(p);
 }

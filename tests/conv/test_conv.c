@@ -513,19 +513,27 @@ static void test_plan_candidates(void **state) {
     const int64_t in4[2] = {10, 12}, k4[2] = {2, 3}, st4[2] = {1, 2};
     const int64_t in5[1] = {40}, k5[1] = {5};
     const int64_t in6[3] = {4, 5, 6}, k6[3] = {2, 2, 3};
-    sbx_conv_shape s[6];
+    /* Strides along the last axis and full mode: the direct kernel over rearranged images (phased.c),
+     * with phases of unequal tap counts (5 taps in 3 phases) and padding on every axis. */
+    const int64_t in7[1] = {70}, k7[1] = {5}, st7[1] = {3};
+    const int64_t in8[3] = {4, 5, 20}, k8[3] = {2, 3, 4}, st8[3] = {1, 2, 2};
+    const int64_t in9[2] = {9, 30}, k9[2] = {3, 5}, st9[2] = {2, 3};
+    enum { SHAPES = 9 };
+    sbx_conv_shape s[SHAPES];
     assert_int_equal(sbx_conv_shape_make(2, 2, in1, k1, NULL, SBX_CONV_VALID, &s[0]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(2, 3, in2, k2, NULL, SBX_CONV_FULL, &s[1]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(2, 1, in3, k3, st3, SBX_CONV_VALID, &s[2]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(2, 2, in4, k4, st4, SBX_CONV_FULL, &s[3]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(1, 1, in5, k5, NULL, SBX_CONV_VALID, &s[4]), SBX_OK);
     assert_int_equal(sbx_conv_shape_make(3, 2, in6, k6, NULL, SBX_CONV_VALID, &s[5]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(1, 1, in7, k7, st7, SBX_CONV_VALID, &s[6]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(3, 2, in8, k8, st8, SBX_CONV_FULL, &s[7]), SBX_OK);
+    assert_int_equal(sbx_conv_shape_make(2, 3, in9, k9, st9, SBX_CONV_FULL, &s[8]), SBX_OK);
     const sbx_dtype dtypes[2] = {SBX_FLOAT32, SBX_FLOAT64};
     for (int d = 0; d < 2; d++) {
         const int L = dtypes[d] == SBX_FLOAT32 ? 16 : 8;
-        for (int i = 0; i < 6; i++) {
-            const int direct = s[i].mode == SBX_CONV_VALID && s[i].stride[s[i].ndim - 1] == 1 &&
-                               2 * s[i].out[s[i].ndim - 1] >= L;
+        for (int i = 0; i < SHAPES; i++) {
+            const int direct = 2 * s[i].out[s[i].ndim - 1] >= L; /* output rows of half a vector or more */
             check_candidates(&s[i], i % 2 ? 5 : 3, dtypes[d], direct);
         }
     }
@@ -604,11 +612,12 @@ static void test_wisdom_round_trip(void **state) {
     assert_int_equal(sbx_wisdom_export(path), SBX_OK);
     assert_int_equal(sbx_wisdom_import(path), SBX_OK);
     assert_int_equal(sbx_wisdom_count(), 2);
-    /* An entry naming the direct kernel for a full-mode plan (which cannot take it) is not used. */
-    write_text(path, "sparsebox-wisdom 1\nconv float32 2 3 9,7 3,2 1,1 full 5 3 1 direct 1 direct=0.5\n");
+    /* An entry naming the direct kernel for a plan that cannot take it (output rows of 4, a quarter of
+     * a vector) is not used. */
+    write_text(path, "sparsebox-wisdom 1\nconv float32 2 3 9,3 3,2 1,1 full 5 3 1 direct 1 direct=0.5\n");
     sbx_wisdom_forget();
     assert_int_equal(sbx_wisdom_import(path), SBX_OK);
-    const int64_t fin[2] = {9, 7}, fk[2] = {3, 2};
+    const int64_t fin[2] = {9, 3}, fk[2] = {3, 2};
     sbx_conv_shape fs;
     sbx_conv_plan *f;
     sbx_plan_info iff;
