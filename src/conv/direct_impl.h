@@ -268,6 +268,14 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
         const int64_t nb = N - n0 < NB ? N - n0 : NB;
         const T *kn = kp + n0 * p->width, *bn = bias ? bias + n0 : NULL;
         T *yb = yb_image + n0 * O;
+        /* The next block's output lines, asked for now: they are scattered (a run of rows per kernel),
+         * and waiting on them one at a time doubled the time of a float64 forward pass on one thread
+         * (config b: 2.1-5 ms against 1.1 on two) once the outputs outgrow the caches. */
+        for (int64_t n = n0 + NB; n < n0 + 2 * NB && n < N; n++) {
+            const T *at = yb_image + n * O + r0 * row;
+            for (int64_t i = 0; i < here * row; i += L) __builtin_prefetch(at + i, 1, 3);
+            __builtin_prefetch(at + here * row - 1, 1, 3);
+        }
         if (row < L) {
             NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O);
             continue;

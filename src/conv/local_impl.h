@@ -184,6 +184,8 @@ static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
 /* Positions per item of the forward pass and the weight gradient: a tile's worth of outputs
  * transposed in the item's own buffer, so that the transposes stay in the caches. */
 #define LC_POSITIONS 16
+#define LC_AHEAD 2 /* kernels (outputs) and positions (weights) ahead whose lines local_forward asks for */
+#define LC_ITEMS 6 /* local_forward's fewest items, when the images allow */
 
 /* The image gradient's vectors of images per item: 4, or fewer when that leaves threads idle. The
  * chunks may follow the thread count (their lanes are summed apart); the tiles may not. */
@@ -234,28 +236,56 @@ static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int fo
 static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
                                 T *work, int64_t *offs, int nt, int shared) {
     const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width, P = LC_POSITIONS;
-    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L;
+    const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L, C = p->shape.channels;
     T *xt = work, *bufs = xt + (in + 1) * Bp;
     int64_t *taps = offs;
     NAME(lc_images)(p, batch, Bp, x, xt, nt);
     if (!shared) NAME(lc_weight_taps)(p, taps);
-    const int64_t items = (O + P - 1) / P;
-#pragma omp parallel for num_threads(nt) schedule(static)
+    /* Few position blocks (small maps): each also split into groups of kernels (6 or more, a register
+     * block's height), so that there are LC_ITEMS items or more to share out (a map of 36 positions was
+     * 3 blocks, 32 positions for one thread of two), dealt one at a time round the team. Every output
+     * is still one sum in one lane whatever the blocks: the bits do not depend on the split. */
+    const int64_t blocks = (O + P - 1) / P;
+    int64_t groups = (LC_ITEMS + blocks - 1) / blocks;
+    if (groups > N / 6 || nt == 1) groups = N / 6 > 1 && nt > 1 ? N / 6 : 1; /* one thread: taller blocks */
+    const int64_t per = (N + groups - 1) / groups, items = blocks * groups;
+    const int chunk = groups > 1 ? 1 : (int)((items + nt - 1) / nt);
+#pragma omp parallel for num_threads(nt) schedule(static, chunk)
     for (int64_t item = 0; item < items; item++) {
         const int t = sbx__thread();
         int64_t *off = offs + (1 + t) * W;
         T *yl = bufs + t * N * P * Bp; /* yl[(n * P + q) * Bp + b]: output n of image b at position o0 + q */
-        const int64_t o0 = item * P, np = O - o0 < P ? O - o0 : P;
+        const int64_t o0 = item / groups * P, np = O - o0 < P ? O - o0 : P;
+        const int64_t n0 = item % groups * per, n1 = n0 + per < N ? n0 + per : N;
         for (int64_t q = 0; q < np; q++) {
             NAME(lc_offsets)(p, o0 + q, Bp, in, off);
+            /* Unshared weights for fewer than 4 vectors of images: those of the position LC_AHEAD on, K
+             * at each (map, kernel), asked for now. Read once or twice they are a stream of scattered
+             * runs, and waiting on them was most of a float64 pass on one thread (the 3-d case, one
+             * vector of images: 8.2-8.8 ms, 1.6 on two; 2.4 with this). */
+            if (!shared && Bp < 4 * L && o0 + q + LC_AHEAD < O)
+                for (int64_t r = 0; r < C * N; r++) {
+                    const T *at = w + (r * O + o0 + q + LC_AHEAD) * K;
+                    for (int64_t i = 0; i < K; i += L) __builtin_prefetch(at + i, 0, 3);
+                    __builtin_prefetch(at + K - 1, 0, 3);
+                }
             /* rows: the kernels (W apart when shared, else O * K), depth: the taps; vectors: the images */
             const NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
                                         .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
                                         .d = yl + q * Bp, .ds = P * Bp};
-            NAME(lc_run)(&a, 0, N, 0, Bp / L);
+            NAME(lc_run)(&a, n0, n1, 0, Bp / L);
         }
-        for (int64_t n = 0; n < N; n++) {
+        for (int64_t n = n0; n < n1; n++) {
             T *yn = y + n * O + o0;
+            /* The destinations, np values at each image's row, are scattered lines: asking for those of
+             * a kernel LC_AHEAD on while transposing this one keeps the misses in flight together (1
+             * thread, float64, config b: the transposes took 3 of 5.1 ms, waiting on one line at a time). */
+            if (n + LC_AHEAD < n1)
+                for (int64_t b = 0; b < batch; b++) {
+                    const T *at = yn + LC_AHEAD * O + b * U;
+                    for (int64_t q = 0; q < np; q += 64 / (int64_t)sizeof(T)) __builtin_prefetch(at + q, 1, 3);
+                    __builtin_prefetch(at + np - 1, 1, 3); /* a row's last line, when it is not aligned */
+                }
             NAME(lc_transpose)(yl + n * P * Bp, Bp, 0, np, 0, batch, yn, U);
             for (int64_t b = 0; bias && b < batch; b++)
                 for (int64_t q = 0; q < np; q++) yn[b * U + q] += bias[shared ? n : n * O + o0 + q];
