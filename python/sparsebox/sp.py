@@ -215,8 +215,9 @@ def convolve(kerns, kshp, nkern, images, imgshp, step=(1, 1), bias=None, mode="v
     else:
         shape, nkern, dt, k, _, x, _, b = _conv_args(kerns, kshp, nkern, images, imgshp, step, bias, mode)
     plan = L.plan("conv", shape, nkern, dt)
-    (out,) = _call(L.lib.sbx_conv_forward, plan, [x, k, b], [True])
+    # Made before the call: after it, with the caches full of its output, Python code runs cold.
     outshp = np.array((nkern,) + shape.spatial_out, dtype=np.int64)
+    (out,) = _call(L.lib.sbx_conv_forward, plan, [x, k, b], [True])
     if not flatten:
         out = out.reshape(x.shape[0], nkern, shape.out_size)
     return out, outshp
