@@ -314,6 +314,16 @@ static int64_t line_at(const int64_t *indptr, int64_t major, int64_t k) {
 
 #define POISSON_CHUNK 512 /* entries drawn at a time into a buffer on the stack */
 
+/* Whether any of n entries has an index outside [0, minor) or a mean outside [0, max] (NaN included):
+ * one pass without branches, in vectors (a third of the sparse Poisson's time was this test written
+ * with && and ||). */
+SBX_CLONES static int entries_bad(const int64_t *index, const double *lam, int64_t n, uint64_t minor) {
+    int bad = 0;
+    for (int64_t k = 0; k < n; k++)
+        bad |= ((uint64_t)index[k] >= minor) | !(lam[k] >= 0) | !(lam[k] <= SBX_POISSON_MAX_LAM);
+    return bad;
+}
+
 /* A block's entries: their indices and means checked, drawn a chunk at a time, the non-zero draws
  * kept in order at index[k0 ..] and value[k0 ..], line i's count of kept entries so far (from the
  * block's start) in indptr[i + 1]. */
@@ -325,10 +335,7 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
     int64_t *restrict idx = index + pt->k0, *restrict val = value + pt->k0;
     for (int64_t c = pt->k0; c < pt->k1; c += POISSON_CHUNK) {
         const int64_t n = pt->k1 - c < POISSON_CHUNK ? pt->k1 - c : POISSON_CHUNK;
-        int bad = 0; /* one pass without branches */
-        for (int64_t k = c; k < c + n; k++)
-            bad |= (uint64_t)xi[k] >= minor || !(lam[k] >= 0 && lam[k] <= SBX_POISSON_MAX_LAM);
-        if (bad) {
+        if (entries_bad(xi + c, lam + c, n, minor)) {
             pt->bad = 1;
             return;
         }
