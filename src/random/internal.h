@@ -17,6 +17,10 @@ void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int block
  * wrap: their words are not for use). */
 void sbx__rng_blocks(const sbx_rng *rng, int64_t position, uint32_t block, uint32_t *words);
 
+/* Word 0 of block 0 (a position's first word) of the count positions position .. position + count - 1,
+ * count a multiple of SBX_RNG_BATCH: words[i] is position + i's. */
+void sbx__rng_first_words(const sbx_rng *rng, int64_t position, int64_t count, uint32_t *words);
+
 /* Makes the next words of a cursor (philox.c). */
 void sbx__rng_refill(sbx_rng_cursor *cur);
 

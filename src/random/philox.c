@@ -67,16 +67,14 @@ typedef uint32_t counters[4][SBX_RNG_BATCH];
 #ifdef HAVE_AVX512_PATH
 /* With AVX-512 intrinsics: each product is one vpmuludq (the portable version compiles to a full
  * 64 x 64-bit multiply). The two groups of 8 blocks go through the rounds side by side, so that one
- * group's multiplies run while the other waits for its own; the words leave by two permutes per
- * group (lanes (w0 | w1 << 32) and (w2 | w3 << 32) interleaved block by block). */
+ * group's multiplies run while the other waits for its own. A lane's high half is left as it falls
+ * (vpmuludq reads only the low halves, and a shift right by 32 brings down only the product's high
+ * word): a round is two multiplies, two shifts and two three-way xors (vpternlogq). */
 #define GROUPS (SBX_RNG_BATCH / 8)
-/* The rounds and the stores of batch_avx512 and positions_avx512, from counters already in lanes. */
-#define AVX512_INLINE __attribute__((target("avx512f"), always_inline)) static inline
-AVX512_INLINE void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2, __m512i *c3, const uint32_t key[2],
-                                 uint32_t *out) {
-    const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
-    const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
-    const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+#define AVX512_ROUNDS __attribute__((target("avx512f"), always_inline)) static inline
+#define XOR3 0x96 /* vpternlogq's truth table for a ^ b ^ c */
+AVX512_ROUNDS void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2, __m512i *c3, const uint32_t key[2]) {
+    const __m512i m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
     uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < 10; round++) {
         if (round > 0) {
@@ -86,15 +84,23 @@ AVX512_INLINE void rounds_avx512(__m512i *c0, __m512i *c1, __m512i *c2, __m512i 
         const __m512i key0 = _mm512_set1_epi64(k0), key1 = _mm512_set1_epi64(k1);
         for (int g = 0; g < GROUPS; g++) {
             const __m512i p0 = _mm512_mul_epu32(c0[g], m0), p1 = _mm512_mul_epu32(c2[g], m1);
-            c0[g] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c1[g]), key0);
-            c1[g] = _mm512_and_si512(p1, low);
-            c2[g] = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c3[g]), key1);
-            c3[g] = _mm512_and_si512(p0, low);
+            c0[g] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), c1[g], key0, XOR3);
+            c1[g] = p1;
+            c2[g] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), c3[g], key1, XOR3);
+            c3[g] = p0;
         }
     }
+}
+
+/* The words after the rounds, block by block: lanes (w0 | w1 << 32) and (w2 | w3 << 32) (the low
+ * halves of c0 and c2 blended with c1 and c3 shifted up), interleaved by two permutes per group. */
+AVX512_ROUNDS void store_avx512(const __m512i *c0, const __m512i *c1, const __m512i *c2, const __m512i *c3,
+                                uint32_t *out) {
+    const __m512i first = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+    const __m512i second = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
     for (int g = 0; g < GROUPS; g++) {
-        const __m512i a = _mm512_or_si512(c0[g], _mm512_slli_epi64(c1[g], 32));
-        const __m512i b = _mm512_or_si512(c2[g], _mm512_slli_epi64(c3[g], 32));
+        const __m512i a = _mm512_mask_blend_epi32(0xAAAA, c0[g], _mm512_slli_epi64(c1[g], 32));
+        const __m512i b = _mm512_mask_blend_epi32(0xAAAA, c2[g], _mm512_slli_epi64(c3[g], 32));
         _mm512_storeu_si512((void *)(out + 32 * g), _mm512_permutex2var_epi64(a, first, b));
         _mm512_storeu_si512((void *)(out + 32 * g + 16), _mm512_permutex2var_epi64(a, second, b));
     }
@@ -113,7 +119,8 @@ __attribute__((target("avx512f"))) static void batch_avx512(const uint32_t ctr[4
         c2[g] = _mm512_set1_epi64(ctr[2]);
         c3[g] = _mm512_set1_epi64(ctr[3]);
     }
-    rounds_avx512(c0, c1, c2, c3, key, out);
+    rounds_avx512(c0, c1, c2, c3, key);
+    store_avx512(c0, c1, c2, c3, out);
 }
 #endif
 
@@ -174,12 +181,10 @@ static void refill_batch(sbx_rng_cursor *cur) {
 }
 
 #ifdef HAVE_AVX512_PATH
-/* Block `block` of positions position + b, b < SBX_RNG_BATCH, the positions made in 64-bit lanes. */
-__attribute__((target("avx512f"))) static void positions_avx512(const sbx_rng *rng, int64_t position, uint32_t block,
-                                                                uint32_t *out) {
-    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+/* The counters (block, position + b, its high word, stream) of positions position + b, b < SBX_RNG_BATCH. */
+AVX512_ROUNDS void position_counters(const sbx_rng *rng, int64_t position, uint32_t block, __m512i *c0, __m512i *c1,
+                                     __m512i *c2, __m512i *c3) {
     const __m512i low = _mm512_set1_epi64(0xFFFFFFFF), lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
     for (int g = 0; g < GROUPS; g++) {
         const __m512i p = _mm512_add_epi64(_mm512_set1_epi64((long long)((uint64_t)position + 8u * (unsigned)g)), lane);
         c0[g] = _mm512_set1_epi64(block);
@@ -187,7 +192,28 @@ __attribute__((target("avx512f"))) static void positions_avx512(const sbx_rng *r
         c2[g] = _mm512_srli_epi64(p, 32);
         c3[g] = _mm512_set1_epi64(rng->stream);
     }
-    rounds_avx512(c0, c1, c2, c3, key, out);
+}
+
+/* Block `block` of positions position + b, b < SBX_RNG_BATCH. */
+__attribute__((target("avx512f"))) static void positions_avx512(const sbx_rng *rng, int64_t position, uint32_t block,
+                                                                uint32_t *out) {
+    __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
+    position_counters(rng, position, block, c0, c1, c2, c3);
+    rounds_avx512(c0, c1, c2, c3, key);
+    store_avx512(c0, c1, c2, c3, out);
+}
+
+/* Word 0 of block 0 of count positions, SBX_RNG_BATCH at a time: c0's low halves, narrowed by vpmovqd. */
+__attribute__((target("avx512f"))) static void first_words_avx512(const sbx_rng *rng, int64_t position, int64_t count,
+                                                                  uint32_t *out) {
+    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
+    for (int64_t i = 0; i < count; i += SBX_RNG_BATCH) {
+        __m512i c0[GROUPS], c1[GROUPS], c2[GROUPS], c3[GROUPS];
+        position_counters(rng, position + i, 0, c0, c1, c2, c3);
+        rounds_avx512(c0, c1, c2, c3, key);
+        for (int g = 0; g < GROUPS; g++) _mm256_storeu_si256((void *)(out + i + 8 * g), _mm512_cvtepi64_epi32(c0[g]));
+    }
 }
 #endif
 
@@ -208,6 +234,20 @@ void sbx__rng_blocks(const sbx_rng *rng, int64_t position, uint32_t block, uint3
         c[3][b] = rng->stream;
     }
     blocks_portable(c, key, words);
+}
+
+void sbx__rng_first_words(const sbx_rng *rng, int64_t position, int64_t count, uint32_t *words) {
+#ifdef HAVE_AVX512_PATH
+    if (__builtin_cpu_supports("avx512f")) {
+        first_words_avx512(rng, position, count, words);
+        return;
+    }
+#endif
+    uint32_t block[4 * SBX_RNG_BATCH];
+    for (int64_t i = 0; i < count; i += SBX_RNG_BATCH) {
+        sbx__rng_blocks(rng, position + i, 0, block);
+        for (int b = 0; b < SBX_RNG_BATCH; b++) words[i + b] = block[4 * b];
+    }
 }
 
 void sbx__rng_cursors(const sbx_rng *rng, int64_t position, int count, int blocks_each, sbx_rng_cursor *cur) {

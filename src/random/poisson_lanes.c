@@ -41,26 +41,34 @@ AVX512 static inline __m512d exp_neg_lanes(__m512d lam) {
     return _mm512_mul_pd(e, _mm512_castsi512_pd(bits));
 }
 
-/* GROUP = 32 positions in VECTORS = 4 vectors of lanes, so that the chains of four vectors (the
- * exponential's 26 dependent steps, each CDF step's multiply, add and compare) overlap; open[v] gets
- * the lanes of vector v that their first word left open. */
+/* The positions go SPAN at a time through three passes, each of independent steps that the core
+ * overlaps: their first words (sbx__rng_first_words), P(0) of each mean, and the CDF steps, GROUP =
+ * 32 positions in VECTORS = 4 vectors of lanes together (open[v] gets the lanes of vector v that their
+ * first word left open). */
+#define SPAN 512
 #define GROUP (2 * SBX_RNG_BATCH)
 #define VECTORS (GROUP / LANES)
 #define EAGER 4 /* steps taken before the loop asks whether any lane is left (a masked step changes nothing) */
-AVX512 static inline void invert_lanes(const double *lams, const uint32_t *w1, int64_t *values, __mmask8 *open) {
+
+/* The CDF steps. Only acc and k are masked: r, unmasked, is the same in a lane still stepping, and a
+ * lane that has stopped never reads it again; so r's chain of multiplies does not wait for the
+ * compare. */
+AVX512 static inline void invert_lanes(const double *lams, const double *p0, const uint32_t *w1, int64_t *values,
+                                       __mmask8 *open) {
     const __m512d one = _mm512_set1_pd(1), big = _mm512_set1_pd(0x1p52), step = _mm512_set1_pd(0x1.0p-32);
-    __m512d lam[VECTORS], lo[VECTORS], hi[VECTORS], r[VECTORS], acc[VECTORS], k[VECTORS];
+    const __m512i minus_one = _mm512_set1_epi64(-1);
+    __m512d lam[VECTORS], lo[VECTORS], r[VECTORS], acc[VECTORS];
+    __m512i k[VECTORS];
     __mmask8 small[VECTORS], active[VECTORS], any = 0;
     for (int v = 0; v < VECTORS; v++) {
         lam[v] = _mm512_loadu_pd(lams + LANES * v);
         /* w1 as a double: its bits under the exponent of 2^52, less 2^52 */
         const __m512i wi = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(w1 + LANES * v)));
-        const __m512d w = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(wi, _mm512_castpd_si512(big))), big);
-        lo[v] = _mm512_mul_pd(w, step);
-        hi[v] = _mm512_mul_pd(_mm512_add_pd(w, one), step);
+        lo[v] = _mm512_mul_pd(_mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(wi, _mm512_castpd_si512(big))), big),
+                              step);
         small[v] = _mm512_cmp_pd_mask(lam[v], _mm512_set1_pd(SMALL_LAM), _CMP_LT_OQ);
-        r[v] = acc[v] = exp_neg_lanes(lam[v]);
-        k[v] = _mm512_setzero_pd();
+        r[v] = acc[v] = _mm512_loadu_pd(p0 + LANES * v);
+        k[v] = _mm512_setzero_si512();
         active[v] = small[v] & _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_GE_OQ);
         any |= active[v];
     }
@@ -68,39 +76,44 @@ AVX512 static inline void invert_lanes(const double *lams, const uint32_t *w1, i
         const __m512d inv = _mm512_set1_pd(sbx__inverse[j]);
         any = 0;
         for (int v = 0; v < VECTORS; v++) {
-            r[v] = _mm512_mask_mul_pd(r[v], active[v], r[v], _mm512_mul_pd(lam[v], inv));
+            r[v] = _mm512_mul_pd(r[v], _mm512_mul_pd(lam[v], inv));
             acc[v] = _mm512_mask_add_pd(acc[v], active[v], acc[v], r[v]);
-            k[v] = _mm512_mask_add_pd(k[v], active[v], k[v], one);
-            active[v] &= _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_GE_OQ);
+            k[v] = _mm512_mask_sub_epi64(k[v], active[v], k[v], minus_one); /* an integer add: not the FP port */
+            active[v] = _mm512_mask_cmp_pd_mask(active[v], lo[v], acc[v], _CMP_GE_OQ);
             any |= active[v];
         }
     }
     for (int v = 0; v < VECTORS; v++) {
+        const __m512i wi = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const void *)(w1 + LANES * v)));
+        const __m512d w = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(wi, _mm512_castpd_si512(big))), big);
+        const __m512d hi = _mm512_mul_pd(_mm512_add_pd(w, one), step);
         const __mmask8 decided =
-            small[v] & _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_LT_OQ) & _mm512_cmp_pd_mask(hi[v], acc[v], _CMP_LE_OQ);
+            small[v] & _mm512_cmp_pd_mask(lo[v], acc[v], _CMP_LT_OQ) & _mm512_cmp_pd_mask(hi, acc[v], _CMP_LE_OQ);
         open[v] = (__mmask8)~decided;
-        _mm512_storeu_si512((void *)(values + LANES * v), _mm512_cvtepi32_epi64(_mm512_cvttpd_epi32(k[v])));
+        _mm512_storeu_si512((void *)(values + LANES * v), k[v]);
     }
 }
 
 AVX512 static void draw_avx512(const sbx_rng *rng, int64_t first, int64_t count, const double *lams,
                                int64_t *values) {
-    uint32_t words[4 * SBX_RNG_BATCH], w1[GROUP];
-    int64_t i = 0;
-    for (; i + GROUP <= count; i += GROUP) {
-        for (int h = 0; h < GROUP; h += SBX_RNG_BATCH) {
-            sbx__rng_blocks(rng, first + i + h, 0, words);
-            for (int b = 0; b < SBX_RNG_BATCH; b++) w1[h + b] = words[4 * b];
+    uint32_t w1[SPAN];
+    double p0[SPAN];
+    const int64_t grouped = count / GROUP * GROUP;
+    for (int64_t s = 0; s < grouped; s += SPAN) {
+        const int64_t n = grouped - s < SPAN ? grouped - s : SPAN;
+        sbx__rng_first_words(rng, first + s, n, w1);
+        for (int64_t i = 0; i < n; i += LANES) _mm512_storeu_pd(p0 + i, exp_neg_lanes(_mm512_loadu_pd(lams + s + i)));
+        for (int64_t i = 0; i < n; i += GROUP) {
+            __mmask8 open[VECTORS];
+            invert_lanes(lams + s + i, p0 + i, w1 + i, values + s + i, open);
+            for (int v = 0; v < VECTORS; v++)
+                for (unsigned m = open[v]; m; m &= m - 1) {
+                    const int64_t at = s + i + LANES * v + __builtin_ctz(m);
+                    poisson_scalar(rng, first + at, &lams[at], &values[at]);
+                }
         }
-        __mmask8 open[VECTORS];
-        invert_lanes(lams + i, w1, values + i, open);
-        for (int v = 0; v < VECTORS; v++)
-            for (unsigned m = open[v]; m; m &= m - 1) {
-                const int64_t at = i + LANES * v + __builtin_ctz(m);
-                poisson_scalar(rng, first + at, &lams[at], &values[at]);
-            }
     }
-    for (; i < count; i++) poisson_scalar(rng, first + i, &lams[i], &values[i]); /* the last few */
+    for (int64_t i = grouped; i < count; i++) poisson_scalar(rng, first + i, &lams[i], &values[i]); /* the last few */
 }
 #endif
 

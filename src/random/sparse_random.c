@@ -11,6 +11,11 @@
 #include "sparse/internal.h"
 #include "sparsebox/random.h"
 
+#if defined(__x86_64__) && !defined(SBX_SANITIZE)
+#include <immintrin.h>
+#define HAVE_AVX512_PATH 1
+#endif
+
 /* A table inversion: the smallest k with u < cdf[k] (k = last + 1 when u >= cdf[last]) for
  * u = a + b U, U uniform in [0, 1) read one word first (sbx__u53; u is monotone in U, so the interval
  * of U that one word leaves open maps to an interval of u). The search starts at a guide entry (Chen
@@ -291,10 +296,14 @@ static sbx_status poisson_input_error(const sbx_sparse *x, const double *lam) {
     return SBX_ERR_ARG; /* not reached: a thread saw a bad entry */
 }
 
-/* A thread's block of lines for the sparse Poisson: lines [line0, line1), entries [k0, k1); the
- * non-zero draws it keeps (at most k1 - k0) and whether an index or a mean was bad. */
+/* A thread's block of lines for the sparse Poisson: lines [line0, line1), entries [k0, k1); where it
+ * keeps its non-zero draws (idx and val from k0 on, val in vtype), how many, where they go in the
+ * result, and whether an index or a mean was bad. */
 typedef struct {
     int64_t line0, line1, k0, k1, kept, at;
+    int64_t *idx;
+    void *val;
+    sbx_dtype vtype;
     int bad;
     sbx_status st;
 } poisson_part;
@@ -313,6 +322,7 @@ static int64_t line_at(const int64_t *indptr, int64_t major, int64_t k) {
 }
 
 #define POISSON_CHUNK 512 /* entries drawn at a time into a buffer on the stack */
+#define EIGHTS (POISSON_CHUNK / 8 + 1)
 
 /* Whether any of n entries has an index outside [0, minor) or a mean outside [0, max] (NaN included):
  * one pass without branches, in vectors (a third of the sparse Poisson's time was this test written
@@ -324,15 +334,75 @@ SBX_CLONES static int entries_bad(const int64_t *index, const double *lam, int64
     return bad;
 }
 
+/* A chunk's n draws, their entries' indices xi: the non-zero ones appended to idx and val (vtype
+ * float64, float32 or int64) from kept on; entry 8 g + j's draw non-zero iff bit j of nonzero[g], and
+ * before[g] the count kept before entry 8 g (before[n / 8 + 1] too). Returns the new count. */
+static int64_t keep_scalar(const int64_t *drawn, const int64_t *xi, int64_t n, int64_t *restrict idx, void *val,
+                           sbx_dtype vtype, int64_t kept, uint8_t *nonzero, int64_t *before) {
+    for (int64_t g = 0; g * 8 <= n; g++) {
+        before[g] = kept;
+        unsigned bits = 0;
+        for (int64_t k = 8 * g; k < 8 * g + 8 && k < n; k++) {
+            idx[kept] = xi[k];
+            if (vtype == SBX_FLOAT64)
+                ((double *)val)[kept] = (double)drawn[k];
+            else if (vtype == SBX_FLOAT32)
+                ((float *)val)[kept] = (float)drawn[k];
+            else
+                ((int64_t *)val)[kept] = drawn[k];
+            bits |= (unsigned)(drawn[k] != 0) << (k - 8 * g);
+            kept += drawn[k] != 0;
+        }
+        nonzero[g] = (uint8_t)bits;
+    }
+    return kept;
+}
+
+#ifdef HAVE_AVX512_PATH
+/* keep_scalar eight at a time: the non-zero lanes compressed to the front of a vector and stored
+ * masked. A draw (below 2^52) becomes a double exactly by its bits under the exponent of 2^52, less
+ * 2^52; a float from that double is the float C makes from the integer (one rounding either way). */
+__attribute__((target("avx512f"))) static int64_t keep_avx512(const int64_t *drawn, const int64_t *xi, int64_t n,
+                                                               int64_t *idx, void *val, sbx_dtype vtype, int64_t kept,
+                                                               uint8_t *nonzero, int64_t *before) {
+    const __m512i big = _mm512_set1_epi64(0x4330000000000000); /* 2^52's bits */
+    for (int64_t g = 0; g * 8 <= n; g++) {
+        before[g] = kept;
+        const __mmask8 in = (__mmask8)(n - 8 * g >= 8 ? 0xFF : (1u << (n - 8 * g)) - 1);
+        const __m512i d = _mm512_maskz_loadu_epi64(in, drawn + 8 * g);
+        const __mmask8 nz = _mm512_mask_cmpneq_epi64_mask(in, d, _mm512_setzero_si512());
+        const __mmask8 out = (__mmask8)((1u << __builtin_popcount(nz)) - 1);
+        _mm512_mask_storeu_epi64(idx + kept, out, _mm512_maskz_compress_epi64(nz, _mm512_maskz_loadu_epi64(in, xi + 8 * g)));
+        if (vtype == SBX_INT64) {
+            _mm512_mask_storeu_epi64((int64_t *)val + kept, out, _mm512_maskz_compress_epi64(nz, d));
+        } else {
+            const __m512d v = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(d, big)), _mm512_castsi512_pd(big));
+            const __m512d c = _mm512_maskz_compress_pd(nz, v);
+            if (vtype == SBX_FLOAT64)
+                _mm512_mask_storeu_pd((double *)val + kept, out, c);
+            else
+                _mm512_mask_storeu_ps((float *)val + kept, out, _mm512_castps256_ps512(_mm512_cvtpd_ps(c)));
+        }
+        nonzero[g] = nz;
+        kept += __builtin_popcount(nz);
+    }
+    return kept;
+}
+#endif
+
 /* A block's entries: their indices and means checked, drawn a chunk at a time, the non-zero draws
- * kept in order at index[k0 ..] and value[k0 ..], line i's count of kept entries so far (from the
+ * kept in order at pt->idx[k0 ..] and pt->val[k0 ..], line i's count of kept entries so far (from the
  * block's start) in indptr[i + 1]. */
-static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double *lam, int64_t *indptr, int64_t *index,
-                          int64_t *value, poisson_part *pt) {
+static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double *lam, int64_t *indptr, poisson_part *pt) {
     const uint64_t minor = (uint64_t)sbx_sparse_minor(x);
     const int64_t *xp = x->indptr, *xi = x->indices;
-    int64_t drawn[POISSON_CHUNK], line = pt->line0, kept = 0;
-    int64_t *restrict idx = index + pt->k0, *restrict val = value + pt->k0;
+    int64_t drawn[POISSON_CHUNK], before[EIGHTS], line = pt->line0, kept = 0;
+    uint8_t nonzero[EIGHTS];
+    int64_t *idx = pt->idx + pt->k0;
+    void *val = (char *)pt->val + (size_t)pt->k0 * sbx_dtype_size(pt->vtype);
+#ifdef HAVE_AVX512_PATH
+    const int vector = __builtin_cpu_supports("avx512f");
+#endif
     for (int64_t c = pt->k0; c < pt->k1; c += POISSON_CHUNK) {
         const int64_t n = pt->k1 - c < POISSON_CHUNK ? pt->k1 - c : POISSON_CHUNK;
         if (entries_bad(xi + c, lam + c, n, minor)) {
@@ -340,14 +410,15 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
             return;
         }
         sbx__poisson_positions(rng, c, n, lam + c, 1, drawn);
-        for (int64_t k = c, end = c + n; k < end;) { /* line by line; entries written always, kept when non-zero */
-            const int64_t stop = xp[line + 1] < end ? xp[line + 1] : end;
-            for (; k < stop; k++) {
-                idx[kept] = xi[k];
-                val[kept] = drawn[k - c];
-                kept += drawn[k - c] != 0;
-            }
-            while (line < pt->line1 && xp[line + 1] == k) indptr[++line] = kept; /* the lines that end here */
+#ifdef HAVE_AVX512_PATH
+        if (vector)
+            kept = keep_avx512(drawn, xi + c, n, idx, val, pt->vtype, kept, nonzero, before);
+        else
+#endif
+            kept = keep_scalar(drawn, xi + c, n, idx, val, pt->vtype, kept, nonzero, before);
+        for (; line < pt->line1 && xp[line + 1] <= c + n; line++) { /* the lines that end in this chunk */
+            const int64_t e = xp[line + 1] - c;
+            indptr[line + 1] = before[e / 8] + __builtin_popcount(nonzero[e / 8] & ((1u << (e % 8)) - 1));
         }
     }
     while (line < pt->line1) indptr[++line] = kept;
@@ -355,27 +426,35 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
 }
 
 /* One parallel region: each thread takes a block of lines holding about nnz / nt entries and runs
- * poisson_block over it into its part of two scratch arrays; once every block is done, the calling
- * thread makes the result's arrays, and each thread moves its kept entries to their place (indices
- * copied, values cast to x's dtype) and adds the entries of the blocks before its own to its lines'
- * counts. No pass over the entries is serial. */
+ * poisson_block over it. Block 0 keeps its draws in arrays with room for every entry (the result's,
+ * when it keeps at least half the entries: then with one thread nothing is copied); the others in
+ * scratch arrays. Once every block is done, the calling thread makes the result's arrays where
+ * needed, and each thread moves its kept entries to their place (values cast to x's dtype where they
+ * were kept as int64) and adds the entries of the blocks before its own to its lines' counts. No pass
+ * over the entries is serial. */
 sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_sparse **out) {
     if (!rng || !out) return sbx__error(SBX_ERR_ARG, "sbx_random_poisson: rng or out is NULL");
     SBX_CHECK(sbx__sparse_check_indptr(x, "matrix"));
     const int64_t nnz = x->nnz, major = sbx_sparse_major(x);
     const int nt = nnz < 4 * POISSON_CHUNK ? 1 : sbx__threads();
+    /* float64, float32 and int64 draws are kept in x's dtype; other dtypes' as int64, then checked */
+    const sbx_dtype vtype = x->dtype == SBX_FLOAT64 || x->dtype == SBX_FLOAT32 ? x->dtype : SBX_INT64;
+    const size_t vsize = sbx_dtype_size(vtype), dsize = sbx_dtype_size(x->dtype);
     double *means = NULL;
-    int64_t *index = NULL, *value = NULL;
+    int64_t *idx0 = NULL, *index = NULL;
+    void *val0 = NULL, *value = NULL;
     poisson_part *parts = NULL;
     sbx_sparse *m = NULL;
-    sbx_status st = sbx__alloc_raw(nnz, sizeof(int64_t), &index, "Poisson draws");
-    if (st == SBX_OK) st = sbx__alloc_raw(nnz, sizeof(int64_t), &value, "Poisson draws");
+    sbx_status st = sbx__alloc_raw(nnz, sizeof(int64_t), &idx0, "Poisson draws");
+    if (st == SBX_OK) st = sbx__alloc_raw(nnz, vsize, &val0, "Poisson draws");
+    if (st == SBX_OK && nt > 1) st = sbx__alloc_raw(nnz, sizeof(int64_t), &index, "Poisson draws");
+    if (st == SBX_OK && nt > 1) st = sbx__alloc_raw(nnz, vsize, &value, "Poisson draws");
     if (st == SBX_OK) st = sbx__alloc(nt, sizeof(poisson_part), &parts, "Poisson blocks");
     if (st == SBX_OK && x->dtype != SBX_FLOAT64) st = sbx__alloc_raw(nnz, sizeof(double), &means, "Poisson means");
     if (st == SBX_OK) st = sbx__sparse_new(x->format, x->dtype, x->nrows, x->ncols, 0, 0, &m);
     if (st != SBX_OK) goto done;
     const double *lam = means ? means : x->data;
-    int failed = 0;
+    int failed = 0, in_place = 0;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(static)
@@ -385,8 +464,11 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             pt->line1 = t + 1 == nt ? major : line_at(x->indptr, major, nnz / nt * (t + 1));
             pt->k0 = x->indptr[pt->line0];
             pt->k1 = x->indptr[pt->line1];
+            pt->idx = t == 0 ? idx0 : index;
+            pt->val = t == 0 ? val0 : value;
+            pt->vtype = vtype;
             for (int64_t k = pt->k0; k < pt->k1 && means; k++) means[k] = sbx__get_f64(x->data, x->dtype, k);
-            poisson_block(rng, x, lam, m->indptr, index, value, pt);
+            poisson_block(rng, x, lam, m->indptr, pt);
         }
 #pragma omp master
         { /* the calling thread: where each block goes, and the result's arrays */
@@ -401,8 +483,16 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
                 sbx__free(m->data);
                 m->indices = m->data = NULL;
                 m->nnz = total;
-                st = sbx__alloc_raw(total, sizeof(int64_t), &m->indices, "Poisson indices");
-                if (st == SBX_OK) st = sbx__alloc_raw(total, sbx_dtype_size(x->dtype), &m->data, "Poisson values");
+                in_place = vtype == x->dtype && total >= nnz / 2; /* else exact arrays, no more than half wasted */
+                if (in_place) {
+                    m->indices = idx0;
+                    m->data = val0;
+                    idx0 = NULL;
+                    val0 = NULL;
+                } else {
+                    st = sbx__alloc_raw(total, sizeof(int64_t), &m->indices, "Poisson indices");
+                    if (st == SBX_OK) st = sbx__alloc_raw(total, dsize, &m->data, "Poisson values");
+                }
                 failed = st != SBX_OK;
             }
         }
@@ -412,9 +502,10 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             poisson_part *pt = &parts[t];
             if (failed) continue;
             for (int64_t i = pt->line0; i < pt->line1; i++) m->indptr[i + 1] += pt->at;
-            if (pt->kept > 0) memcpy(m->indices + pt->at, index + pt->k0, (size_t)pt->kept * sizeof(int64_t));
-            pt->st = sbx__cast((char *)m->data + (size_t)pt->at * sbx_dtype_size(x->dtype), x->dtype, value + pt->k0,
-                               SBX_INT64, pt->kept, "Poisson draws");
+            if (in_place && t == 0) continue; /* already in place */
+            if (pt->kept > 0) memcpy(m->indices + pt->at, pt->idx + pt->k0, (size_t)pt->kept * sizeof(int64_t));
+            pt->st = sbx__cast((char *)m->data + (size_t)pt->at * dsize, x->dtype, (char *)pt->val + (size_t)pt->k0 * vsize,
+                               vtype, pt->kept, "Poisson draws");
         }
     }
     if (st == SBX_OK && failed) st = poisson_input_error(x, lam);
@@ -428,6 +519,8 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
 done:
     sbx_sparse_free(m);
     sbx__free(means);
+    sbx__free(idx0);
+    sbx__free(val0);
     sbx__free(index);
     sbx__free(value);
     sbx__free(parts);

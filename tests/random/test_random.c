@@ -243,6 +243,72 @@ static void test_sparse_poisson(void **state) {
     sbx_sparse_free(x);
 }
 
+/* Every entry of the sparse Poisson against sbx_poisson at that entry's position (entry k draws from
+ * position k): the non-zero draws, in order, with their indices and lines, in every dtype that keeps
+ * them (float64, float32, int64 and int32), at 1, 2 and 8 threads; rows of 0 to 40 entries (empty
+ * ones too) so that lines end anywhere in a chunk of draws. */
+static void test_sparse_poisson_entries(void **state) {
+    (void)state;
+    enum { ROWS = 600, COLS = 64 };
+    sbx_rng rng;
+    sbx_rng_init(&rng, 77, 1);
+    sbx_sparse *x;
+    int64_t nnz = 0;
+    for (int r = 0; r < ROWS; r++) nnz += (r * 7) % 41;
+    assert_int_equal(sbx_sparse_create(SBX_CSR, SBX_FLOAT64, ROWS, COLS, nnz, &x), SBX_OK);
+    for (int r = 0, k = 0; r < ROWS; r++) {
+        for (int j = 0; j < (r * 7) % 41; j++, k++) {
+            x->indices[k] = j;
+            ((double *)x->data)[k] = k % 17 == 0 ? 0 : k % 29 == 0 ? 30 + k % 5 : 0.05 * (k % 60);
+        }
+        x->indptr[r + 1] = k;
+    }
+    int64_t *want = malloc((size_t)nnz * sizeof *want);
+    assert_non_null(want);
+    const sbx_dtype dtypes[4] = {SBX_FLOAT64, SBX_FLOAT32, SBX_INT64, SBX_INT32};
+    const int threads[3] = {1, 2, 8};
+    for (int d = 0; d < 4; d++) {
+        sbx_sparse *xd; /* x's structure, its means in dtypes[d] (whole numbers for the integer dtypes) */
+        assert_int_equal(sbx_sparse_create(SBX_CSR, dtypes[d], ROWS, COLS, nnz, &xd), SBX_OK);
+        memcpy(xd->indptr, x->indptr, (ROWS + 1) * sizeof(int64_t));
+        memcpy(xd->indices, x->indices, (size_t)nnz * sizeof(int64_t));
+        for (int64_t k = 0; k < nnz; k++) {
+            const double lam = ((double *)x->data)[k];
+            if (dtypes[d] == SBX_FLOAT64) ((double *)xd->data)[k] = lam;
+            if (dtypes[d] == SBX_FLOAT32) ((float *)xd->data)[k] = (float)lam;
+            if (dtypes[d] == SBX_INT64) ((int64_t *)xd->data)[k] = (int64_t)lam;
+            if (dtypes[d] == SBX_INT32) ((int32_t *)xd->data)[k] = (int32_t)lam;
+            sbx_rng_cursor cur;
+            assert_int_equal(sbx_rng_cursor_init(&rng, k, &cur), SBX_OK);
+            assert_int_equal(sbx_poisson(&cur, sbx__get_f64(xd->data, xd->dtype, k), &want[k]), SBX_OK);
+        }
+        for (int t = 0; t < 3; t++) {
+            sbx_set_num_threads(threads[t]);
+            sbx_sparse *y = NULL;
+            assert_int_equal(sbx_random_poisson(&rng, xd, &y), SBX_OK);
+            assert_int_equal(y->dtype, dtypes[d]);
+            int64_t kept = 0;
+            for (int r = 0; r < ROWS; r++) {
+                assert_int_equal(y->indptr[r], kept);
+                for (int64_t k = x->indptr[r]; k < x->indptr[r + 1]; k++) {
+                    if (want[k] == 0) continue;
+                    assert_true(kept < y->nnz);
+                    assert_int_equal(y->indices[kept], x->indices[k]);
+                    assert_true(sbx__get_f64(y->data, y->dtype, kept) == (double)want[k]);
+                    kept++;
+                }
+            }
+            assert_int_equal(y->indptr[ROWS], kept);
+            assert_int_equal(y->nnz, kept);
+            sbx_sparse_free(y);
+        }
+        sbx_sparse_free(xd);
+    }
+    sbx_set_num_threads(0);
+    free(want);
+    sbx_sparse_free(x);
+}
+
 /* The sparse Poisson's means inverted in vector lanes give the scalar sampler's values at every
  * position (means 0, tiny, below and at 10, large; a count that leaves a partial group), and
  * sbx__exp_neg, which both use, is within 2 units in the last place of exp(-lam). */
@@ -514,6 +580,7 @@ int main(void) {
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_sparse_binomial),
         cmocka_unit_test(test_sparse_poisson),
+        cmocka_unit_test(test_sparse_poisson_entries),
         cmocka_unit_test(test_poisson_lanes),
         cmocka_unit_test(test_sparse_multinomial),
         cmocka_unit_test(test_fill),
