@@ -362,7 +362,7 @@ static int64_t keep_scalar(const int64_t *drawn, const int64_t *xi, int64_t n, i
 /* keep_scalar eight at a time: the non-zero lanes compressed to the front of a vector and stored
  * masked. A draw (below 2^52) becomes a double exactly by its bits under the exponent of 2^52, less
  * 2^52; a float from that double is the float C makes from the integer (one rounding either way). */
-__attribute__((target("avx512f"))) static int64_t keep_avx512(const int64_t *drawn, const int64_t *xi, int64_t n,
+__attribute__((target("avx512f,popcnt"))) static int64_t keep_avx512(const int64_t *drawn, const int64_t *xi, int64_t n,
                                                                int64_t *idx, void *val, sbx_dtype vtype, int64_t kept,
                                                                uint8_t *nonzero, int64_t *before) {
     const __m512i big = _mm512_set1_epi64(0x4330000000000000); /* 2^52's bits */
@@ -372,7 +372,8 @@ __attribute__((target("avx512f"))) static int64_t keep_avx512(const int64_t *dra
         const __m512i d = _mm512_maskz_loadu_epi64(in, drawn + 8 * g);
         const __mmask8 nz = _mm512_mask_cmpneq_epi64_mask(in, d, _mm512_setzero_si512());
         const __mmask8 out = (__mmask8)((1u << __builtin_popcount(nz)) - 1);
-        _mm512_mask_storeu_epi64(idx + kept, out, _mm512_maskz_compress_epi64(nz, _mm512_maskz_loadu_epi64(in, xi + 8 * g)));
+        const __m512i i = _mm512_maskz_loadu_epi64(in, xi + 8 * g);
+        _mm512_mask_storeu_epi64(idx + kept, out, _mm512_maskz_compress_epi64(nz, i));
         if (vtype == SBX_INT64) {
             _mm512_mask_storeu_epi64((int64_t *)val + kept, out, _mm512_maskz_compress_epi64(nz, d));
         } else {
@@ -390,10 +391,18 @@ __attribute__((target("avx512f"))) static int64_t keep_avx512(const int64_t *dra
 }
 #endif
 
+/* The bits set in a byte (without the popcnt instruction, which the default target lacks). */
+static inline int64_t ones8(unsigned b) {
+    b = b - ((b >> 1) & 0x55);
+    b = (b & 0x33) + ((b >> 2) & 0x33);
+    return (b + (b >> 4)) & 0x0F;
+}
+
 /* A block's entries: their indices and means checked, drawn a chunk at a time, the non-zero draws
  * kept in order at pt->idx[k0 ..] and pt->val[k0 ..], line i's count of kept entries so far (from the
  * block's start) in indptr[i + 1]. */
-static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double *lam, int64_t *indptr, poisson_part *pt) {
+static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double *lam, int64_t *indptr,
+                          poisson_part *pt) {
     const uint64_t minor = (uint64_t)sbx_sparse_minor(x);
     const int64_t *xp = x->indptr, *xi = x->indices;
     int64_t drawn[POISSON_CHUNK], before[EIGHTS], line = pt->line0, kept = 0;
@@ -418,7 +427,7 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
             kept = keep_scalar(drawn, xi + c, n, idx, val, pt->vtype, kept, nonzero, before);
         for (; line < pt->line1 && xp[line + 1] <= c + n; line++) { /* the lines that end in this chunk */
             const int64_t e = xp[line + 1] - c;
-            indptr[line + 1] = before[e / 8] + __builtin_popcount(nonzero[e / 8] & ((1u << (e % 8)) - 1));
+            indptr[line + 1] = before[e / 8] + ones8(nonzero[e / 8] & ((1u << (e % 8)) - 1));
         }
     }
     while (line < pt->line1) indptr[++line] = kept;
@@ -504,8 +513,9 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             for (int64_t i = pt->line0; i < pt->line1; i++) m->indptr[i + 1] += pt->at;
             if (in_place && t == 0) continue; /* already in place */
             if (pt->kept > 0) memcpy(m->indices + pt->at, pt->idx + pt->k0, (size_t)pt->kept * sizeof(int64_t));
-            pt->st = sbx__cast((char *)m->data + (size_t)pt->at * dsize, x->dtype, (char *)pt->val + (size_t)pt->k0 * vsize,
-                               vtype, pt->kept, "Poisson draws");
+            const char *kept_values = (const char *)pt->val + (size_t)pt->k0 * vsize;
+            pt->st = sbx__cast((char *)m->data + (size_t)pt->at * dsize, x->dtype, kept_values, vtype, pt->kept,
+                               "Poisson draws");
         }
     }
     if (st == SBX_OK && failed) st = poisson_input_error(x, lam);
