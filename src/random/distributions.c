@@ -88,10 +88,8 @@ typedef struct {
     struct { /* E(k) of BTRS or PTRS (the owner), |k - m| < BOUNDS_HALF: see kept */
         int owner;
         uint32_t generation;
-        struct {
-            double value;
-            uint64_t tag;
-        } at[2 * BOUNDS_HALF];
+        uint32_t tag[2 * BOUNDS_HALF]; /* apart from the values: the tags of the k drawn often stay in L1 */
+        double value[2 * BOUNDS_HALF];
     } bounds;
 } setups;
 /* All zero at first: no sampler is called with n, p or lam zero, so nothing matches the cache. */
@@ -197,7 +195,7 @@ typedef enum { NO_OWNER, BTRS, PTRS } bounds_owner;
 static void new_generation(setups *su, bounds_owner owner) {
     su->bounds.owner = owner;
     if (++su->bounds.generation == 0) { /* wrapped: values of the old generation 0 could match */
-        memset(su->bounds.at, 0, sizeof su->bounds.at);
+        memset(su->bounds.tag, 0, sizeof su->bounds.tag);
         su->bounds.generation = 1;
     }
 }
@@ -205,15 +203,15 @@ static void new_generation(setups *su, bounds_owner owner) {
 /* 1 and *e = E(k) when it is kept at index i. */
 HOT int kept(const setups *su, double i, double *e) {
     const int j = i >= 0 && i < 2 * BOUNDS_HALF ? (int)i : 0;
-    *e = su->bounds.at[j].value;
-    return i >= 0 && i < 2 * BOUNDS_HALF && su->bounds.at[j].tag == su->bounds.generation;
+    *e = su->bounds.value[j];
+    return i >= 0 && i < 2 * BOUNDS_HALF && su->bounds.tag[j] == su->bounds.generation;
 }
 
 /* Keeps E(k) = e at index i when it is within the window; returns e. */
 HOT double keep(setups *su, double i, double e) {
     if (i >= 0 && i < 2 * BOUNDS_HALF) {
-        su->bounds.at[(int)i].value = e;
-        su->bounds.at[(int)i].tag = su->bounds.generation;
+        su->bounds.value[(int)i] = e;
+        su->bounds.tag[(int)i] = su->bounds.generation;
     }
     return e;
 }

@@ -156,9 +156,12 @@ static int64_t law_truncated(const binomial_law *law, sbx_rng_cursor *cur) {
     }
 }
 
-/* A thread's share of the lines: its entries, in line order. */
+/* A thread's share of the lines: its entries, in line order, the values in vtype (the matrix's
+ * dtype when float32, float64 or int64; else int64, cast and checked at the end). */
 typedef struct {
-    int64_t *index, *value;
+    int64_t *index;
+    void *value;
+    sbx_dtype vtype;
     int64_t used, cap, at; /* at: where the piece goes in the matrix */
     sbx_status st;
 } piece;
@@ -166,9 +169,19 @@ typedef struct {
 static void piece_grow(piece *pc) {
     const int64_t cap = pc->cap < 4096 ? 4096 : 2 * pc->cap;
     if ((pc->st = sbx__grow(cap, sizeof(int64_t), &pc->index, "binomial entries")) != SBX_OK ||
-        (pc->st = sbx__grow(cap, sizeof(int64_t), &pc->value, "binomial entries")) != SBX_OK)
+        (pc->st = sbx__grow(cap, sbx_dtype_size(pc->vtype), &pc->value, "binomial entries")) != SBX_OK)
         return;
     pc->cap = cap;
+}
+
+/* value (at most the dtype's exact maximum, checked beforehand) as entry `at` of vtype's array. */
+static inline void put_value(void *val, sbx_dtype vtype, int64_t at, int64_t value) {
+    if (vtype == SBX_FLOAT32)
+        ((float *)val)[at] = (float)value;
+    else if (vtype == SBX_FLOAT64)
+        ((double *)val)[at] = (double)value;
+    else
+        ((int64_t *)val)[at] = value;
 }
 
 static inline void piece_push(piece *pc, int64_t index, int64_t value) {
@@ -177,8 +190,17 @@ static inline void piece_push(piece *pc, int64_t index, int64_t value) {
         if (pc->used == pc->cap) return; /* out of memory: pc->st says so */
     }
     pc->index[pc->used] = index;
-    pc->value[pc->used++] = value;
+    put_value(pc->value, pc->vtype, pc->used++, value);
 }
+
+/* A dense line's minor values (written always, kept when non-zero: no branch), values of type T. */
+#define DENSE_LINE(T)                                                                                                  \
+    for (int64_t j = 0; j < minor; j++) {                                                                              \
+        const int64_t k = table_draw(&law->value, &a);                                                                 \
+        idx[used] = j;                                                                                                 \
+        ((T *)val)[used] = (T)k;                                                                                       \
+        used += k > 0;                                                                                                 \
+    }
 
 /* Line i: dense lines (law->dense) draw one value per element from position 2i; sparse lines draw
  * their gaps from position 2i and their values from position 2i + 1. Returns the line's entry count. */
@@ -189,13 +211,14 @@ static int64_t binomial_line(const sbx_rng *rng, const binomial_law *law, int64_
     if (law->dense) {
         while (pc->st == SBX_OK && pc->cap - pc->used < minor) piece_grow(pc); /* room for the whole line */
         if (pc->st != SBX_OK) return 0;
-        int64_t *restrict idx = pc->index, *restrict val = pc->value, used = pc->used;
-        for (int64_t j = 0; j < minor; j++) { /* written always, kept when non-zero: no branch */
-            const int64_t k = table_draw(&law->value, &a);
-            idx[used] = j;
-            val[used] = k;
-            used += k > 0;
-        }
+        int64_t *restrict idx = pc->index, used = pc->used;
+        void *restrict val = pc->value;
+        if (pc->vtype == SBX_FLOAT32)
+            DENSE_LINE(float)
+        else if (pc->vtype == SBX_FLOAT64)
+            DENSE_LINE(double)
+        else
+            DENSE_LINE(int64_t)
         pc->used = used;
     } else {
         const double limit = (double)minor;
@@ -227,17 +250,19 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
     const int nt = major < 64 ? 1 : sbx__threads();
     sbx_status st = sbx__sparse_new(format, dtype, nrows, ncols, 0, 1, &m);
     if (st == SBX_OK) st = sbx__alloc(nt, sizeof(piece), &pieces, "binomial pieces");
+    const sbx_dtype vtype = dtype == SBX_FLOAT32 || dtype == SBX_FLOAT64 ? dtype : SBX_INT64;
     if (st == SBX_OK && law.L != 0) { /* one pass: each thread a block of lines, into its own piece */
-        /* Room for the expected entries and 6 standard deviations more, so a piece rarely grows. */
-        const double q0 = -expm1(law.L), cells = (double)minor * (double)(major / nt + 1);
-        const double expect = cells * q0 + 6 * sqrt(cells * q0) + 4096;
-        const double all = (double)minor * (double)major;
-        const int64_t room = expect < all ? (int64_t)expect : (int64_t)all + 1;
+        /* Room for the expected entries and 6 standard deviations more, so a piece rarely grows; piece
+         * 0's for the whole matrix, since its arrays become the matrix's (see below). */
+        const double q0 = -expm1(law.L), all = (double)minor * (double)major;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int t = 0; t < nt; t++) {
-            piece local = {0}, *pc = &local; /* a copy on this thread's stack: no cache line shared */
+            const double cells = t == 0 ? all : (double)minor * (double)(major / nt + 1);
+            const double expect = cells * q0 + 6 * sqrt(cells * q0) + 4096;
+            const int64_t room = expect < all ? (int64_t)expect : (int64_t)all + 1;
+            piece local = {.vtype = vtype}, *pc = &local; /* a copy on this thread's stack: no cache line shared */
             if ((pc->st = sbx__alloc_raw(room, sizeof(int64_t), &pc->index, "binomial entries")) == SBX_OK &&
-                (pc->st = sbx__alloc_raw(room, sizeof(int64_t), &pc->value, "binomial entries")) == SBX_OK)
+                (pc->st = sbx__alloc_raw(room, sbx_dtype_size(vtype), &pc->value, "binomial entries")) == SBX_OK)
                 pc->cap = room;
             for (int64_t i = major / nt * t; i < (t + 1 == nt ? major : major / nt * (t + 1)); i++)
                 m->indptr[i + 1] = binomial_line(rng, &law, i, minor, pc);
@@ -251,20 +276,35 @@ sbx_status sbx_random_binomial(const sbx_rng *rng, int64_t n, double p, int64_t 
     if (st == SBX_OK) { /* the pieces, in order, make the matrix */
         for (int64_t i = 0; i < major; i++) m->indptr[i + 1] += m->indptr[i];
         m->nnz = m->indptr[major];
+        /* Piece 0's arrays, grown if the others do not fit after it (rare), become the matrix's when its
+         * values are in the dtype: with one thread nothing is copied. */
+        const int direct = vtype == dtype && pieces[0].index;
+        if (direct) {
+            piece *p0 = &pieces[0];
+            st = sbx__grow(m->nnz, sizeof(int64_t), &p0->index, "binomial indices");
+            if (st == SBX_OK) st = sbx__grow(m->nnz, sbx_dtype_size(dtype), &p0->value, "binomial values");
+        }
         sbx__free(m->indices);
         sbx__free(m->data);
         m->indices = m->data = NULL;
-        st = sbx__alloc_raw(m->nnz, sizeof(int64_t), &m->indices, "binomial indices");
-        if (st == SBX_OK) st = sbx__alloc_raw(m->nnz, sbx_dtype_size(dtype), &m->data, "binomial values");
+        if (direct && st == SBX_OK) {
+            m->indices = pieces[0].index;
+            m->data = pieces[0].value;
+            pieces[0].index = NULL;
+            pieces[0].value = NULL;
+        } else if (st == SBX_OK) {
+            st = sbx__alloc_raw(m->nnz, sizeof(int64_t), &m->indices, "binomial indices");
+            if (st == SBX_OK) st = sbx__alloc_raw(m->nnz, sbx_dtype_size(dtype), &m->data, "binomial values");
+        }
         if (st == SBX_OK) {
             for (int t = 0; t < nt; t++) pieces[t].at = t == 0 ? 0 : pieces[t - 1].at + pieces[t - 1].used;
 #pragma omp parallel for num_threads(nt) schedule(static)
-            for (int t = 0; t < nt; t++) { /* each thread moves its own piece */
+            for (int t = 0; t < nt; t++) { /* each thread moves its own piece (piece 0: in place if direct) */
                 piece *pc = &pieces[t];
-                if (pc->used == 0) continue;
+                if (pc->used == 0 || (direct && t == 0)) continue;
                 memcpy(m->indices + pc->at, pc->index, (size_t)pc->used * sizeof(int64_t));
                 char *data = (char *)m->data + (size_t)pc->at * sbx_dtype_size(dtype);
-                pc->st = sbx__cast(data, dtype, pc->value, SBX_INT64, pc->used, "binomial values");
+                pc->st = sbx__cast(data, dtype, pc->value, vtype, pc->used, "binomial values");
             }
             for (int t = 0; t < nt && st == SBX_OK; t++) st = pieces[t].st;
             if (st != SBX_OK) st = sbx__error(st, "binomial values: %s cannot hold them", sbx_dtype_name(dtype));

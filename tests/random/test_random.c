@@ -243,6 +243,35 @@ static void test_sparse_poisson(void **state) {
     sbx_sparse_free(x);
 }
 
+/* The sparse Binomial keeps its values in float32, float64 and int64 directly and casts the others:
+ * every dtype gives the same entries, dense lines (n 5, p 0.25) and sparse ones (p 0.01) alike, at 1
+ * and 2 threads. */
+static void test_sparse_binomial_dtypes(void **state) {
+    (void)state;
+    sbx_rng rng;
+    sbx_rng_init(&rng, 31, 4);
+    const sbx_dtype dtypes[4] = {SBX_FLOAT64, SBX_FLOAT32, SBX_INT64, SBX_INT32};
+    const double ps[2] = {0.25, 0.01};
+    for (int q = 0; q < 2; q++)
+        for (int t = 1; t <= 2; t++) {
+            sbx_set_num_threads(t);
+            sbx_sparse *m[4];
+            for (int d = 0; d < 4; d++)
+                assert_int_equal(sbx_random_binomial(&rng, 5, ps[q], 300, 200, SBX_CSR, dtypes[d], &m[d]), SBX_OK);
+            assert_true(m[0]->nnz > 0);
+            for (int d = 1; d < 4; d++) {
+                assert_int_equal(m[d]->dtype, dtypes[d]);
+                assert_int_equal(m[d]->nnz, m[0]->nnz);
+                assert_memory_equal(m[d]->indptr, m[0]->indptr, 301 * sizeof(int64_t));
+                assert_memory_equal(m[d]->indices, m[0]->indices, (size_t)m[0]->nnz * sizeof(int64_t));
+                for (int64_t k = 0; k < m[0]->nnz; k++)
+                    assert_true(sbx__get_f64(m[d]->data, dtypes[d], k) == ((double *)m[0]->data)[k]);
+            }
+            for (int d = 0; d < 4; d++) sbx_sparse_free(m[d]);
+        }
+    sbx_set_num_threads(0);
+}
+
 /* Every entry of the sparse Poisson against sbx_poisson at that entry's position (entry k draws from
  * position k): the non-zero draws, in order, with their indices and lines, in every dtype that keeps
  * them (float64, float32, int64 and int32), at 1, 2 and 8 threads; rows of 0 to 40 entries (empty
@@ -581,6 +610,7 @@ int main(void) {
         cmocka_unit_test(test_sparse_binomial),
         cmocka_unit_test(test_sparse_poisson),
         cmocka_unit_test(test_sparse_poisson_entries),
+        cmocka_unit_test(test_sparse_binomial_dtypes),
         cmocka_unit_test(test_poisson_lanes),
         cmocka_unit_test(test_sparse_multinomial),
         cmocka_unit_test(test_fill),
