@@ -173,6 +173,15 @@ static void NAME(lc_weight_taps)(const sbx_conv_plan *p, int64_t *taps) {
     for (int64_t j = 0; j < p->width; j++) taps[j] = j / K * NOK + j % K;
 }
 
+/* Asks for the unshared weights of position o: K at each of the rows (map, kernel) pairs. */
+static inline void NAME(lc_weights_ahead)(const T *w, int64_t rows, int64_t O, int64_t K, int64_t o) {
+    for (int64_t r = 0; r < rows; r++) {
+        const T *at = w + (r * O + o) * K;
+        for (int64_t i = 0; i < K; i += LANES_T) __builtin_prefetch(at + i, 0, 3);
+        __builtin_prefetch(at + K - 1, 0, 3);
+    }
+}
+
 /* The rows along the first axis of the image gradient's tiles of output positions: tiles two apart
  * read disjoint input rows (a kernel's extent or more), and about 16 tiles in all, so that the even
  * and then the odd ones keep threads busy. Fixed by the shape, and so is the order of the sums. */
@@ -259,16 +268,12 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
         const int64_t n0 = item % groups * per, n1 = n0 + per < N ? n0 + per : N;
         for (int64_t q = 0; q < np; q++) {
             NAME(lc_offsets)(p, o0 + q, Bp, in, off);
-            /* Unshared weights for fewer than 4 vectors of images: those of the position LC_AHEAD on, K
+            /* Unshared weights for 4 vectors of images or fewer: those of the position LC_AHEAD on, K
              * at each (map, kernel), asked for now. Read once or twice they are a stream of scattered
              * runs, and waiting on them was most of a float64 pass on one thread (the 3-d case, one
-             * vector of images: 8.2-8.8 ms, 1.6 on two; 2.4 with this). */
-            if (!shared && Bp < 4 * L && o0 + q + LC_AHEAD < O)
-                for (int64_t r = 0; r < C * N; r++) {
-                    const T *at = w + (r * O + o0 + q + LC_AHEAD) * K;
-                    for (int64_t i = 0; i < K; i += L) __builtin_prefetch(at + i, 0, 3);
-                    __builtin_prefetch(at + K - 1, 0, 3);
-                }
+             * vector of images: 8.2-8.8 ms, 1.6 on two; 2.4 with this; config b, 4 vectors: 4.0 -> 2.9). */
+            if (!shared && Bp <= 4 * L && o0 + q + LC_AHEAD < O)
+                NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_AHEAD);
             /* rows: the kernels (W apart when shared, else O * K), depth: the taps; vectors: the images */
             const NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
                                         .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
@@ -330,6 +335,7 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                 }
                 for (int64_t q = 0; q < npos; q++) {
                     NAME(lc_offsets)(p, o0 + q, Bp, -1, off);
+                    if (o0 + q + LC_AHEAD < o1) NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_AHEAD);
                     /* rows: the taps (added into gxt rows off[j]), depth: the kernels (a stride of O * K
                      * apart); vectors: the images of the chunk */
                     const NAME(lc_product) a = {.depth = N, .s = w + (o0 + q) * K, .roffs = taps, .ss = O * K,
@@ -364,12 +370,13 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                                             .us = NP, .d = sums + q * W * NP, .ds = NP};
                 NAME(lc_run)(&a, 0, W, 0, NP / L);
             }
-            for (int64_t c = 0; c < C; c++) /* the item's weights of each kernel and map: a run of np * K */
-                for (int64_t n = 0; n < N; n++) {
-                    T *dst = gw + ((c * N + n) * O + o0) * K;
-                    for (int64_t q = 0; q < np; q++)
-                        for (int64_t l = 0; l < K; l++) dst[q * K + l] = sums[(q * W + c * K + l) * NP + n];
-                }
+            /* The item's weights: for each position and map, the K x N block of sums (taps l, kernels n)
+             * transposed to kernel n's run of K at that position. Read in order and written to C * N
+             * runs at once, where picking one weight at a time read a line of the sums for each. */
+            for (int64_t q = 0; q < np; q++)
+                for (int64_t c = 0; c < C; c++)
+                    NAME(lc_transpose)(sums + (q * W + c * K) * NP, NP, 0, K, 0, N, gw + (c * N * O + o0 + q) * K,
+                                       O * K);
         }
     }
     if (gb) {
