@@ -8,6 +8,8 @@
  * axis, with stride 1: output x's tap reads pixel s * x + i_last = s * (x + i_last / s) + i_last % s.
  * Only the original taps are summed (no zero taps), in their original order, so the kernels need no
  * rearranging. */
+#include <string.h>
+
 #include "conv/internal.h"
 
 sbx_status sbx__phased_create(sbx_conv_plan *p) {
@@ -61,16 +63,20 @@ sbx_status sbx__phased_create(sbx_conv_plan *p) {
     return SBX_OK;
 }
 
-/* One row of the rearranged images: dst[u] = src[st * u + q - pad] inside the row (n pixels), zero
- * outside; src NULL: a row of padding. */
+/* One row of the rearranged images: dst[u] = src[st * u + q - pad] for the u whose pixel is inside
+ * the row (n pixels), u0 <= u < u1, zero outside; src NULL: a row of padding. The inside is a plain
+ * strided copy (a contiguous one for stride 1), without a test per pixel. */
 #define PHASE_ROW(T)                                                                                  \
     do {                                                                                              \
         T *restrict o = dst;                                                                          \
         const T *restrict r = src;                                                                    \
-        for (int64_t u = 0; u < m; u++) {                                                             \
-            const int64_t i = st * u + q - pad;                                                       \
-            o[u] = r && i >= 0 && i < n ? r[i] : 0;                                                   \
-        }                                                                                             \
+        const int64_t b0 = r ? u0 : m, b1 = r ? u1 : m;                                               \
+        for (int64_t u = 0; u < b0; u++) o[u] = 0;                                                    \
+        if (st == 1 && b1 > b0)                                                                       \
+            memcpy(o + b0, r + b0 + q - pad, (size_t)(b1 - b0) * sizeof(T));                          \
+        else if (st > 1)                                                                              \
+            for (int64_t u = b0; u < b1; u++) o[u] = r[st * u + q - pad];                             \
+        for (int64_t u = b1; u < m; u++) o[u] = 0;                                                    \
     } while (0)
 
 void sbx__phased_images(const sbx_conv_plan *p, int64_t batch, const void *x, void *y, int nt) {
@@ -83,8 +89,13 @@ void sbx__phased_images(const sbx_conv_plan *p, int64_t batch, const void *x, vo
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t item = 0; item < items; item++) {
         const char *map = (const char *)x + item * spatial * es;
-        for (int64_t q = 0; q < st; q++)
-            for (int64_t r = 0; r < rows; r++) {
+        for (int64_t r = 0; r < rows; r++) /* each source row once, for all its phases */
+            for (int64_t q = 0; q < st; q++) {
+                /* the u with 0 <= st * u + q - pad < n: from ceil((pad - q) / st), below
+                 * ceil((n + pad - q) / st), within [0, m) */
+                int64_t u0 = pad - q > 0 ? (pad - q + st - 1) / st : 0, u1 = (n + pad - q + st - 1) / st;
+                if (u1 > m) u1 = m;
+                if (u0 > u1) u0 = u1;
                 /* Row r's source row: its coordinates along the axes before the last, less the padding. */
                 int64_t rest = r, at = 0, stride = n;
                 int inside = 1;
