@@ -17,6 +17,9 @@
  *     folder. Goal: original / ours (1 thread) >= SPEEDUP_GOAL. Then a 10^6 x 10^6 Binomial(1, 1e-7),
  *     ours only (the original cannot allocate it); goal: at most HUGE_GOAL_SECONDS.
  *  3. Every sparse result must have the same bytes at 1 and 2 threads; if not, the exit status is 1.
+ * Both tables are taken ROUNDS times, ours and then the peer's each round, and each figure is its
+ * side's fastest round: these VMs have slower phases (a neighbour's load: the same binary's medians
+ * 1.5-1.7x apart between minutes) which, falling on one side of a single pass, moved the ratios.
  *
  * The peer's interpreter is /usr/bin/python3 when it has numpy and scipy, else python3; without them
  * the peer columns are skipped (with the reason) and only our figures are printed.
@@ -59,6 +62,7 @@
 #define PATH_LEN 4096
 #define LINE_LEN 4096
 #define NUM_THREADS 2
+#define ROUNDS 2 /* ours, then the peer, this many times over; each figure the round that ran fastest */
 
 static const int THREADS[NUM_THREADS] = {1, 2};
 
@@ -806,18 +810,58 @@ static int bench_peer(peer *p, const inputs *in, draw_result *draws, op_result *
     return failed;
 }
 
+/* Keeps in best each side's fastest figure of this round (r): a slower phase of the machine that falls
+ * on one side in one round only is dropped, on both sides alike. */
+static void keep_fastest(draw_result *best, op_result *best_ops, const draw_result *r, const op_result *r_ops,
+                         int first) {
+    for (int i = 0; i < NUM_DRAWS; i++) {
+        draw_result *b = &best[i];
+        const draw_result *d = &r[i];
+        if (first || d->ns < b->ns) {
+            b->ns = d->ns;
+            b->mean = d->mean;
+            b->count = d->count;
+        }
+        if (d->peer_ns >= 0 && (first || b->peer_ns < 0 || d->peer_ns < b->peer_ns)) {
+            b->peer_ns = d->peer_ns;
+            b->peer_count = d->peer_count;
+        }
+    }
+    for (int op = 0; op < NUM_OPS; op++) {
+        op_result *b = &best_ops[op];
+        const op_result *o = &r_ops[op];
+        for (int t = 0; t < NUM_THREADS; t++)
+            if (first || o->ms[t] < b->ms[t]) b->ms[t] = o->ms[t];
+        if (o->peer_ms >= 0 && (first || b->peer_ms < 0 || o->peer_ms < b->peer_ms)) {
+            b->peer_ms = o->peer_ms;
+            b->peer_nnz = o->peer_nnz;
+        }
+        b->nnz = o->nnz;
+        b->same = first ? o->same : b->same && o->same;
+    }
+}
+
 int main(int argc, char **argv) {
-    static draw_result draws[NUM_DRAWS];
-    static op_result ops[NUM_OPS];
+    static draw_result draws[NUM_DRAWS], round_draws[NUM_DRAWS];
+    static op_result ops[NUM_OPS], round_ops[NUM_OPS];
     peer p;
     inputs in;
     int used[NUM_THREADS], n_met = 0, n_missed = 0;
     find_peer(argc, argv, &p);
     print_header(&p);
-    clear_peer_results(draws, ops);
-    if (make_inputs(&in) || bench_ours(&in, draws, ops, used) || (p.available && bench_peer(&p, &in, draws, ops))) {
+    if (make_inputs(&in)) {
         free_inputs(&in);
         return 1;
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        printf("round %d of %d: ", round + 1, ROUNDS);
+        clear_peer_results(round_draws, round_ops);
+        if (bench_ours(&in, round_draws, round_ops, used) ||
+            (p.available && bench_peer(&p, &in, round_draws, round_ops))) {
+            free_inputs(&in);
+            return 1;
+        }
+        keep_fastest(draws, ops, round_draws, round_ops, round == 0);
     }
     free_inputs(&in);
     print_draws(draws, p.available, &n_met, &n_missed);
