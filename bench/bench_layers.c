@@ -22,6 +22,9 @@
  * Each figure is the median of at least MIN_REPEATS timed runs after one warm-up; the warm-up's time
  * sets the repeat count so that the timed runs take about BUDGET_SECONDS. Only the call is timed: its
  * results are freed after the clock stops (the peer does the same).
+ * The table is measured ROUNDS times (ours, then the peer, each round) and each figure is its side's
+ * fastest round: these VMs have slower phases lasting minutes (a neighbour's load: the same binary's
+ * medians 1.4x apart), and in a single pass such a phase fell on one side only.
  *
  * Checks: the inputs and sparsebox's results go to .npy files in a temporary folder; peer_torch.py
  * loads them, runs torch and compares (forward and both gradients; max |ours - torch| <= 1e-4 *
@@ -71,6 +74,7 @@
 #define PATH_LEN 4096
 #define LINE_LEN 1024
 #define MAX_NOTES 64
+#define ROUNDS 2 /* ours, then the peer, this many times over; each figure its side's fastest round */
 
 /* Goals of ANCHORS.md and issue 14, as the largest ratio ours / torch that meets them. */
 #define LAYER_GOAL 1.0
@@ -889,6 +893,31 @@ static void clear_results(results *r) {
     }
 }
 
+static void keep_faster(timing *best, const timing *t) {
+    if (t->ms >= 0 && (best->ms < 0 || t->ms < best->ms)) *best = *t;
+}
+
+static enum check worse(enum check a, enum check b) { return a > b ? a : b; }
+
+/* Each side's faster figure of r and of another round into r; a check failed in either fails. The
+ * peer's versions and notes stay the first round's. */
+static void keep_fastest(results *r, const results *again) {
+    for (size_t ci = 0; ci < NUM_CASES; ci++) {
+        keep_faster(&r->orig[ci], &again->orig[ci]);
+        r->orig_check[ci] = worse(r->orig_check[ci], again->orig_check[ci]);
+        for (int di = 0; di < NUM_DTYPES; di++)
+            for (int oi = 0; oi < NUM_OPS; oi++) {
+                r->check[ci][di][oi] = worse(r->check[ci][di][oi], again->check[ci][di][oi]);
+                r->bits[ci][di][oi] = worse(r->bits[ci][di][oi], again->bits[ci][di][oi]);
+                for (int ti = 0; ti < NUM_THREADS; ti++) {
+                    keep_faster(&r->ours[ci][di][oi][ti], &again->ours[ci][di][oi][ti]);
+                    keep_faster(&r->peer[ci][di][oi][ti], &again->peer[ci][di][oi][ti]);
+                }
+            }
+    }
+    if (r->peer_status == 0) r->peer_status = again->peer_status;
+}
+
 /* Measures, runs the peer, prints the table. Returns 0, or 1 on an error or a failed check. */
 static int run_table(int argc, char **argv, int child, results *r) {
     char dir[] = "/tmp/bench_layers.XXXXXX";
@@ -901,8 +930,15 @@ static int run_table(int argc, char **argv, int child, results *r) {
         fprintf(stderr, "bench_layers: mkdtemp failed: %s\n", strerror(errno));
         return 1;
     }
+    static results again;
     int error = write_manifest(dir) || measure_ours(dir, r);
     if (!error) run_peer(argc, argv, dir, r);
+    for (int round = 1; round < ROUNDS && !error; round++) {
+        clear_results(&again);
+        error = measure_ours(dir, &again);
+        if (!error) run_peer(argc, argv, dir, &again);
+        if (!error) keep_fastest(r, &again);
+    }
     remove_dir(dir);
     if (error) return 1;
     print_peer_info(r);
