@@ -173,12 +173,16 @@ static void NAME(lc_weight_taps)(const sbx_conv_plan *p, int64_t *taps) {
     for (int64_t j = 0; j < p->width; j++) taps[j] = j / K * NOK + j % K;
 }
 
-/* Asks for the unshared weights of position o: K at each of the rows (map, kernel) pairs. */
+/* Asks for the unshared weights of position o: K at each of the rows (map, kernel) pairs, into L2 (locality
+ * 1), not L1: a position's weights are rows scattered runs of K (config b: 192 runs of 72 bytes, about 25
+ * KiB with their lines), so two positions ahead in L1 crowded a 32 KiB L1 (Zen 4) out of the images and
+ * outputs being worked on, and the weight loads stalled (perf annotate; config b float64 forward, one
+ * thread: 7.8-10.0 ms into L1, 5.3-5.8 into L2 three positions ahead). */
 static inline void NAME(lc_weights_ahead)(const T *w, int64_t rows, int64_t O, int64_t K, int64_t o) {
     for (int64_t r = 0; r < rows; r++) {
         const T *at = w + (r * O + o) * K;
-        for (int64_t i = 0; i < K; i += LANES_T) __builtin_prefetch(at + i, 0, 3);
-        __builtin_prefetch(at + K - 1, 0, 3);
+        for (int64_t i = 0; i < K; i += LANES_T) __builtin_prefetch(at + i, 0, 1);
+        __builtin_prefetch(at + K - 1, 0, 1);
     }
 }
 
@@ -193,7 +197,8 @@ static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
 /* Positions per item of the forward pass and the weight gradient: a tile's worth of outputs
  * transposed in the item's own buffer, so that the transposes stay in the caches. */
 #define LC_POSITIONS 16
-#define LC_AHEAD 2 /* kernels (outputs) and positions (weights) ahead whose lines local_forward asks for */
+#define LC_AHEAD 2 /* kernels ahead whose output lines local_forward asks for */
+#define LC_WEIGHTS_AHEAD 3 /* positions ahead whose weights local_forward and the image gradient ask for */
 #define LC_ITEMS 6 /* local_forward's fewest items, when the images allow */
 
 /* The image gradient's vectors of images per item: 4, or fewer when that leaves threads idle. The
@@ -268,12 +273,12 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
         const int64_t n0 = item % groups * per, n1 = n0 + per < N ? n0 + per : N;
         for (int64_t q = 0; q < np; q++) {
             NAME(lc_offsets)(p, o0 + q, Bp, in, off);
-            /* Unshared weights for 4 vectors of images or fewer: those of the position LC_AHEAD on, K
+            /* Unshared weights for 4 vectors of images or fewer: those of the position LC_WEIGHTS_AHEAD on, K
              * at each (map, kernel), asked for now. Read once or twice they are a stream of scattered
              * runs, and waiting on them was most of a float64 pass on one thread (the 3-d case, one
              * vector of images: 8.2-8.8 ms, 1.6 on two; 2.4 with this; config b, 4 vectors: 4.0 -> 2.9). */
-            if (!shared && Bp <= 4 * L && o0 + q + LC_AHEAD < O)
-                NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_AHEAD);
+            if (!shared && Bp <= 4 * L && o0 + q + LC_WEIGHTS_AHEAD < O)
+                NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_WEIGHTS_AHEAD);
             /* rows: the kernels (W apart when shared, else O * K), depth: the taps; vectors: the images */
             const NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
                                         .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
@@ -335,7 +340,8 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                 }
                 for (int64_t q = 0; q < npos; q++) {
                     NAME(lc_offsets)(p, o0 + q, Bp, -1, off);
-                    if (o0 + q + LC_AHEAD < o1) NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_AHEAD);
+                    if (o0 + q + LC_WEIGHTS_AHEAD < o1)
+                        NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_WEIGHTS_AHEAD);
                     /* rows: the taps (added into gxt rows off[j]), depth: the kernels (a stride of O * K
                      * apart); vectors: the images of the chunk */
                     const NAME(lc_product) a = {.depth = N, .s = w + (o0 + q) * K, .roffs = taps, .ss = O * K,
