@@ -298,14 +298,31 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
     }
 }
 
-static void NAME(conv_direct)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *kp, const T *bias, T *y,
-                              int nt) {
-    const int64_t O = p->shape.out_size, N = p->nkern, in = p->shape.in_size, row = p->shape.out[p->shape.ndim - 1];
+/* The direct convolution of batch images. from: NULL, x holding p's images; or the plan whose
+ * images x holds, p being from->phased: each thread rearranges the image of its item into its buffer
+ * in work (`pitch` elements a thread) when the image changes, so that the rearranged image is read
+ * from the thread's own caches (items run in static chunks: an image about once a thread). This takes
+ * nt rearranged images of memory where a pass over the batch first took batch of them, at the same
+ * speed (config b at stride 2, float32, one thread: 0.235-0.244 ms either way). */
+static void NAME(conv_direct)(const sbx_conv_plan *p, const sbx_conv_plan *from, int64_t batch, const T *x,
+                              const T *kp, const T *bias, T *y, T *work, int64_t pitch, int nt) {
+    const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
+    const int64_t in = from ? from->shape.in_size : p->shape.in_size;
     const int64_t rows = O / row, group = NAME(direct_group)(p);
     const int64_t steps = (rows + group - 1) / group, items = batch * steps;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t item = 0; item < items; item++) {
-        const int64_t b = item / steps, r0 = (item % steps) * group;
-        NAME(direct_item)(p, x + b * in, kp, bias, y + b * N * O, r0, rows - r0 < group ? rows - r0 : group);
+#pragma omp parallel num_threads(nt)
+    {
+        T *buf = from ? work + (int64_t)sbx__thread() * pitch : NULL;
+        int64_t held = -1; /* the image in buf */
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < items; item++) {
+            const int64_t b = item / steps, r0 = (item % steps) * group;
+            if (buf && held != b) {
+                sbx__phased_image(from, x + b * in, buf);
+                held = b;
+            }
+            NAME(direct_item)(p, buf ? buf : x + b * in, kp, bias, y + b * N * O, r0,
+                              rows - r0 < group ? rows - r0 : group);
+        }
     }
 }

@@ -68,9 +68,10 @@ struct sbx_conv_plan {
 /* base, delta (valid mode) and, with taps set, taps of p, from p->shape (see above). */
 sbx_status sbx__direct_tables(sbx_conv_plan *p, int taps);
 /* p->phased for a convolution plan p (phased.c), and the rearranged images of batch images x into y
- * (batch x p->phased->shape.in_size elements) on nt threads. */
+ * (batch x p->phased->shape.in_size elements) on nt threads, or of one image, on the calling thread. */
 sbx_status sbx__phased_create(sbx_conv_plan *p);
 void sbx__phased_images(const sbx_conv_plan *p, int64_t batch, const void *x, void *y, int nt);
+void sbx__phased_image(const sbx_conv_plan *p, const void *x, void *y);
 
 /* The wisdom's key of a plan (its kind, shape, nkern, dtype, batch and flags) and the lookup and
  * record of wisdom.c. lookup: 1 and the entry's choice and times into p when the key is held, else 0.

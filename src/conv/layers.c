@@ -236,20 +236,18 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         const sbx_conv_plan *d = p->phased ? p->phased : p; /* full mode and strides: rearranged images */
         const int64_t row = d->shape.out[d->shape.ndim - 1];
         void *kp = NULL, *xr = NULL;
-        int64_t xn = 0;
+        /* the rearranged images: one per thread, rows of whole vectors apart */
+        const int64_t L = 64 / es, pitch = (d->shape.in_size + L - 1) / L * L;
+        nt = threads_for(batch * (d->shape.out_size / row), p->nkern * row * p->width);
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
-        if (st == SBX_OK && p->phased && sbx_mul_i64(batch, d->shape.in_size, &xn) != SBX_OK)
-            st = sbx__error(SBX_ERR_OVERFLOW, "the rearranged images' size overflows int64");
-        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(xn, (size_t)es, &xr, "rearranged images");
+        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(pitch * nt, (size_t)es, &xr, "rearranged images");
         if (st == SBX_OK) {
             memcpy(kp, kerns->data, (size_t)(p->nkern * p->width * es));
-            if (xr) sbx__phased_images(p, batch, images->data, xr, threads_for(batch, d->shape.in_size));
-            nt = threads_for(batch * (d->shape.out_size / row), p->nkern * row * p->width);
-            const void *x = xr ? xr : images->data;
+            const sbx_conv_plan *from = p->phased ? p : NULL;
             if (p->dtype == SBX_FLOAT32)
-                conv_direct_f32(d, batch, x, kp, bias ? bias->data : NULL, out->data, nt);
+                conv_direct_f32(d, from, batch, images->data, kp, bias ? bias->data : NULL, out->data, xr, pitch, nt);
             else
-                conv_direct_f64(d, batch, x, kp, bias ? bias->data : NULL, out->data, nt);
+                conv_direct_f64(d, from, batch, images->data, kp, bias ? bias->data : NULL, out->data, xr, pitch, nt);
         }
         sbx__free(xr);
         sbx__free(kp);
@@ -319,7 +317,7 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
                 adjoint_by_image_f32(p, batch, g, kflip, gx, gpad, nt);
             } else {
                 if (gpad) pad_grad_f32(p, batch, g, gpad, nt);
-                conv_direct_f32(a, batch, src, kflip, NULL, gx, nt);
+                conv_direct_f32(a, NULL, batch, src, kflip, NULL, gx, NULL, 0, nt);
             }
         } else {
             flip_kernels_f64(p, k, kflip);
@@ -327,7 +325,7 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
                 adjoint_by_image_f64(p, batch, g, kflip, gx, gpad, nt);
             } else {
                 if (gpad) pad_grad_f64(p, batch, g, gpad, nt);
-                conv_direct_f64(a, batch, src, kflip, NULL, gx, nt);
+                conv_direct_f64(a, NULL, batch, src, kflip, NULL, gx, NULL, 0, nt);
             }
         }
     }

@@ -360,17 +360,27 @@ static void test_against_reference(void **state) {
 /* The direct convolution's (and its kernel gradient's) row lengths: shorter than a vector, one vector
  * or more (rows in pairs, then an overlapping last vector), whole vectors and at most half a vector
  * more (rows in fours, the tails packed two to a vector); 5, 6 and 7 rows (groups left over); float32
- * and float64 (16 and 8 lanes). */
+ * and float64 (16 and 8 lanes). Valid mode with stride 1, then the same output rows from rearranged
+ * images (phased.c): strides 2 and 3 along the rows (and 2 across them), and full mode. */
 static void test_direct_rows(void **state) {
     (void)state;
     const int64_t widths[] = {5, 8, 12, 15, 16, 17, 20, 24, 31, 33, 40, 47};
+    const struct { int64_t st[2]; sbx_conv_mode mode; } variants[] = {
+        {{1, 1}, SBX_CONV_VALID}, {{1, 2}, SBX_CONV_VALID}, {{2, 3}, SBX_CONV_VALID},
+        {{1, 1}, SBX_CONV_FULL},  {{1, 2}, SBX_CONV_FULL},
+    };
+    for (size_t vi = 0; vi < sizeof variants / sizeof variants[0]; vi++)
     for (size_t wi = 0; wi < 3 * sizeof widths / sizeof widths[0]; wi++)
         for (int t = 0; t < 2; t++) {
             sbx_dtype dt = t ? SBX_FLOAT32 : SBX_FLOAT64;
             const size_t nw = sizeof widths / sizeof widths[0];
-            int64_t in[2] = {7 + (int64_t)(wi / nw), widths[wi % nw] + 2}, k[2] = {3, 3};
+            const int64_t *st = variants[vi].st, pad = variants[vi].mode == SBX_CONV_FULL ? 2 : 0;
+            /* rows of widths[] outputs: out = (in + 2 pad - 3) / stride + 1 */
+            int64_t in[2] = {(4 + (int64_t)(wi / nw)) * st[0] + 3 - 2 * pad, (widths[wi % nw] - 1) * st[1] + 3 - 2 * pad};
+            int64_t k[2] = {3, 3};
             sbx_conv_shape s;
-            assert_int_equal(sbx_conv_shape_make(2, 2, in, k, NULL, SBX_CONV_VALID, &s), SBX_OK);
+            assert_int_equal(sbx_conv_shape_make(2, 2, in, k, st, variants[vi].mode, &s), SBX_OK);
+            assert_int_equal(s.out[1], widths[wi % nw]);
             /* 11 kernels (blocks of NB, padded), or few (3, 1: four vectors per step) */
             const int64_t nkern = wi / nw == 0 ? 11 : wi / nw == 1 ? 3 : 1, O = s.out_size, W = 2 * s.kernel_size;
             sbx_array *x = random_matrix(2, s.in_size), *kk = random_matrix(nkern, W), *bias = random_matrix(nkern, -1);
@@ -386,8 +396,8 @@ static void test_direct_rows(void **state) {
                         double want = ref_conv(&s, xr->data, kr->data, br->data, nkern, b, n, o);
                         double got = sbx__get_f64(y->data, dt, (b * nkern + n) * O + o);
                         if (fabs(got - want) > (t ? 1e-5 : 1e-13) * (1 + (double)W))
-                            fail_msg("row %lld %s: output (%lld, %lld, %lld) = %.9g, expected %.9g", (long long)s.out[1],
-                                     sbx_dtype_name(dt), (long long)b, (long long)n, (long long)o, got, want);
+                            fail_msg("variant %zu row %lld %s: output (%lld, %lld, %lld) = %.9g, expected %.9g", vi,
+                                     (long long)s.out[1], sbx_dtype_name(dt), (long long)b, (long long)n, (long long)o, got, want);
                     }
             /* The kernel gradient's direct kernel over the same rows (vectors, a masked last
              * vector, rows shorter than a vector). */
@@ -398,15 +408,16 @@ static void test_direct_rows(void **state) {
                     double want = 0, scale = 0;
                     for (int64_t b = 0; b < 2; b++)
                         for (int64_t o = 0; o < O; o++) {
-                            double term = ((double *)gr->data)[(b * nkern + n) * O + o] *
-                                          ((double *)xr->data)[b * s.in_size + tap_input(&s, j / s.kernel_size, o, j % s.kernel_size)];
+                            const int64_t i = tap_input(&s, j / s.kernel_size, o, j % s.kernel_size);
+                            if (i < 0) continue; /* full mode: outside the image */
+                            double term = ((double *)gr->data)[(b * nkern + n) * O + o] * ((double *)xr->data)[b * s.in_size + i];
                             want += term;
                             scale += fabs(term);
                         }
                     double got = sbx__get_f64(gk->data, dt, n * W + j);
                     if (fabs(got - want) > (t ? 1e-5 : 1e-13) * (1 + scale))
-                        fail_msg("row %lld %s: grad kern (%lld, %lld) = %.9g, expected %.9g", (long long)s.out[1],
-                                 sbx_dtype_name(dt), (long long)n, (long long)j, got, want);
+                        fail_msg("variant %zu row %lld %s: grad kern (%lld, %lld) = %.9g, expected %.9g", vi,
+                                 (long long)s.out[1], sbx_dtype_name(dt), (long long)n, (long long)j, got, want);
                 }
             sbx_array *all[] = {x, kk, bias, xt, kt, bt, y, xr, kr, br, g, gt, gr, gk};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sbx_array_free(all[i]);
