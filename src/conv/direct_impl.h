@@ -12,19 +12,29 @@
 
 /* Two vectors of outputs for nb kernels. Plain (packed = 0): those at y[0] read the runs at
  * x[0] + taps[j], those at y[1] the runs at x[1] + taps[j] (the next vector of the row, or the same
- * place of another row). Packed: vector 0 joins the half vectors at x[0] and x[1] (its outputs split
- * to y[0] and y[1]), vector 1 those at x[2] and x[3] (to y[2], y[3]); the halves are joined in
- * registers (through memory they stall). */
+ * place of another row). Packed (1): vector 0 joins the half vectors at x[0] and x[1] (its outputs
+ * split to y[0] and y[1]), vector 1 those at x[2] and x[3] (to y[2], y[3]); the halves are joined in
+ * registers (through memory they stall). Strided (2): as packed, each half vector being the even
+ * lanes of the whole vector at x[i] + taps2[j] (stride 2 along the row; its last lane, one past the
+ * half's last pixel, is read and left). */
 __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx_conv_plan *p, const T *const *x,
                                                                        int packed, const T *restrict kp, const T *bias,
                                                                        T *const *y, int64_t nb, int64_t O) {
     typedef T half_vec __attribute__((vector_size(32)));
-    const int64_t W = p->width, *restrict taps = p->taps;
+    const int64_t W = p->width, *restrict taps = packed == 2 ? p->taps2 : p->taps;
     NAME(vec) a0[NB], a1[NB];
     for (int n = 0; n < NB; n++) a0[n] = a1[n] = (NAME(vec)){0}; /* in registers (an initialiser was a memset) */
     for (int64_t j = 0; j < W; j++) {
         NAME(vec) v0, v1;
-        if (packed) {
+        if (packed == 2) {
+            NAME(vec) w0, w1, w2, w3;
+            memcpy(&w0, x[0] + taps[j], sizeof w0);
+            memcpy(&w1, x[1] + taps[j], sizeof w1);
+            memcpy(&w2, x[2] + taps[j], sizeof w2);
+            memcpy(&w3, x[3] + taps[j], sizeof w3);
+            v0 = __builtin_shufflevector(w0, w1, EVEN_LANES);
+            v1 = __builtin_shufflevector(w2, w3, EVEN_LANES);
+        } else if (packed) {
             half_vec h0, h1, h2, h3;
             memcpy(&h0, x[0] + taps[j], sizeof h0);
             memcpy(&h1, x[1] + taps[j], sizeof h1);
@@ -133,7 +143,7 @@ SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T
  * last step of fewer filled up by repeating its last half (the same outputs again). */
 SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T *xb, const T *restrict kp,
                                                 const T *bias, T *yb, int64_t r0, int64_t here, int64_t nb,
-                                                int64_t row, int64_t O) {
+                                                int64_t row, int64_t O, int strided) {
     const int64_t H = (int64_t)(32 / sizeof(T));
     const T *xs[4];
     T *ys[4];
@@ -141,14 +151,17 @@ SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T 
     for (int64_t r = r0; r < r0 + here; r++)
         for (int64_t at = 0, done = 0; !done; at = row - H) {
             done = at == row - H;
-            xs[filled] = xb + p->base[r * row] + at;
+            xs[filled] = xb + p->base[r * row] + (strided ? 2 * at : at);
             ys[filled] = yb + r * row + at;
             if (++filled == 4 || (done && r + 1 == r0 + here)) {
                 for (int v = filled; v < 4; v++) {
                     xs[v] = xs[filled - 1];
                     ys[v] = ys[filled - 1];
                 }
-                NAME(two_vectors_at)(p, xs, 1, kp, bias, ys, nb, O);
+                if (strided)
+                    NAME(two_vectors_at)(p, xs, 2, kp, bias, ys, nb, O);
+                else
+                    NAME(two_vectors_at)(p, xs, 1, kp, bias, ys, nb, O);
                 filled = 0;
             }
         }
@@ -270,14 +283,16 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
         T *yb = yb_image + n0 * O;
         /* The next block's output lines, asked for now: they are scattered (a run of rows per kernel),
          * and waiting on them one at a time doubled the time of a float64 forward pass on one thread
-         * (config b: 2.1-5 ms against 1.1 on two) once the outputs outgrow the caches. */
-        for (int64_t n = n0 + NB; n < n0 + 2 * NB && n < N; n++) {
+         * (config b: 2.1-5 ms against 1.1 on two) once the outputs outgrow the caches. Not for rows
+         * narrower than a vector (a line or two a kernel): there the asking cost more than it saved
+         * (configs a and b at stride 2, float32, one thread [Zen 5]: 3-5 %). */
+        for (int64_t n = n0 + NB; row >= L && n < n0 + 2 * NB && n < N; n++) {
             const T *at = yb_image + n * O + r0 * row;
             for (int64_t i = 0; i < here * row; i += L) __builtin_prefetch(at + i, 1, 3);
             __builtin_prefetch(at + here * row - 1, 1, 3);
         }
         if (row < L) {
-            NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O);
+            NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O, p->taps2 != NULL);
             continue;
         }
         if (here == 4) {
@@ -298,30 +313,38 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
     }
 }
 
-/* The direct convolution of batch images. from: NULL, x holding p's images; or the plan whose
- * images x holds, p being from->phased: each thread rearranges the image of its item into its buffer
- * in work (`pitch` elements a thread) when the image changes, so that the rearranged image is read
- * from the thread's own caches (items run in static chunks: an image about once a thread). This takes
- * nt rearranged images of memory where a pass over the batch first took batch of them, at the same
- * speed (config b at stride 2, float32, one thread: 0.235-0.244 ms either way). */
+/* The direct convolution of batch images. x holds p's images, read as they are; or, with from set,
+ * the images of the plan from, p being from->phased: each thread rearranges the image of its item
+ * into its buffer in work (`pitch` elements a thread) when the image changes, so that the rearranged
+ * image is read from the thread's own caches (items run in static chunks: an image about once a
+ * thread). This takes nt rearranged images of memory where a pass over the batch first took batch of
+ * them, at the same speed (config b at stride 2, float32, one thread: 0.235-0.244 ms either way).
+ * With p->taps2 (strided loads, which read one element past a row's last pixel: past the array in the
+ * last image's last row) the last image is read from a copy in the buffer, a vector of zeros after it. */
 static void NAME(conv_direct)(const sbx_conv_plan *p, const sbx_conv_plan *from, int64_t batch, const T *x,
                               const T *kp, const T *bias, T *y, T *work, int64_t pitch, int nt) {
     const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
-    const int64_t in = from ? from->shape.in_size : p->shape.in_size;
+    const int64_t in = from ? from->shape.in_size : p->shape.in_size, L = (int64_t)(64 / sizeof(T));
     const int64_t rows = O / row, group = NAME(direct_group)(p);
     const int64_t steps = (rows + group - 1) / group, items = batch * steps;
 #pragma omp parallel num_threads(nt)
     {
-        T *buf = from ? work + (int64_t)sbx__thread() * pitch : NULL;
+        T *buf = from || p->taps2 ? work + (int64_t)sbx__thread() * pitch : NULL;
         int64_t held = -1; /* the image in buf */
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < items; item++) {
             const int64_t b = item / steps, r0 = (item % steps) * group;
-            if (buf && held != b) {
-                sbx__phased_image(from, x + b * in, buf);
+            const int copy = from || (p->taps2 && b == batch - 1);
+            if (copy && held != b) {
+                if (from) {
+                    sbx__phased_image(from, x + b * in, buf);
+                } else {
+                    memcpy(buf, x + b * in, (size_t)in * sizeof(T));
+                    memset(buf + in, 0, (size_t)L * sizeof(T));
+                }
                 held = b;
             }
-            NAME(direct_item)(p, buf ? buf : x + b * in, kp, bias, y + b * N * O, r0,
+            NAME(direct_item)(p, copy ? buf : x + b * in, kp, bias, y + b * N * O, r0,
                               rows - r0 < group ? rows - r0 : group);
         }
     }

@@ -1,6 +1,6 @@
 /* The typed layer kernels, one concept a file, included by layers.c once per element type with T, TI
  * (the integer of T's width), NAME(x) (a suffixing macro), GEMM (cblas_sgemm or cblas_dgemm) and the
- * lane lists (LOW_LANES, HIGH_LANES, EACH_LANE, TRANSPOSE_STAGES, PAIR_LANES, PAIR_BITS) defined;
+ * lane lists (LOW_LANES, HIGH_LANES, EVEN_LANES, EACH_LANE, TRANSPOSE_STAGES, PAIR_LANES, PAIR_BITS) defined;
  * undefined again at the end, ready for the next type. */
 #include "conv/vector_impl.h"  /* the vector type, the in-register tile transpose */
 #include "conv/gather_impl.h"  /* im2row and its adjoint; the gather + GEMM path */
@@ -17,6 +17,7 @@
 #undef GEMM
 #undef LOW_LANES
 #undef HIGH_LANES
+#undef EVEN_LANES
 #undef EACH_LANE
 #undef TRANSPOSE_STAGES
 #undef PAIR_LANES

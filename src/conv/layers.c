@@ -66,6 +66,7 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define GEMM cblas_sgemm
 #define LOW_LANES 0, 1, 2, 3, 4, 5, 6, 7 /* the lanes of half a 64-byte vector */
 #define HIGH_LANES 8, 9, 10, 11, 12, 13, 14, 15
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 /* of two vectors, one after the other */
 /* F(h, i) for every lane i, and the stages h of an in-register transpose (kgrad_lanes) */
 #define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7), F(h, 8), F(h, 9), \
                         F(h, 10), F(h, 11), F(h, 12), F(h, 13), F(h, 14), F(h, 15)
@@ -79,6 +80,7 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define GEMM cblas_dgemm
 #define LOW_LANES 0, 1, 2, 3
 #define HIGH_LANES 4, 5, 6, 7
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
 #define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7)
 #define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1
@@ -233,17 +235,20 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         st = patch_forward(p, batch, images, kerns, bias, out);
     } else if (st == SBX_OK && batch > 0 && p->algo == SBX_ALGO_DIRECT) { /* the direct kernel, kernels padded to NB rows */
         const int64_t padded = (p->nkern + NB - 1) / NB * NB, es = (int64_t)sbx_dtype_size(p->dtype);
-        const sbx_conv_plan *d = p->phased ? p->phased : p; /* full mode and strides: rearranged images */
+        /* full mode and strides: rearranged images, or at stride 2 with narrow rows the images as they
+         * are through strided loads (p->taps2; not for few kernels, whose loop has no strided loads) */
+        const int strided = p->taps2 && p->nkern > FEW_KERNELS;
+        const sbx_conv_plan *d = p->phased && !strided ? p->phased : p;
         const int64_t row = d->shape.out[d->shape.ndim - 1];
         void *kp = NULL, *xr = NULL;
-        /* the rearranged images: one per thread, rows of whole vectors apart */
-        const int64_t L = 64 / es, pitch = (d->shape.in_size + L - 1) / L * L;
+        /* the per-thread image buffers, rows of whole vectors apart (with a vector to spare) */
+        const int64_t L = 64 / es, pitch = (d->shape.in_size + 2 * L - 1) / L * L;
         nt = threads_for(batch * (d->shape.out_size / row), p->nkern * row * p->width);
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
-        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(pitch * nt, (size_t)es, &xr, "rearranged images");
+        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(pitch * nt, (size_t)es, &xr, "image buffers");
         if (st == SBX_OK) {
             memcpy(kp, kerns->data, (size_t)(p->nkern * p->width * es));
-            const sbx_conv_plan *from = p->phased ? p : NULL;
+            const sbx_conv_plan *from = d == p->phased ? p : NULL;
             if (p->dtype == SBX_FLOAT32)
                 conv_direct_f32(d, from, batch, images->data, kp, bias ? bias->data : NULL, out->data, xr, pitch, nt);
             else
