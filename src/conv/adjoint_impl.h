@@ -107,7 +107,8 @@ static void NAME(maps_lanes)(const sbx_conv_plan *p, int64_t batch, const T *g, 
 
 /* For the image gradient through p->adjoint: the output gradient g with every map padded by
  * kernel - 1 on both sides of every axis (gpad zeroed), and the kernels flipped with their roles
- * swapped, kflip[c][n * K + l] = k[n][c * K + K - 1 - l] (rows past C left zero). */
+ * swapped, kflip[c][n * K + l] = k[n][c * K + K - 1 - l] (rows past C left zero), laid out as
+ * pack_kernels lays out the forward pass's kernels. */
 /* One map of the output gradient (gm) into its padded place (gpm, whose padding is zero: only the
  * rows of gm are written, so a buffer zeroed once serves map after map). */
 static void NAME(pad_map)(const sbx_conv_plan *p, const T *gm, T *gpm) {
@@ -154,5 +155,6 @@ static void NAME(flip_kernels)(const sbx_conv_plan *p, const T *k, T *kflip) {
     const int64_t C = p->shape.channels, N = p->nkern, K = p->shape.kernel_size;
     for (int64_t c = 0; c < C; c++)
         for (int64_t n = 0; n < N; n++)
-            for (int64_t l = 0; l < K; l++) kflip[(c * N + n) * K + l] = k[(n * C + c) * K + K - 1 - l];
+            for (int64_t l = 0; l < K; l++) /* row c, tap n * K + l, as pack_kernels lays them out */
+                kflip[c / NB * NB * N * K + (n * K + l) * NB + c % NB] = k[(n * C + c) * K + K - 1 - l];
 }

@@ -7,8 +7,17 @@
 /* The direct convolution (valid mode, stride 1 along the last axis): no gathered patches. For a
  * row of outputs along the last axis, NB kernels and 2 vectors of positions at a time, every tap j
  * adds a contiguous run of the image times a kernel weight into 2 x NB vector accumulators, which
- * stay in registers. kp: the kernels padded with zero rows to a multiple of NB. */
+ * stay in registers. kp: the kernels as pack_kernels lays them out. */
 #define LANES ((int64_t)(64 / sizeof(T)))
+
+/* The kernels as the direct kernel reads them: blocks of NB kernels (rows), each block tap by tap,
+ * the NB weights of a tap side by side: kernel n's tap j at (n / NB) * NB * W + j * NB + n % NB, rows
+ * past N zero (kp zeroed). A step's weights are then one run, not NB rows W apart (fewer pointers in
+ * the loop). kp for block n0 is kp + n0 * W. */
+static void NAME(pack_kernels)(const T *k, int64_t N, int64_t W, T *kp) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t j = 0; j < W; j++) kp[n / NB * NB * W + j * NB + n % NB] = k[n * W + j];
+}
 
 /* Two vectors of outputs for nb kernels. Plain (packed = 0): those at y[0] read the runs at
  * x[0] + taps[j], those at y[1] the runs at x[1] + taps[j] (the next vector of the row, or the same
@@ -47,7 +56,7 @@ __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx
             memcpy(&v1, x[1] + taps[j], sizeof v1);
         }
         for (int n = 0; n < NB; n++) {
-            const T w = kp[n * W + j];
+            const T w = kp[j * NB + n];
             a0[n] += v0 * w;
             a1[n] += v1 * w;
         }
@@ -95,7 +104,7 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
         for (int64_t j = 0; j < W; j++) {
             NAME(vec) x0;
             memcpy(&x0, xq + taps[j] + i0, sizeof x0);
-            for (int n = 0; n < NB; n++) a0[n] += x0 * kp[n * W + j];
+            for (int n = 0; n < NB; n++) a0[n] += x0 * kp[j * NB + n];
         }
         for (int64_t n = 0; n < nb; n++) {
             a0[n] += bias ? bias[n] : 0;
@@ -195,7 +204,7 @@ __attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sb
                 memcpy(&xv[v], x[v] + taps[j], sizeof xv[v]);
             }
         for (int n = 0; n < FEW_KERNELS; n++) {
-            const T w = kp[n * W + j];
+            const T w = kp[j * NB + n];
             for (int v = 0; v < 4; v++) a[v][n] += xv[v] * w;
         }
     }

@@ -247,8 +247,11 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
         if (st == SBX_OK && p->phased) st = sbx__alloc_raw(pitch * nt, (size_t)es, &xr, "image buffers");
         if (st == SBX_OK) {
-            memcpy(kp, kerns->data, (size_t)(p->nkern * p->width * es));
             const sbx_conv_plan *from = d == p->phased ? p : NULL;
+            if (p->dtype == SBX_FLOAT32)
+                pack_kernels_f32(kerns->data, p->nkern, p->width, kp);
+            else
+                pack_kernels_f64(kerns->data, p->nkern, p->width, kp);
             if (p->dtype == SBX_FLOAT32)
                 conv_direct_f32(d, from, batch, images->data, kp, bias ? bias->data : NULL, out->data, xr, pitch, nt);
             else
