@@ -16,7 +16,8 @@ static const char usage[] =
     "candidate path of its forward pass with its time on --batch images (default 1; the median of\n"
     "several runs after a warm-up), then the choice, and the rules' (SBX_PLAN_ESTIMATE) choice.\n"
     "Convolutions have up to four candidates (direct, gather, csr, csc: see conv.h); local connections\n"
-    "and pooling have one each today. --nkern defaults to 1; --dtype to float32.\n"
+    "and pooling have one each today. --nkern defaults to 1; --dtype to float32. The times are taken\n"
+    "on the library's threads (SBX_NUM_THREADS, else OpenMP's count), as the choice is made for them.\n"
     "  --wisdom FILE  imports FILE first when it exists (a choice held there is taken without timing,\n"
     "                 and its recorded times are printed), then exports the wisdom to FILE.\n";
 
