@@ -72,6 +72,8 @@ struct sbx_conv_plan {
 
 /* base, delta (valid mode) and, with taps set, taps of p, from p->shape (see above). */
 sbx_status sbx__direct_tables(sbx_conv_plan *p, int taps);
+/* taps[j] = c * (pixels per map) + delta[l] for tap j = (c, l) (width entries; delta already made). */
+void sbx__direct_taps(const sbx_conv_plan *p, int64_t *taps);
 /* p->phased for a convolution plan p (phased.c), and the rearranged images of batch images x into y
  * (batch x p->phased->shape.in_size elements) on nt threads, or of one image, on the calling thread. */
 sbx_status sbx__phased_create(sbx_conv_plan *p);

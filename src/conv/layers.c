@@ -233,7 +233,7 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
     if (st == SBX_OK) st = sbx__alloc_raw(ws, sbx_dtype_size(p->dtype), &work, "convolution workspace");
     if (st == SBX_OK && batch > 0 && p->patches) {
         st = patch_forward(p, batch, images, kerns, bias, out);
-    } else if (st == SBX_OK && batch > 0 && p->algo == SBX_ALGO_DIRECT) { /* the direct kernel, kernels padded to NB rows */
+    } else if (st == SBX_OK && batch > 0 && p->algo == SBX_ALGO_DIRECT) { /* the direct kernel, kernels packed */
         const int64_t padded = (p->nkern + NB - 1) / NB * NB, es = (int64_t)sbx_dtype_size(p->dtype);
         /* full mode and strides: rearranged images, or at stride 2 with narrow rows the images as they
          * are through strided loads (p->taps2; not for few kernels, whose loop has no strided loads) */
@@ -241,21 +241,28 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         const sbx_conv_plan *d = p->phased && !strided ? p->phased : p;
         const int64_t row = d->shape.out[d->shape.ndim - 1];
         void *kp = NULL, *xr = NULL;
-        /* the per-thread image buffers, rows of whole vectors apart (with a vector to spare) */
-        const int64_t L = 64 / es, pitch = (d->shape.in_size + 2 * L - 1) / L * L;
+        /* the per-thread image buffers, whole vectors apart (with a vector to spare) */
+        const int64_t L = 64 / es;
+        int64_t pitch = 0, xn = 0;
         nt = threads_for(batch * (d->shape.out_size / row), p->nkern * row * p->width);
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
-        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(pitch * nt, (size_t)es, &xr, "image buffers");
+        if (st == SBX_OK && p->phased) {
+            if (sbx_add_i64(d->shape.in_size, 2 * L - 1, &pitch) != SBX_OK ||
+                sbx_mul_i64(pitch / L * L, nt, &xn) != SBX_OK)
+                st = sbx__error(SBX_ERR_OVERFLOW, "the image buffers' size overflows int64");
+            pitch = pitch / L * L;
+        }
+        if (st == SBX_OK && p->phased) st = sbx__alloc_raw(xn, (size_t)es, &xr, "image buffers");
         if (st == SBX_OK) {
             const sbx_conv_plan *from = d == p->phased ? p : NULL;
-            if (p->dtype == SBX_FLOAT32)
+            const void *b = bias ? bias->data : NULL;
+            if (p->dtype == SBX_FLOAT32) {
                 pack_kernels_f32(kerns->data, p->nkern, p->width, kp);
-            else
+                conv_direct_f32(d, from, batch, images->data, kp, b, out->data, xr, pitch, nt);
+            } else {
                 pack_kernels_f64(kerns->data, p->nkern, p->width, kp);
-            if (p->dtype == SBX_FLOAT32)
-                conv_direct_f32(d, from, batch, images->data, kp, bias ? bias->data : NULL, out->data, xr, pitch, nt);
-            else
-                conv_direct_f64(d, from, batch, images->data, kp, bias ? bias->data : NULL, out->data, xr, pitch, nt);
+                conv_direct_f64(d, from, batch, images->data, kp, b, out->data, xr, pitch, nt);
+            }
         }
         sbx__free(xr);
         sbx__free(kp);
@@ -400,11 +407,11 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
      * whose plan has the taps these paths read, in place of gather + small GEMMs per tile. Both
      * gradients, one thread [Zen 5]: config a in full mode 4.8-4.9 -> 2.9-3.0 ms in float32, 5.8-5.9 ->
      * 4.9-5.2 in float64; b in full mode 4.7-5.0 -> 2.0-2.7 and 9.9-10.3 -> 7.2-7.6; at stride 2 a
-     * 0.49 -> 0.41 and b 0.62 -> 0.56 in float32. */
-    const sbx_conv_plan *kp = p->taps ? p : p->phased;
-    const int lanes_kerns = grad_kerns && kp && kp->taps && batch > 0 && (N >= L || row < L) &&
+     * 0.49 -> 0.41 and b 0.62 -> 0.56 in float32. kgp: the plan the kernel gradient runs. */
+    const sbx_conv_plan *kgp = p->taps ? p : p->phased;
+    const int lanes_kerns = grad_kerns && kgp && kgp->taps && batch > 0 && (N >= L || row < L) &&
                             O <= SBX__LANES_BUFFER / (2 * L * es);
-    const int direct_kerns = grad_kerns && kp && kp->taps && batch > 0 && !lanes_kerns && row >= L;
+    const int direct_kerns = grad_kerns && kgp && kgp->taps && batch > 0 && !lanes_kerns && row >= L;
     const int gather_kerns = grad_kerns && !lanes_kerns && !direct_kerns;
     const void *x = images->data; /* the images the kernel gradient reads: rearranged ones for p->phased */
     void *xr = NULL;
@@ -419,18 +426,18 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
         st = maps_lanes_gradient(p, batch, kerns->data, grad_out->data, grad_images->data);
     if (st == SBX_OK && adjoint_images) /* the image gradient as a direct convolution */
         st = adjoint_gradient(p, batch, kerns->data, grad_out->data, grad_images->data);
-    if (st == SBX_OK && kp != p && (lanes_kerns || direct_kerns)) {
+    if (st == SBX_OK && kgp != p && (lanes_kerns || direct_kerns)) {
         int64_t xn = 0;
-        if (sbx_mul_i64(batch, kp->shape.in_size, &xn) != SBX_OK)
+        if (sbx_mul_i64(batch, kgp->shape.in_size, &xn) != SBX_OK)
             st = sbx__error(SBX_ERR_OVERFLOW, "the rearranged images' size overflows int64");
         if (st == SBX_OK) st = sbx__alloc_raw(xn, (size_t)es, &xr, "rearranged images");
-        if (st == SBX_OK) sbx__phased_images(p, batch, images->data, xr, threads_for(batch, kp->shape.in_size));
+        if (st == SBX_OK) sbx__phased_images(p, batch, images->data, xr, threads_for(batch, kgp->shape.in_size));
         x = xr;
     }
     if (st == SBX_OK && lanes_kerns) {
         /* The kernel gradient with the kernels in the lanes; its workspace: a buffer of O x 2L per
          * thread, then every item's sums (KJ x 2L). */
-        const int64_t items = f32 ? lanes_items_count_f32(kp) : lanes_items_count_f64(kp);
+        const int64_t items = f32 ? lanes_items_count_f32(kgp) : lanes_items_count_f64(kgp);
         const int nt_lanes = threads_for(items, KJ * 2 * L * batch * O);
         int64_t count;
         void *work_lanes = NULL;
@@ -440,8 +447,8 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
         else
             st = sbx__alloc_raw(count, (size_t)es, &work_lanes, "kernel gradient workspace");
         const void *g = grad_out->data;
-        if (st == SBX_OK && f32) kgrad_lanes_f32(kp, batch, x, g, grad_kerns->data, work_lanes, nt_lanes);
-        if (st == SBX_OK && !f32) kgrad_lanes_f64(kp, batch, x, g, grad_kerns->data, work_lanes, nt_lanes);
+        if (st == SBX_OK && f32) kgrad_lanes_f32(kgp, batch, x, g, grad_kerns->data, work_lanes, nt_lanes);
+        if (st == SBX_OK && !f32) kgrad_lanes_f64(kgp, batch, x, g, grad_kerns->data, work_lanes, nt_lanes);
         sbx__free(work_lanes);
     }
     if (st == SBX_OK && direct_kerns) { /* by the direct kernel */
@@ -450,20 +457,20 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
          * failed allocation is an error, not a quiet change of path (results would then depend on
          * memory). */
         void *gflat = NULL;
-        if (f32 ? kgrad_flat_f32(kp, batch, x, nt) : kgrad_flat_f64(kp, batch, x, nt)) {
+        if (f32 ? kgrad_flat_f32(kgp, batch, x, nt) : kgrad_flat_f64(kgp, batch, x, nt)) {
             int64_t count = 0;
-            const int64_t per_map = (kp->shape.out[0] - 1) * kp->shape.in[1];
+            const int64_t per_map = (kgp->shape.out[0] - 1) * kgp->shape.in[1];
             if (sbx_mul_i64(batch * N, per_map, &count) != SBX_OK)
                 st = sbx__error(SBX_ERR_OVERFLOW, "the flat output gradient's size overflows int64");
             else
                 st = sbx__alloc_raw(count, sbx_dtype_size(p->dtype), &gflat, "flat output gradient");
-            if (st == SBX_OK && f32) flatten_grad_f32(kp, batch, grad_out->data, gflat, nt);
-            if (st == SBX_OK && !f32) flatten_grad_f64(kp, batch, grad_out->data, gflat, nt);
+            if (st == SBX_OK && f32) flatten_grad_f32(kgp, batch, grad_out->data, gflat, nt);
+            if (st == SBX_OK && !f32) flatten_grad_f64(kgp, batch, grad_out->data, gflat, nt);
         }
         if (st == SBX_OK && f32)
-            kgrad_direct_f32(kp, batch, x, grad_out->data, gflat, grad_kerns->data, nk);
+            kgrad_direct_f32(kgp, batch, x, grad_out->data, gflat, grad_kerns->data, nk);
         else if (st == SBX_OK)
-            kgrad_direct_f64(kp, batch, x, grad_out->data, gflat, grad_kerns->data, nk);
+            kgrad_direct_f64(kgp, batch, x, grad_out->data, gflat, grad_kerns->data, nk);
         sbx__free(gflat);
     }
     if (st == SBX_OK && (gather_images || gather_kerns)) {

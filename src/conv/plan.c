@@ -11,7 +11,6 @@
 
 sbx_status sbx__direct_tables(sbx_conv_plan *p, int taps) {
     const sbx_conv_shape *s = &p->shape;
-    const int64_t spatial = s->in_size / s->channels;
     int64_t istride[SBX_MAX_NDIM];
     for (int d = s->ndim - 1; d >= 0; d--) istride[d] = d == s->ndim - 1 ? 1 : istride[d + 1] * s->in[d + 1];
     sbx_status st = sbx__alloc_raw(s->out_size, sizeof(int64_t), &p->base, "convolution plan");
@@ -34,8 +33,14 @@ sbx_status sbx__direct_tables(sbx_conv_plan *p, int taps) {
         }
         p->delta[l] = at;
     }
-    for (int64_t j = 0; taps && j < p->width; j++) p->taps[j] = j / s->kernel_size * spatial + p->delta[j % s->kernel_size];
+    if (taps) sbx__direct_taps(p, p->taps);
     return SBX_OK;
+}
+
+void sbx__direct_taps(const sbx_conv_plan *p, int64_t *taps) {
+    const sbx_conv_shape *s = &p->shape;
+    const int64_t spatial = s->in_size / s->channels;
+    for (int64_t j = 0; j < p->width; j++) taps[j] = j / s->kernel_size * spatial + p->delta[j % s->kernel_size];
 }
 
 /* The plan of the image gradient of a stride-1 convolution p (see internal.h), into p->adjoint. */
@@ -307,8 +312,7 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
      * 2, float32, one thread). */
     if (st == SBX_OK && p->phased && valid && shape->stride[last] == 2 && shape->out[last] < L) {
         st = sbx__alloc_raw(width, sizeof(int64_t), &p->taps2, "convolution plan");
-        for (int64_t j = 0; st == SBX_OK && j < width; j++)
-            p->taps2[j] = j / shape->kernel_size * (shape->in_size / shape->channels) + p->delta[j % shape->kernel_size];
+        if (st == SBX_OK) sbx__direct_taps(p, p->taps2);
     }
     if (st == SBX_OK) st = choose(p, flags, batch);
     if (st != SBX_OK) {
