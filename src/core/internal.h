@@ -73,9 +73,9 @@ int sbx__dtype_valid(sbx_dtype dtype);
  * Sanitizer builds use the plain version (ifunc resolvers run before the sanitizer is ready), and so
  * does clang: clang 14 names the dispatcher f.ifunc, so a call from another file does not link. */
 #if defined(__x86_64__) && !defined(SBX_SANITIZE) && !defined(__clang__)
-#define SBX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define SBX_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 /* For loops whose trip counts are often below 16 floats: 256-bit vectors at most. */
-#define SBX_CLONES_256 __attribute__((target_clones("avx2", "default")))
+#define SBX_CLONES_256 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define SBX_CLONES
 #define SBX_CLONES_256
