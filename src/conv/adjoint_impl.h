@@ -15,8 +15,13 @@
  * by the shape (tap blocks, then positions, then within the step), and the buffer is transposed into
  * gx at the end. Padding lanes (maps past C), taps past K and positions past O are computed and
  * dropped, never added. */
+#if SBX_VEC_BYTES == 64
 #define IR 4 /* positions per step */
 #define IS 5 /* taps per step */
+#else /* 16 registers: 12 accumulators, 3 weights, a broadcast */
+#define IR 4
+#define IS 3
+#endif
 
 /* Taps of the transposed kernels: K rounded up to a multiple of IS. */
 static int64_t NAME(maps_lanes_taps)(const sbx_conv_plan *p) { return (p->shape.kernel_size + IS - 1) / IS * IS; }

@@ -8,7 +8,7 @@
  * row of outputs along the last axis, NB kernels and 2 vectors of positions at a time, every tap j
  * adds a contiguous run of the image times a kernel weight into 2 x NB vector accumulators, which
  * stay in registers. kp: the kernels as pack_kernels lays them out. */
-#define LANES ((int64_t)(64 / sizeof(T)))
+#define LANES (LANES_T)
 
 /* The kernels as the direct kernel reads them: blocks of NB kernels (rows), each block tap by tap,
  * the NB weights of a tap side by side: kernel n's tap j at (n / NB) * NB * W + j * NB + n % NB, rows
@@ -29,7 +29,7 @@ static void NAME(pack_kernels)(const T *k, int64_t N, int64_t W, T *kp) {
 __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx_conv_plan *p, const T *const *x,
                                                                        int packed, const T *restrict kp, const T *bias,
                                                                        T *const *y, int64_t nb, int64_t O) {
-    typedef T half_vec __attribute__((vector_size(32)));
+    typedef T half_vec __attribute__((vector_size(SBX_VEC_BYTES / 2)));
     const int64_t W = p->width, *restrict taps = packed == 2 ? p->taps2 : p->taps;
     NAME(vec) a0[NB], a1[NB];
     for (int n = 0; n < NB; n++) a0[n] = a1[n] = (NAME(vec)){0}; /* in registers (an initialiser was a memset) */
@@ -120,7 +120,7 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
 SBX_CLONES static void NAME(direct_rows2)(const sbx_conv_plan *p, const T *restrict xq, const T *restrict xq2,
                                           const T *restrict kp, const T *bias, T *restrict yq, T *restrict yq2,
                                           int64_t nb, int64_t row, int64_t O) {
-    const int64_t L = (int64_t)(64 / sizeof(T));
+    const int64_t L = LANES_T;
     for (int64_t i0 = 0, done = 0; !done; i0 += L) {
         if (i0 + L >= row) {
             i0 = row - L;
@@ -136,7 +136,7 @@ SBX_CLONES static void NAME(direct_rows2)(const sbx_conv_plan *p, const T *restr
  * lane is spent on a half-empty vector. xs[i], ys[i]: row i's image run and outputs. */
 SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T *const *xs, const T *restrict kp,
                                                  const T *bias, T *const *ys, int64_t nb, int64_t row, int64_t O) {
-    const int64_t L = (int64_t)(64 / sizeof(T)), full = row / L * L, h = row - L / 2;
+    const int64_t L = LANES_T, full = row / L * L, h = row - L / 2;
     for (int r = 0; r < 4; r += 2)
         for (int64_t i0 = 0; i0 < full; i0 += L)
             NAME(two_vectors)(p, xs[r] + i0, xs[r + 1] + i0, kp, bias, ys[r] + i0, ys[r + 1] + i0, nb, O);
@@ -145,21 +145,25 @@ SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T
     NAME(two_vectors_at)(p, xh, 1, kp, bias, yh, nb, O);
 }
 
-/* Rows narrower than a vector but half a vector or more (L/2 <= row < L, L lanes): each row is one
- * half vector (row = L/2) or two, its first and its last (they overlap: the outputs they share are
- * computed twice by the same operations, so with the same bits), packed two to a vector as
+/* Rows narrower than a vector but half a vector or more (L/2 <= row < L, L lanes), and the rows of
+ * strided loads (p->taps2: narrower than a 64-byte vector, so up to two 32-byte ones): each row in
+ * half vectors, the last ending at the row's end (it may overlap the one before: the outputs they
+ * share are computed twice by the same operations, so with the same bits), packed two to a vector as
  * direct_rows4_packed packs tails. The half vectors of rows r0 .. r0 + here - 1 go 4 to a step, a
  * last step of fewer filled up by repeating its last half (the same outputs again). */
 SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T *xb, const T *restrict kp,
                                                 const T *bias, T *yb, int64_t r0, int64_t here, int64_t nb,
                                                 int64_t row, int64_t O, int strided) {
-    const int64_t H = (int64_t)(32 / sizeof(T));
+    const int64_t H = LANES_T / 2;
     const T *xs[4];
     T *ys[4];
     int filled = 0;
     for (int64_t r = r0; r < r0 + here; r++)
-        for (int64_t at = 0, done = 0; !done; at = row - H) {
-            done = at == row - H;
+        for (int64_t at = 0, done = 0; !done; at += H) {
+            if (at + H >= row) {
+                at = row - H;
+                done = 1;
+            }
             xs[filled] = xb + p->base[r * row] + (strided ? 2 * at : at);
             ys[filled] = yb + r * row + at;
             if (++filled == 4 || (done && r + 1 == r0 + here)) {
@@ -177,7 +181,7 @@ SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T 
 }
 
 /* Few kernels (at most FEW_KERNELS: an image gradient's adjoint over a few input maps, or a forward
- * pass of few kernels): four vectors of
+ * pass of few kernels): FEW_VECTORS vectors (layers.c) of
  * outputs per step for those kernels, rather than NB kernels of which most would be padding. Plain
  * (packed = 0): x[v], y[v] are vector v's image run and outputs; packed (rows narrower than a vector):
  * vector v joins the half vectors at x[2v] and x[2v + 1], its outputs split to y[2v] and y[2v + 1].
@@ -187,14 +191,14 @@ __attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sb
                                                                         int packed, const T *restrict kp,
                                                                         const T *bias, T *const *y, int64_t nb,
                                                                         int64_t O) {
-    typedef T half_vec __attribute__((vector_size(32)));
+    typedef T half_vec __attribute__((vector_size(SBX_VEC_BYTES / 2)));
     const int64_t W = p->width, *restrict taps = p->taps;
-    NAME(vec) a[4][FEW_KERNELS];
-    for (int v = 0; v < 4; v++)
+    NAME(vec) a[FEW_VECTORS][FEW_KERNELS];
+    for (int v = 0; v < FEW_VECTORS; v++)
         for (int n = 0; n < FEW_KERNELS; n++) a[v][n] = (NAME(vec)){0};
     for (int64_t j = 0; j < W; j++) {
-        NAME(vec) xv[4];
-        for (int v = 0; v < 4; v++)
+        NAME(vec) xv[FEW_VECTORS];
+        for (int v = 0; v < FEW_VECTORS; v++)
             if (packed) {
                 half_vec h0, h1;
                 memcpy(&h0, x[2 * v] + taps[j], sizeof h0);
@@ -205,11 +209,11 @@ __attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sb
             }
         for (int n = 0; n < FEW_KERNELS; n++) {
             const T w = kp[j * NB + n];
-            for (int v = 0; v < 4; v++) a[v][n] += xv[v] * w;
+            for (int v = 0; v < FEW_VECTORS; v++) a[v][n] += xv[v] * w;
         }
     }
     for (int64_t n = 0; n < nb; n++)
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < FEW_VECTORS; v++) {
             a[v][n] += bias ? bias[n] : 0;
             if (packed) {
                 const half_vec lo = __builtin_shufflevector(a[v][n], a[v][n], LOW_LANES);
@@ -237,11 +241,11 @@ SBX_CLONES static void NAME(four_vectors_packed)(const sbx_conv_plan *p, const T
  * time; a last group of fewer filled up by repeating its last vector (the same outputs again). */
 static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb, int64_t r0,
                                    int64_t here, int64_t nb, int64_t row, int64_t O) {
-    const int64_t L = (int64_t)(64 / sizeof(T));
-    const int narrow = row < L, per = narrow ? 8 : 4; /* slots per step */
+    const int64_t L = LANES_T;
+    const int narrow = row < L, per = narrow ? 2 * FEW_VECTORS : FEW_VECTORS; /* slots per step */
     const int64_t w = narrow ? L / 2 : L;             /* a slot's lanes */
-    const T *xs[8];
-    T *ys[8];
+    const T *xs[2 * FEW_VECTORS];
+    T *ys[2 * FEW_VECTORS];
     int filled = 0;
     for (int64_t r = r0; r < r0 + here; r++)
         for (int64_t i0 = 0, done = 0; !done; i0 += w) {
@@ -269,10 +273,12 @@ static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T 
  * per step, so that every step has two vectors (the last one alone when their number is odd); rows
  * longer than whole vectors by at most half a vector go in fours (a last group of fewer rows as
  * pairs); rows narrower than a vector (half a vector or more, plan.c) as many as fill a step with half
- * vectors: 4 of them (8 for few kernels), one per row of half a vector, else two. */
+ * vectors: 4 of them (2 x FEW_VECTORS for few kernels), one per row of half a vector, else two; rows
+ * of strided loads a vector or longer one at a time. */
 static int64_t NAME(direct_group)(const sbx_conv_plan *p) {
-    const int64_t L = (int64_t)(64 / sizeof(T)), row = p->shape.out[p->shape.ndim - 1];
-    if (row < L) return (p->nkern <= FEW_KERNELS ? 8 : 4) / (row == L / 2 ? 1 : 2);
+    const int64_t L = LANES_T, row = p->shape.out[p->shape.ndim - 1];
+    if (p->nkern <= FEW_KERNELS && row < L) return 2 * FEW_VECTORS / (row == L / 2 ? 1 : 2);
+    if (row < L || p->taps2) return row == L / 2 ? 4 : row < L ? 2 : 1;
     const int packed = row % L != 0 && row % L <= L / 2;
     return packed ? 4 : 2;
 }
@@ -281,7 +287,7 @@ static int64_t NAME(direct_group)(const sbx_conv_plan *p) {
 static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb_image, int64_t r0,
                               int64_t here) {
     const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
-    const int64_t L = (int64_t)(64 / sizeof(T));
+    const int64_t L = LANES_T;
     if (N <= FEW_KERNELS) {
         NAME(few_kernels_rows)(p, xb, kp, bias, yb_image, r0, here, N, row, O);
         return;
@@ -300,7 +306,7 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
             for (int64_t i = 0; i < here * row; i += L) __builtin_prefetch(at + i, 1, 3);
             __builtin_prefetch(at + here * row - 1, 1, 3);
         }
-        if (row < L) {
+        if (row < L || p->taps2) {
             NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O, p->taps2 != NULL);
             continue;
         }
@@ -333,7 +339,7 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
 static void NAME(conv_direct)(const sbx_conv_plan *p, const sbx_conv_plan *from, int64_t batch, const T *x,
                               const T *kp, const T *bias, T *y, T *work, int64_t pitch, int nt) {
     const int64_t O = p->shape.out_size, N = p->nkern, row = p->shape.out[p->shape.ndim - 1];
-    const int64_t in = from ? from->shape.in_size : p->shape.in_size, L = (int64_t)(64 / sizeof(T));
+    const int64_t in = from ? from->shape.in_size : p->shape.in_size, L = LANES_T;
     const int64_t rows = O / row, group = NAME(direct_group)(p);
     const int64_t steps = (rows + group - 1) / group, items = batch * steps;
 #pragma omp parallel num_threads(nt)

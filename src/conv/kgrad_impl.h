@@ -16,7 +16,7 @@
 SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *g,
                                          const T *gflat, int64_t n0, int64_t j0, int blocks, T *gk) {
     const int64_t N = p->nkern, W = p->width, O = p->shape.out_size, in = p->shape.in_size;
-    const int64_t row = p->shape.out[p->shape.ndim - 1], L = (int64_t)(64 / sizeof(T)), vend = row / L * L;
+    const int64_t row = p->shape.out[p->shape.ndim - 1], L = LANES_T, vend = row / L * L;
     const int64_t stretch = gflat ? (O / row - 1) * p->shape.in[1] : 0; /* per kernel and image */
     int64_t nn[KB], jj[KG][JB];
     for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
@@ -178,7 +178,7 @@ static void NAME(kgrad_lanes)(const sbx_conv_plan *p, int64_t batch, const T *x,
  * every image value finite (the zeros of gflat meet image values, and 0 * inf would be NaN). */
 static int NAME(kgrad_flat)(const sbx_conv_plan *p, int64_t batch, const T *x, int nt) {
     const sbx_conv_shape *s = &p->shape;
-    const int64_t L = (int64_t)(64 / sizeof(T));
+    const int64_t L = LANES_T;
     if (s->ndim != 2 || s->stride[0] != 1 || s->stride[1] != 1 || s->in[1] % L != 0 || s->out[0] < 2 || s->out[1] < L)
         return 0;
     int bad = 0;
@@ -217,7 +217,7 @@ static void NAME(kgrad_direct)(const sbx_conv_plan *p, int64_t batch, const T *x
  * over the positions (then single vectors into the first, then single values), image by image, the
  * lanes added up at the end, in an order the shape fixes. */
 SBX_CLONES static T NAME(bias_grad_one)(const sbx_conv_plan *p, int64_t batch, const T *g, int64_t n) {
-    const int64_t N = p->nkern, O = p->shape.out_size, L = (int64_t)(64 / sizeof(T));
+    const int64_t N = p->nkern, O = p->shape.out_size, L = LANES_T;
     const int64_t quad = O / (4 * L) * (4 * L), whole = O / L * L;
     NAME(vec) acc[4];
     for (int i = 0; i < 4; i++) acc[i] = (NAME(vec)){0};

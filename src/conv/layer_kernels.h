@@ -7,7 +7,9 @@
 #include "conv/direct_impl.h"  /* the direct convolution */
 #include "conv/kgrad_impl.h"   /* the kernel and bias gradients */
 #include "conv/adjoint_impl.h" /* the image gradient without gathering */
+#if SBX_VEC_BYTES == 64          /* pooling runs from the 64-byte build only (layers.c) */
 #include "conv/pool_impl.h"    /* max pooling */
+#endif
 #include "conv/local_impl.h"   /* local connections */
 
 #undef LANES_T

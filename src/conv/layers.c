@@ -9,15 +9,44 @@
 #include <omp.h>
 #endif
 
+/* The kernels' vector: SBX_VEC_BYTES bytes. This file is compiled for 64 (one AVX-512 register, or
+ * two AVX2 ones in the x86-64-v3 clones, or four SSE ones) and, where the compiler can target
+ * x86-64-v3, a second time by layers_avx2.c for 32 (one AVX2 register): the register blocks below are
+ * sized for 32 and for 16 vector registers, and target_clones cannot change a type or a constant per
+ * clone. The 64-byte build's entry points hand the work to the 32-byte build on CPUs with AVX2 and
+ * FMA but not AVX-512 (use_avx2). Each build gives the same bits at every thread count; the two
+ * differ in the last bits wherever a sum runs across the lanes, as the clones of one build do. */
+#ifndef SBX_VEC_BYTES
+#define SBX_VEC_BYTES 64
+#endif
+#if SBX_VEC_BYTES == 32 /* the second build: its entry points take other names, its code no clones */
+#define sbx__conv_forward_into sbx__conv_forward_into_avx2
+#define sbx__conv_backward_into sbx__conv_backward_into_avx2
+#define sbx__local_forward_into sbx__local_forward_into_avx2
+#define sbx__local_backward_into sbx__local_backward_into_avx2
+#endif
 #include "conv/layers.h"
 #include "sparse/internal.h"
+#if SBX_VEC_BYTES == 32
+#undef SBX_CLONES
+#define SBX_CLONES
+#endif
 
 #define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
-#define NB 8     /* kernels per block of the direct convolution */
-#define KB 4     /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */
-#define JB 5     /* best of 4x4, 4x5, 4x6, 5x4, 8x2, 2x8, 3x8 on configs a, b, c) */
-#define KG 8     /* blocks of JB taps per pass over the images (kgrad_block) */
-#define KJ 8     /* taps per item of kgrad_lanes: 2 x KJ vector accumulators */
+#define KG 8    /* blocks of JB taps per pass over the images (kgrad_block) */
+#if SBX_VEC_BYTES == 64 /* 32 vector registers (AVX-512) */
+#define NB 8 /* kernels per block of the direct convolution: 2 x NB vector accumulators */
+#define KB 4 /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */
+#define JB 5 /* best of 4x4, 4x5, 4x6, 5x4, 8x2, 2x8, 3x8 on configs a, b, c) */
+#define KJ 8 /* taps per item of kgrad_lanes: 2 x KJ vector accumulators */
+#define FEW_VECTORS 4 /* vectors per step for few kernels (four_vectors_at): FEW_VECTORS x 4 accumulators */
+#else /* 16 (AVX2): the same blocks with their accumulators and operands in 16 registers */
+#define NB 6
+#define KB 3
+#define JB 4
+#define KJ 6
+#define FEW_VECTORS 3
+#endif
 
 /* The calling thread's number in the library's parallel loop, after making the CBLAS calls it is
  * about to make single-threaded: the loops already use every thread, and OpenBLAS's OpenMP build
@@ -32,6 +61,7 @@ static int blas_thread(void) {
 #endif
 }
 
+#if SBX_VEC_BYTES == 64 /* pooling's: see the end */
 /* A tap mask is the narrowest unsigned integer with a bit per tap: 1, 2, 4 or 8 bytes (mb). */
 static int mask_bytes(int64_t taps) { return taps <= 8 ? 1 : taps <= 16 ? 2 : taps <= 32 ? 4 : 8; }
 static inline uint64_t mask_get(const void *m, int mb, int64_t i) {
@@ -59,12 +89,14 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
     default: ((uint64_t *)m)[i] = bits;
     }
 }
+#endif
 
 #define T float
 #define TI int32_t /* the integer of T's width, for lane masks */
 #define NAME(x) x##_f32
 #define GEMM cblas_sgemm
-#define LOW_LANES 0, 1, 2, 3, 4, 5, 6, 7 /* the lanes of half a 64-byte vector */
+#if SBX_VEC_BYTES == 64
+#define LOW_LANES 0, 1, 2, 3, 4, 5, 6, 7 /* the lanes of half a vector */
 #define HIGH_LANES 8, 9, 10, 11, 12, 13, 14, 15
 #define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 /* of two vectors, one after the other */
 /* F(h, i) for every lane i, and the stages h of an in-register transpose (kgrad_lanes) */
@@ -73,11 +105,19 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(8) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1, 2, 2, 3, 3 /* each lane of a quarter vector twice (unpool_row_2x2) */
 #define PAIR_BITS(a, b) a, b, a, b, a, b, a, b
+#else
+#define LOW_LANES 0, 1, 2, 3
+#define HIGH_LANES 4, 5, 6, 7
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3), F(h, 4), F(h, 5), F(h, 6), F(h, 7)
+#define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
+#endif
 #include "conv/layer_kernels.h"
 #define T double
 #define TI int64_t
 #define NAME(x) x##_f64
 #define GEMM cblas_dgemm
+#if SBX_VEC_BYTES == 64
 #define LOW_LANES 0, 1, 2, 3
 #define HIGH_LANES 4, 5, 6, 7
 #define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
@@ -85,38 +125,44 @@ static inline void mask_put(void *m, int mb, int64_t i, uint64_t bits) {
 #define TRANSPOSE_STAGES(S) S(4) S(2) S(1)
 #define PAIR_LANES 0, 0, 1, 1
 #define PAIR_BITS(a, b) a, b, a, b
+#else
+#define LOW_LANES 0, 1
+#define HIGH_LANES 2, 3
+#define EVEN_LANES 0, 2, 4, 6
+#define EACH_LANE(F, h) F(h, 0), F(h, 1), F(h, 2), F(h, 3)
+#define TRANSPOSE_STAGES(S) S(2) S(1)
+#endif
 #include "conv/layer_kernels.h"
+
+/* Which build runs (see the top): the 32-byte one on CPUs with AVX2 and FMA but not AVX-512, unless
+ * sbx__layers_vector_bytes chose. Not in the 32-byte build, nor where there is none (TO_AVX2). */
+#if SBX_VEC_BYTES == 64 && defined(SBX_LAYERS_AVX2)
+static int chosen_bytes; /* 0: by the CPU */
+static int avx2_cpu(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+static int use_avx2(void) {
+    return chosen_bytes ? chosen_bytes == 32 : avx2_cpu() && !__builtin_cpu_supports("avx512f");
+}
+int sbx__layers_vector_bytes(int bytes) {
+    if (bytes == 64 || bytes == 0 || (bytes == 32 && avx2_cpu())) chosen_bytes = bytes;
+    return use_avx2() ? 32 : 64;
+}
+#define TO_AVX2(f, ...) \
+    if (use_avx2()) return f##_avx2(__VA_ARGS__)
+#elif SBX_VEC_BYTES == 64
+int sbx__layers_vector_bytes(int bytes) {
+    (void)bytes;
+    return 64;
+}
+#define TO_AVX2(f, ...)
+#else
+#define TO_AVX2(f, ...)
+#endif
 
 /* Threads for a loop over `items` each costing about `work` operations. */
 static int threads_for(int64_t items, int64_t work) {
     int t = sbx__threads();
     if (items < t) t = items > 1 ? (int)items : 1;
     return items * work < 50000 ? 1 : t;
-}
-
-/* A new rows x cols array of the plan's dtype into *out (untouched on failure), unfilled: the _into
- * functions write every element, zeroing first what their kernels add into. cols < 0 makes a vector
- * of rows. */
-static sbx_status new_output(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
-    int64_t shape[2] = {rows, cols};
-    return sbx__array_new(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, 0, out);
-}
-
-static void free_all(sbx_array **a, int n) {
-    for (int i = 0; i < n; i++) {
-        sbx_array_free(a[i]);
-        a[i] = NULL;
-    }
-}
-
-/* The wrappers' ending: *out = a on success, else a freed (and *out untouched). */
-static sbx_status hand_over(sbx_status st, sbx_array *a, sbx_array **out) {
-    if (st != SBX_OK) {
-        sbx_array_free(a);
-        return st;
-    }
-    *out = a;
-    return SBX_OK;
 }
 
 static sbx_status local_workspace(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
@@ -158,17 +204,6 @@ static sbx_status layer_output(const sbx_conv_plan *p, const sbx_array *a, const
         if (others[i] && (others[i] == a || (a->data && others[i]->data == a->data)))
             return sbx__error(SBX_ERR_ARG, "%s shares its data with an input or another output; an output needs an "
                               "array of its own", name);
-    return SBX_OK;
-}
-
-/* A tap mask array: of the mask dtype for the plan's windows, batch x width. */
-static sbx_status mask_array(const sbx_conv_plan *p, const sbx_array *mask, int64_t batch, int64_t width,
-                             const char *from) {
-    const sbx_dtype mt = sbx__pool_mask_dtype(p->shape.kernel_size);
-    if (!mask || mask->dtype != mt || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
-        (batch * width > 0 && !mask->data))
-        return sbx__error(SBX_ERR_ARG, "mask must be a %s array of %lld x %lld%s", sbx_dtype_name(mt),
-                          (long long)batch, (long long)width, from);
     return SBX_OK;
 }
 
@@ -220,6 +255,7 @@ static sbx_status patch_forward(const sbx_conv_plan *p, int64_t batch, const sbx
 
 sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                                   const sbx_array *bias, sbx_array *out) {
+    TO_AVX2(sbx__conv_forward_into, p, images, kerns, bias, out);
     int64_t batch;
     void *work = NULL;
     SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, bias, 0, NULL, &batch));
@@ -242,7 +278,7 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         const int64_t row = d->shape.out[d->shape.ndim - 1];
         void *kp = NULL, *xr = NULL;
         /* the per-thread image buffers, whole vectors apart (with a vector to spare) */
-        const int64_t L = 64 / es;
+        const int64_t L = SBX_VEC_BYTES / es;
         int64_t pitch = 0, xn = 0;
         nt = threads_for(batch * (d->shape.out_size / row), p->nkern * row * p->width);
         st = sbx__alloc(padded * p->width, (size_t)es, &kp, "padded kernels");
@@ -266,7 +302,7 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         }
         sbx__free(xr);
         sbx__free(kp);
-    } else if (st == SBX_OK && p->gather && batch >= 64 / (int64_t)sbx_dtype_size(p->dtype) &&
+    } else if (st == SBX_OK && p->gather && batch >= SBX_VEC_BYTES / (int64_t)sbx_dtype_size(p->dtype) &&
                p->nkern * p->shape.out_size * (int64_t)sbx_dtype_size(p->dtype) % 4096 != 0) {
         /* A vector of images or more: the register block of local connections (local_impl.h). It
          * writes 16 output rows at a time, nkern * out_size apart: at a multiple of 4 KiB they share
@@ -293,16 +329,6 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
     }
     sbx__free(work);
     return st;
-}
-
-sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
-                            const sbx_array *bias, sbx_array **out) {
-    int64_t batch;
-    sbx_array *y = NULL;
-    SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, bias, 0, NULL, &batch));
-    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
-    SBX_CHECK(new_output(p, batch, p->nkern * p->shape.out_size, &y));
-    return hand_over(sbx__conv_forward_into(p, images, kerns, bias, y), y, out);
 }
 
 /* The image gradient of a stride-1 convolution through its adjoint plan: the direct kernel over the
@@ -354,7 +380,7 @@ static sbx_status adjoint_gradient(const sbx_conv_plan *p, int64_t batch, const 
  * aligned to 64 bytes. */
 static sbx_status maps_lanes_gradient(const sbx_conv_plan *p, int64_t batch, const void *k, const void *g, void *gx) {
     const int f32 = p->dtype == SBX_FLOAT32;
-    const int64_t es = (int64_t)sbx_dtype_size(p->dtype), L = 64 / es, C = p->shape.channels;
+    const int64_t es = (int64_t)sbx_dtype_size(p->dtype), L = SBX_VEC_BYTES / es, C = p->shape.channels;
     const int64_t buffer = f32 ? maps_lanes_buffer_f32(p) : maps_lanes_buffer_f64(p);
     const int64_t taps = f32 ? maps_lanes_taps_f32(p) : maps_lanes_taps_f64(p);
     const int nt = threads_for(batch, p->nkern * p->shape.out_size * p->width);
@@ -362,7 +388,7 @@ static sbx_status maps_lanes_gradient(const sbx_conv_plan *p, int64_t batch, con
     void *work = NULL;
     if (sbx_mul_i64(p->nkern, taps, &kt_count) != SBX_OK ||
         sbx_mul_i64(kt_count, (C + L - 1) / L * L, &kt_count) != SBX_OK || sbx_mul_i64(buffer, nt, &count) != SBX_OK ||
-        sbx_add_i64(count, kt_count + L, &count) != SBX_OK) /* L: room to align */
+        sbx_add_i64(count, kt_count + 64 / es, &count) != SBX_OK) /* room to align to 64 bytes */
         return sbx__error(SBX_ERR_OVERFLOW, "image gradient workspace size overflows");
     SBX_CHECK(sbx__alloc_raw(count, (size_t)es, &work, "image gradient workspace"));
     char *bufs = (char *)(((uintptr_t)work + 63) & ~(uintptr_t)63), *kt = bufs + (size_t)(nt * buffer * es);
@@ -380,6 +406,7 @@ static sbx_status maps_lanes_gradient(const sbx_conv_plan *p, int64_t batch, con
 sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                                    const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
                                    sbx_array *grad_bias) {
+    TO_AVX2(sbx__conv_backward_into, p, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
     int64_t batch;
     void *work = NULL, *partial = NULL;
     SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, NULL, 1, grad_out, &batch));
@@ -394,7 +421,7 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
     /* Each gradient's path. The gather path adds into its gradients; the others write theirs whole.
      * The workspace and the partial sums serve only the gather path. */
     const int f32 = p->dtype == SBX_FLOAT32;
-    const int64_t es = (int64_t)sbx_dtype_size(p->dtype), L = 64 / es, O = p->shape.out_size;
+    const int64_t es = (int64_t)sbx_dtype_size(p->dtype), L = SBX_VEC_BYTES / es, O = p->shape.out_size;
     const int64_t row = p->shape.out[p->shape.ndim - 1];
     const int lanes_images = grad_images && p->maps_lanes && batch > 0;
     const int adjoint_images = grad_images && p->adjoint && batch > 0;
@@ -493,6 +520,110 @@ sbx_status sbx__conv_backward_into(const sbx_conv_plan *p, const sbx_array *imag
     return st;
 }
 
+/* The workspace of a local-connections pass: values of the plan's dtype and offsets (local_impl.h). */
+static sbx_status local_workspace(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
+                                  int grad_weights, int nt, void **values, int64_t **offsets) {
+    int64_t nv = 0, no = 0;
+    SBX_CHECK(p->dtype == SBX_FLOAT32 ? local_work_f32(p, batch, forward, grad_images, grad_weights, nt, &nv, &no)
+                                      : local_work_f64(p, batch, forward, grad_images, grad_weights, nt, &nv, &no));
+    SBX_CHECK(sbx__alloc_raw(nv, sbx_dtype_size(p->dtype), values, "local connections workspace"));
+    sbx_status st = sbx__alloc_raw(no, sizeof(int64_t), offsets, "local connections workspace");
+    if (st != SBX_OK) {
+        sbx__free(*values);
+        *values = NULL;
+    }
+    return st;
+}
+
+sbx_status sbx__local_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                   const sbx_array *bias, sbx_array *out) {
+    TO_AVX2(sbx__local_forward_into, p, images, kerns, bias, out);
+    int64_t batch, *offs = NULL;
+    void *work = NULL;
+    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, bias, 0, NULL, &batch));
+    const sbx_array *in[3] = {images, kerns, bias};
+    SBX_CHECK(layer_output(p, out, "out", batch, p->nkern * p->shape.out_size, in, 3));
+    if (batch == 0) return SBX_OK;
+    const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
+    SBX_CHECK(local_workspace(p, batch, 1, 0, 0, nt, &work, &offs));
+    if (p->dtype == SBX_FLOAT32)
+        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt, 0);
+    else
+        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt, 0);
+    sbx__free(work);
+    sbx__free(offs);
+    return SBX_OK;
+}
+
+sbx_status sbx__local_backward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                    const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
+                                    sbx_array *grad_bias) {
+    TO_AVX2(sbx__local_backward_into, p, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
+    int64_t batch;
+    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, NULL, 1, grad_out, &batch));
+    const int64_t U = p->nkern * p->shape.out_size;
+    const sbx_array *seen[5] = {images, kerns, grad_out, grad_images, grad_kerns};
+    if (grad_images) SBX_CHECK(layer_output(p, grad_images, "grad_images", batch, p->shape.in_size, seen, 3));
+    if (grad_kerns) SBX_CHECK(layer_output(p, grad_kerns, "grad_kerns", 0, -local_weights(p), seen, 4));
+    if (grad_bias) SBX_CHECK(layer_output(p, grad_bias, "grad_bias", 0, -U, seen, 5));
+    if (batch == 0) { /* sums of nothing */
+        if (grad_kerns) zero_array(grad_kerns);
+        if (grad_bias) zero_array(grad_bias);
+        return SBX_OK;
+    }
+    int64_t *offs = NULL;
+    void *work = NULL;
+    void *gx = grad_images ? grad_images->data : NULL, *gk = grad_kerns ? grad_kerns->data : NULL;
+    void *gb = grad_bias ? grad_bias->data : NULL;
+    const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
+    SBX_CHECK(local_workspace(p, batch, 0, gx != NULL, gk != NULL, nt, &work, &offs));
+    if (grad_bias) zero_array(grad_bias); /* added into; the other gradients are written whole */
+    if (p->dtype == SBX_FLOAT32)
+        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, offs, nt);
+    else
+        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, offs, nt);
+    sbx__free(work);
+    sbx__free(offs);
+    return SBX_OK;
+}
+
+#if SBX_VEC_BYTES == 64 /* once: the public entry points, and pooling (whose kernels are 256-bit) */
+/* The _into functions below hand the work to the 32-byte build (layers_avx2.c) when use_avx2 says so. */
+/* A new rows x cols array of the plan's dtype into *out (untouched on failure), unfilled: the _into
+ * functions write every element, zeroing first what their kernels add into. cols < 0 makes a vector
+ * of rows. */
+static sbx_status new_output(const sbx_conv_plan *p, int64_t rows, int64_t cols, sbx_array **out) {
+    int64_t shape[2] = {rows, cols};
+    return sbx__array_new(p->dtype, cols < 0 ? 1 : 2, cols < 0 ? &rows : shape, 0, out);
+}
+
+static void free_all(sbx_array **a, int n) {
+    for (int i = 0; i < n; i++) {
+        sbx_array_free(a[i]);
+        a[i] = NULL;
+    }
+}
+
+/* The wrappers' ending: *out = a on success, else a freed (and *out untouched). */
+static sbx_status hand_over(sbx_status st, sbx_array *a, sbx_array **out) {
+    if (st != SBX_OK) {
+        sbx_array_free(a);
+        return st;
+    }
+    *out = a;
+    return SBX_OK;
+}
+
+sbx_status sbx_conv_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                            const sbx_array *bias, sbx_array **out) {
+    int64_t batch;
+    sbx_array *y = NULL;
+    SBX_CHECK(layer_inputs(p, PLAN_CONV, images, kerns, bias, 0, NULL, &batch));
+    if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
+    SBX_CHECK(new_output(p, batch, p->nkern * p->shape.out_size, &y));
+    return hand_over(sbx__conv_forward_into(p, images, kerns, bias, y), y, out);
+}
+
 /* The backward wrappers: a new unfilled array for each gradient asked for, then the _into function. */
 static sbx_status backward_wrapper(const sbx_conv_plan *p, sbx__plan_kind kind, const sbx_array *images,
                                    const sbx_array *kerns, const sbx_array *grad_out, sbx_array **grad_images,
@@ -525,40 +656,6 @@ sbx_status sbx_conv_backward(const sbx_conv_plan *p, const sbx_array *images, co
     return backward_wrapper(p, PLAN_CONV, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
 }
 
-/* The workspace of a local-connections pass: values of the plan's dtype and offsets (local_impl.h). */
-static sbx_status local_workspace(const sbx_conv_plan *p, int64_t batch, int forward, int grad_images,
-                                  int grad_weights, int nt, void **values, int64_t **offsets) {
-    int64_t nv = 0, no = 0;
-    SBX_CHECK(p->dtype == SBX_FLOAT32 ? local_work_f32(p, batch, forward, grad_images, grad_weights, nt, &nv, &no)
-                                      : local_work_f64(p, batch, forward, grad_images, grad_weights, nt, &nv, &no));
-    SBX_CHECK(sbx__alloc_raw(nv, sbx_dtype_size(p->dtype), values, "local connections workspace"));
-    sbx_status st = sbx__alloc_raw(no, sizeof(int64_t), offsets, "local connections workspace");
-    if (st != SBX_OK) {
-        sbx__free(*values);
-        *values = NULL;
-    }
-    return st;
-}
-
-sbx_status sbx__local_forward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
-                                   const sbx_array *bias, sbx_array *out) {
-    int64_t batch, *offs = NULL;
-    void *work = NULL;
-    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, bias, 0, NULL, &batch));
-    const sbx_array *in[3] = {images, kerns, bias};
-    SBX_CHECK(layer_output(p, out, "out", batch, p->nkern * p->shape.out_size, in, 3));
-    if (batch == 0) return SBX_OK;
-    const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
-    SBX_CHECK(local_workspace(p, batch, 1, 0, 0, nt, &work, &offs));
-    if (p->dtype == SBX_FLOAT32)
-        local_forward_f32(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt, 0);
-    else
-        local_forward_f64(p, batch, images->data, kerns->data, bias ? bias->data : NULL, out->data, work, offs, nt, 0);
-    sbx__free(work);
-    sbx__free(offs);
-    return SBX_OK;
-}
-
 sbx_status sbx_local_forward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                              const sbx_array *bias, sbx_array **out) {
     int64_t batch;
@@ -569,41 +666,21 @@ sbx_status sbx_local_forward(const sbx_conv_plan *p, const sbx_array *images, co
     return hand_over(sbx__local_forward_into(p, images, kerns, bias, y), y, out);
 }
 
-sbx_status sbx__local_backward_into(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
-                                    const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
-                                    sbx_array *grad_bias) {
-    int64_t batch;
-    SBX_CHECK(layer_inputs(p, PLAN_LOCAL, images, kerns, NULL, 1, grad_out, &batch));
-    const int64_t U = p->nkern * p->shape.out_size;
-    const sbx_array *seen[5] = {images, kerns, grad_out, grad_images, grad_kerns};
-    if (grad_images) SBX_CHECK(layer_output(p, grad_images, "grad_images", batch, p->shape.in_size, seen, 3));
-    if (grad_kerns) SBX_CHECK(layer_output(p, grad_kerns, "grad_kerns", 0, -local_weights(p), seen, 4));
-    if (grad_bias) SBX_CHECK(layer_output(p, grad_bias, "grad_bias", 0, -U, seen, 5));
-    if (batch == 0) { /* sums of nothing */
-        if (grad_kerns) zero_array(grad_kerns);
-        if (grad_bias) zero_array(grad_bias);
-        return SBX_OK;
-    }
-    int64_t *offs = NULL;
-    void *work = NULL;
-    void *gx = grad_images ? grad_images->data : NULL, *gk = grad_kerns ? grad_kerns->data : NULL;
-    void *gb = grad_bias ? grad_bias->data : NULL;
-    const int nt = threads_for(p->shape.out_size, p->nkern * p->width * batch);
-    SBX_CHECK(local_workspace(p, batch, 0, gx != NULL, gk != NULL, nt, &work, &offs));
-    if (grad_bias) zero_array(grad_bias); /* added into; the other gradients are written whole */
-    if (p->dtype == SBX_FLOAT32)
-        local_backward_f32(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, offs, nt);
-    else
-        local_backward_f64(p, batch, images->data, kerns->data, grad_out->data, gx, gk, gb, work, offs, nt);
-    sbx__free(work);
-    sbx__free(offs);
-    return SBX_OK;
-}
-
 sbx_status sbx_local_backward(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
                               const sbx_array *grad_out, sbx_array **grad_images, sbx_array **grad_kerns,
                               sbx_array **grad_bias) {
     return backward_wrapper(p, PLAN_LOCAL, images, kerns, grad_out, grad_images, grad_kerns, grad_bias);
+}
+
+/* A tap mask array: of the mask dtype for the plan's windows, batch x width. */
+static sbx_status mask_array(const sbx_conv_plan *p, const sbx_array *mask, int64_t batch, int64_t width,
+                             const char *from) {
+    const sbx_dtype mt = sbx__pool_mask_dtype(p->shape.kernel_size);
+    if (!mask || mask->dtype != mt || mask->ndim != 2 || mask->shape[0] != batch || mask->shape[1] != width ||
+        (batch * width > 0 && !mask->data))
+        return sbx__error(SBX_ERR_ARG, "mask must be a %s array of %lld x %lld%s", sbx_dtype_name(mt),
+                          (long long)batch, (long long)width, from);
+    return SBX_OK;
 }
 
 sbx_status sbx_pool_forward(const sbx_conv_plan *p, const sbx_array *images, sbx_array **out) {
@@ -741,3 +818,4 @@ sbx_status sbx_pool_backward_mask(const sbx_conv_plan *p, const sbx_array *mask,
     SBX_CHECK(new_output(p, batch, p->shape.in_size, &gx)); /* written map by map by the kernel */
     return hand_over(sbx__pool_backward_mask_into(p, mask, grad_out, gx), gx, grad_images);
 }
+#endif

@@ -33,6 +33,26 @@ sbx_status sbx__pool_forward_mask_into(const sbx_conv_plan *p, const sbx_array *
 sbx_status sbx__pool_backward_mask_into(const sbx_conv_plan *p, const sbx_array *mask, const sbx_array *grad_out,
                                         sbx_array *grad_images);
 
+/* The same four for 32-byte vectors (layers_avx2.c, where the compiler targets x86-64-v3: CMake
+ * defines SBX_LAYERS_AVX2); the four above call them on CPUs with AVX2 and FMA but not AVX-512. */
+#ifdef SBX_LAYERS_AVX2
+sbx_status sbx__conv_forward_into_avx2(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                       const sbx_array *bias, sbx_array *out);
+sbx_status sbx__conv_backward_into_avx2(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                        const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
+                                        sbx_array *grad_bias);
+sbx_status sbx__local_forward_into_avx2(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                        const sbx_array *bias, sbx_array *out);
+sbx_status sbx__local_backward_into_avx2(const sbx_conv_plan *p, const sbx_array *images, const sbx_array *kerns,
+                                         const sbx_array *grad_out, sbx_array *grad_images, sbx_array *grad_kerns,
+                                         sbx_array *grad_bias);
+#endif
+/* For tests and benchmarks: the vector width of the layer kernels that run, in bytes (64 or 32).
+ * bytes 32 or 64 chooses that build from now on (32 only where it exists and the CPU has AVX2 and FMA;
+ * otherwise the choice stays as it was), 0 goes back to the choice by the CPU, any other value asks
+ * without changing. Not for use while another thread runs a layer. */
+int sbx__layers_vector_bytes(int bytes);
+
 /* The dtype of a pooling mask for windows of taps taps (<= 64): the narrowest unsigned integer with a
  * bit per tap. */
 sbx_dtype sbx__pool_mask_dtype(int64_t taps);

@@ -76,8 +76,11 @@ typedef struct {
             }                                                                                                       \
         }                                                                                                           \
     }
-/* Blocks of 1 to 4 vectors; R rows in 24 accumulators at most (of the 32 vector registers), and
- * shorter blocks for the last rows, so that few rows are computed only to be dropped. */
+/* Blocks of 1 to LC_VECTORS vectors; R rows in 24 accumulators at most of the 32 vector registers
+ * (12 of 16 with 32-byte vectors), and shorter blocks for the last rows, so that few rows are
+ * computed only to be dropped. */
+#if SBX_VEC_BYTES == 64
+#define LC_VECTORS 4
 LC_BLOCK(4, 6)
 LC_BLOCK(4, 3)
 LC_BLOCK(3, 8)
@@ -88,21 +91,38 @@ LC_BLOCK(2, 4)
 LC_BLOCK(1, 24)
 LC_BLOCK(1, 16)
 LC_BLOCK(1, 8)
+#define LC_BLOCKS                                                                                 \
+    {{NAME(lc_block_1_24), NAME(lc_block_1_16), NAME(lc_block_1_8)},                              \
+     {NAME(lc_block_2_12), NAME(lc_block_2_8), NAME(lc_block_2_4)},                               \
+     {NAME(lc_block_3_8), NAME(lc_block_3_4), NULL},                                              \
+     {NAME(lc_block_4_6), NAME(lc_block_4_3), NULL}}
+#define LC_HEIGHTS {{24, 16, 8}, {12, 8, 4}, {8, 4, 0}, {6, 3, 0}}
+#else
+#define LC_VECTORS 3
+LC_BLOCK(3, 4)
+LC_BLOCK(3, 2)
+LC_BLOCK(2, 6)
+LC_BLOCK(2, 4)
+LC_BLOCK(2, 2)
+LC_BLOCK(1, 12)
+LC_BLOCK(1, 8)
+LC_BLOCK(1, 4)
+#define LC_BLOCKS                                                                                 \
+    {{NAME(lc_block_1_12), NAME(lc_block_1_8), NAME(lc_block_1_4)},                               \
+     {NAME(lc_block_2_6), NAME(lc_block_2_4), NAME(lc_block_2_2)},                                \
+     {NAME(lc_block_3_4), NAME(lc_block_3_2), NULL}}
+#define LC_HEIGHTS {{12, 8, 4}, {6, 4, 2}, {4, 2, 0}}
+#endif
 #undef LC_BLOCK
 
-/* Rows r0 .. r1 - 1 and vectors v0 .. v1 - 1 of a product: blocks of 4 vectors and the 1 to 3 left,
- * each over its rows in full blocks and then the shortest block that holds the rows left. */
+/* Rows r0 .. r1 - 1 and vectors v0 .. v1 - 1 of a product: blocks of LC_VECTORS vectors and the
+ * ones left, each over its rows in full blocks and then the shortest block that holds the rows left. */
 static void NAME(lc_run)(const NAME(lc_product) *a, int64_t r0, int64_t r1, int64_t v0, int64_t v1) {
     typedef void (*block)(const NAME(lc_product) *, int64_t, int64_t, int64_t);
-    static const block blocks[4][3] = {
-        {NAME(lc_block_1_24), NAME(lc_block_1_16), NAME(lc_block_1_8)},
-        {NAME(lc_block_2_12), NAME(lc_block_2_8), NAME(lc_block_2_4)},
-        {NAME(lc_block_3_8), NAME(lc_block_3_4), NULL},
-        {NAME(lc_block_4_6), NAME(lc_block_4_3), NULL},
-    };
-    static const int64_t heights[4][3] = {{24, 16, 8}, {12, 8, 4}, {8, 4, 0}, {6, 3, 0}};
-    for (int64_t v = v0; v < v1; v += 4) {
-        const int bv = v1 - v < 4 ? (int)(v1 - v) : 4;
+    static const block blocks[LC_VECTORS][3] = LC_BLOCKS;
+    static const int64_t heights[LC_VECTORS][3] = LC_HEIGHTS;
+    for (int64_t v = v0; v < v1; v += LC_VECTORS) {
+        const int bv = v1 - v < LC_VECTORS ? (int)(v1 - v) : LC_VECTORS;
         for (int64_t r = r0; r < r1;) {
             const int64_t left = r1 - r;
             int pick = 0;
@@ -114,6 +134,9 @@ static void NAME(lc_run)(const NAME(lc_product) *a, int64_t r0, int64_t r1, int6
         }
     }
 }
+#undef LC_VECTORS
+#undef LC_BLOCKS
+#undef LC_HEIGHTS
 
 /* dst[c * ds + r] = src[r * ss + c] for r0 <= r < r1 and c0 <= c < c1: whole L x L tiles transposed in
  * registers, the edges element by element. */

@@ -1,10 +1,10 @@
-/* The vector type of the layer kernels (64 bytes: one AVX-512 register, two AVX2 ones) and an
+/* The vector type of the layer kernels (SBX_VEC_BYTES, layers.c: 64 or 32 bytes) and an
  * in-register transpose of a square tile of them. Included first by layer_kernels.h, once per element
  * type; LANES_T stays defined for the kernels that follow (layer_kernels.h undefines it). */
-typedef T NAME(vec) __attribute__((vector_size(64)));
-typedef TI NAME(ivec) __attribute__((vector_size(64)));
+typedef T NAME(vec) __attribute__((vector_size(SBX_VEC_BYTES)));
+typedef TI NAME(ivec) __attribute__((vector_size(SBX_VEC_BYTES)));
 
-#define LANES_T ((int64_t)(64 / sizeof(T)))
+#define LANES_T ((int64_t)(SBX_VEC_BYTES / sizeof(T)))
 #define SWAP_A(h, i) (((i) & (h)) ? LANES_T + (i) - (h) : (i)) /* row r: its lanes i & h from row r + h */
 #define SWAP_B(h, i) (((i) & (h)) ? LANES_T + (i) : (i) + (h)) /* row r + h: its lanes !(i & h) from row r */
 #define TRANSPOSE_STAGE(h)                                                             \

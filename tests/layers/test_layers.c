@@ -15,6 +15,7 @@
 
 #include "common/golden.h"
 #include "conv/internal.h"
+#include "conv/layers.h"
 #include "core/internal.h"
 #include "sparsebox.h"
 
@@ -1312,6 +1313,16 @@ static void test_allocation_failures(void **state) {
 /* test_layers [PATTERN]: only the tests whose names match PATTERN (cmocka's * and ?); a PATTERN
  * starting with '-' skips the matching ones instead (tests/valgrind/run.sh uses it). */
 int main(int argc, char **argv) {
+    /* SBX_TEST_OTHER_WIDTH set: the build of the layer kernels for the vector width this CPU does not
+     * get (layers.c: 64 or 32 bytes), so that one machine tests both; 77 (skipped) where there is none. */
+    if (getenv("SBX_TEST_OTHER_WIDTH")) {
+        const int other = sbx__layers_vector_bytes(-1) == 64 ? 32 : 64;
+        if (sbx__layers_vector_bytes(other) != other) {
+            printf("no %d-byte layer kernels on this machine: skipped\n", other);
+            return 77;
+        }
+        printf("the layer kernels of %d-byte vectors\n", other);
+    }
     if (argc > 1 && argv[1][0] == '-') cmocka_set_skip_filter(argv[1] + 1);
     else if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
