@@ -8,7 +8,7 @@
 
 #if defined(__x86_64__) && !defined(SBX_SANITIZE)
 #include <immintrin.h>
-#define HAVE_AVX512_PATH 1
+#define HAVE_AVX512_PATH 1 /* and the AVX2 path */
 #endif
 
 #define M0 0xD2511F53u
@@ -122,6 +122,96 @@ __attribute__((target("avx512f"))) static void batch_avx512(const uint32_t ctr[4
     rounds_avx512(c0, c1, c2, c3, key);
     store_avx512(c0, c1, c2, c3, out);
 }
+
+/* The same with AVX2 (CPUs without AVX-512): four blocks per vector, SBX_RNG_BATCH / 4 groups side by
+ * side, each product one vpmuludq, the three-way xors two vpxor each. */
+#define GROUPS2 (SBX_RNG_BATCH / 4)
+#define AVX2_ROUNDS __attribute__((target("avx2"), always_inline)) static inline
+AVX2_ROUNDS void rounds_avx2(__m256i *c0, __m256i *c1, __m256i *c2, __m256i *c3, const uint32_t key[2]) {
+    const __m256i m0 = _mm256_set1_epi64x(M0), m1 = _mm256_set1_epi64x(M1);
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += W0;
+            k1 += W1;
+        }
+        const __m256i key0 = _mm256_set1_epi64x(k0), key1 = _mm256_set1_epi64x(k1);
+        for (int g = 0; g < GROUPS2; g++) {
+            const __m256i p0 = _mm256_mul_epu32(c0[g], m0), p1 = _mm256_mul_epu32(c2[g], m1);
+            c0[g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1[g]), key0);
+            c1[g] = p1;
+            c2[g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[g]), key1);
+            c3[g] = p0;
+        }
+    }
+}
+
+/* Block by block as store_avx512: (w0 | w1 << 32) and (w2 | w3 << 32) of blocks 0-3 interleaved by
+ * unpacking within 128-bit halves, then joining halves. */
+AVX2_ROUNDS void store_avx2(const __m256i *c0, const __m256i *c1, const __m256i *c2, const __m256i *c3,
+                            uint32_t *out) {
+    for (int g = 0; g < GROUPS2; g++) {
+        const __m256i a = _mm256_blend_epi32(c0[g], _mm256_slli_epi64(c1[g], 32), 0xAA);
+        const __m256i b = _mm256_blend_epi32(c2[g], _mm256_slli_epi64(c3[g], 32), 0xAA);
+        const __m256i lo = _mm256_unpacklo_epi64(a, b), hi = _mm256_unpackhi_epi64(a, b); /* blocks 0, 2 / 1, 3 */
+        _mm256_storeu_si256((void *)(out + 16 * g), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((void *)(out + 16 * g + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+}
+
+__attribute__((target("avx2"))) static void batch_avx2(const uint32_t ctr[4], const uint32_t key[2], uint32_t *out) {
+    __m256i c0[GROUPS2], c1[GROUPS2], c2[GROUPS2], c3[GROUPS2];
+    const __m256i low = _mm256_set1_epi64x(0xFFFFFFFF), lane = _mm256_set_epi64x(3, 2, 1, 0);
+    for (int g = 0; g < GROUPS2; g++) {
+        const __m256i start = _mm256_set1_epi64x((int64_t)ctr[0] + 4 * g);
+        c0[g] = _mm256_and_si256(_mm256_add_epi64(start, lane), low);
+        c1[g] = _mm256_set1_epi64x(ctr[1]);
+        c2[g] = _mm256_set1_epi64x(ctr[2]);
+        c3[g] = _mm256_set1_epi64x(ctr[3]);
+    }
+    rounds_avx2(c0, c1, c2, c3, key);
+    store_avx2(c0, c1, c2, c3, out);
+}
+
+AVX2_ROUNDS void position_counters_avx2(const sbx_rng *rng, int64_t position, uint32_t block, __m256i *c0,
+                                        __m256i *c1, __m256i *c2, __m256i *c3) {
+    const __m256i low = _mm256_set1_epi64x(0xFFFFFFFF), lane = _mm256_set_epi64x(3, 2, 1, 0);
+    for (int g = 0; g < GROUPS2; g++) {
+        const __m256i p =
+            _mm256_add_epi64(_mm256_set1_epi64x((long long)((uint64_t)position + 4u * (unsigned)g)), lane);
+        c0[g] = _mm256_set1_epi64x(block);
+        c1[g] = _mm256_and_si256(p, low);
+        c2[g] = _mm256_srli_epi64(p, 32);
+        c3[g] = _mm256_set1_epi64x(rng->stream);
+    }
+}
+
+__attribute__((target("avx2"))) static void positions_avx2(const sbx_rng *rng, int64_t position, uint32_t block,
+                                                            uint32_t *out) {
+    __m256i c0[GROUPS2], c1[GROUPS2], c2[GROUPS2], c3[GROUPS2];
+    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
+    position_counters_avx2(rng, position, block, c0, c1, c2, c3);
+    rounds_avx2(c0, c1, c2, c3, key);
+    store_avx2(c0, c1, c2, c3, out);
+}
+
+/* Word 0 of block 0 of count positions: c0's low halves, gathered to the low 128 bits. */
+__attribute__((target("avx2"))) static void first_words_avx2(const sbx_rng *rng, int64_t position, int64_t count,
+                                                              uint32_t *out) {
+    const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
+    const __m256i evens = _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0);
+    for (int64_t i = 0; i < count; i += SBX_RNG_BATCH) {
+        __m256i c0[GROUPS2], c1[GROUPS2], c2[GROUPS2], c3[GROUPS2];
+        position_counters_avx2(rng, position + i, 0, c0, c1, c2, c3);
+        rounds_avx2(c0, c1, c2, c3, key);
+        for (int g = 0; g < GROUPS2; g++)
+            _mm_storeu_si128((void *)(out + i + 4 * g),
+                             _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(c0[g], evens)));
+    }
+}
+
+/* The vector path this CPU takes: 2 AVX-512, 1 AVX2, 0 none (the portable code). */
+static int vector_path(void) { return __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0; }
 #endif
 
 SBX_CLONES static void blocks_portable(counters c, const uint32_t key[2], uint32_t *out) {
@@ -160,8 +250,9 @@ SBX_CLONES static void blocks_portable(counters c, const uint32_t key[2], uint32
 /* The next SBX_RNG_BATCH blocks of a cursor. */
 static void refill_batch(sbx_rng_cursor *cur) {
 #ifdef HAVE_AVX512_PATH
-    const int vector = __builtin_cpu_supports("avx512f");
-    if (vector) batch_avx512(cur->ctr, cur->key, cur->words);
+    const int vector = vector_path();
+    if (vector == 2) batch_avx512(cur->ctr, cur->key, cur->words);
+    if (vector == 1) batch_avx2(cur->ctr, cur->key, cur->words);
 #else
     const int vector = 0;
 #endif
@@ -219,8 +310,9 @@ __attribute__((target("avx512f"))) static void first_words_avx512(const sbx_rng 
 
 void sbx__rng_blocks(const sbx_rng *rng, int64_t position, uint32_t block, uint32_t *words) {
 #ifdef HAVE_AVX512_PATH
-    if (__builtin_cpu_supports("avx512f")) {
-        positions_avx512(rng, position, block, words);
+    const int vector = vector_path();
+    if (vector) {
+        (vector == 2 ? positions_avx512 : positions_avx2)(rng, position, block, words);
         return;
     }
 #endif
@@ -238,8 +330,9 @@ void sbx__rng_blocks(const sbx_rng *rng, int64_t position, uint32_t block, uint3
 
 void sbx__rng_first_words(const sbx_rng *rng, int64_t position, int64_t count, uint32_t *words) {
 #ifdef HAVE_AVX512_PATH
-    if (__builtin_cpu_supports("avx512f")) {
-        first_words_avx512(rng, position, count, words);
+    const int vector = vector_path();
+    if (vector) {
+        (vector == 2 ? first_words_avx512 : first_words_avx2)(rng, position, count, words);
         return;
     }
 #endif

@@ -77,6 +77,19 @@ static void test_cursor_layout(void **state) {
             for (int w = 0; w < 4 * 20; w++) assert_int_equal(sbx_rng_u32(&group[b]), sbx_rng_u32(&single));
         }
     }
+    /* First words of 3 batches of positions (the vector path this CPU takes) as the single-block
+     * function's word 0 of block 0, across a position whose low word wraps. */
+    {
+        uint32_t first[3 * SBX_RNG_BATCH];
+        const int64_t at = 0xFFFFFFF0LL;
+        sbx__rng_first_words(&rng, at, 3 * SBX_RNG_BATCH, first);
+        for (int i = 0; i < 3 * SBX_RNG_BATCH; i++) {
+            const uint64_t q = (uint64_t)at + (uint64_t)i;
+            uint32_t ctr[4] = {0, (uint32_t)q, (uint32_t)(q >> 32), 7}, out[4];
+            sbx_philox4x32_10(ctr, key, out);
+            if (first[i] != out[0]) fail_msg("first word of position %lld differs", (long long)q);
+        }
+    }
     /* Doubles: 53 bits from one 64-bit word, in [0, 1). */
     assert_int_equal(sbx_rng_cursor_init(&rng, 0, &cur), SBX_OK);
     for (int i = 0; i < 1000; i++) {
