@@ -10,7 +10,7 @@
 
 #if defined(__x86_64__) && !defined(SBX_SANITIZE)
 #include <immintrin.h>
-#define HAVE_AVX512_PATH 1
+#define HAVE_AVX512_PATH 1 /* and the AVX2 path */
 #endif
 
 #define LANES 8
@@ -115,6 +115,91 @@ AVX512 static void draw_avx512(const sbx_rng *rng, int64_t first, int64_t count,
     }
     for (int64_t i = grouped; i < count; i++) poisson_scalar(rng, first + i, &lams[i], &values[i]); /* the last few */
 }
+
+/* The same with AVX2 (CPUs without AVX-512), four lanes a vector and GROUP2 positions a group; lane
+ * masks are vectors of all-one lanes, and a masked add adds r & mask (a zero where the lane has
+ * stopped, which leaves acc as it is). */
+#define AVX2 __attribute__((target("avx2")))
+#define LANES2 4
+#define GROUP2 SBX_RNG_BATCH
+#define VECTORS2 (GROUP2 / LANES2)
+
+AVX2 static inline __m256d exp_neg_lanes_avx2(__m256d lam) {
+    const __m256d shift = _mm256_set1_pd(SBX_EXP_SHIFT);
+    const __m256d x = _mm256_xor_pd(lam, _mm256_set1_pd(-0.0));
+    const __m256d s = _mm256_add_pd(_mm256_mul_pd(x, _mm256_set1_pd(SBX_EXP_LOG2E)), shift);
+    const __m256d n = _mm256_sub_pd(s, shift);
+    const __m256d r = _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(SBX_EXP_LN2_HI))),
+                                    _mm256_mul_pd(n, _mm256_set1_pd(SBX_EXP_LN2_LO)));
+    __m256d e = _mm256_set1_pd(sbx__exp_taylor[SBX_EXP_DEGREE]);
+    for (int k = SBX_EXP_DEGREE - 1; k >= 0; k--)
+        e = _mm256_add_pd(_mm256_mul_pd(e, r), _mm256_set1_pd(sbx__exp_taylor[k]));
+    const __m256i bits = _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(s), _mm256_set1_epi64x(1023)), 52);
+    return _mm256_mul_pd(e, _mm256_castsi256_pd(bits));
+}
+
+/* w1[0 .. 3] as doubles: their bits under the exponent of 2^52, less 2^52 (exact). */
+AVX2 static inline __m256d words_avx2(const uint32_t *w1) {
+    const __m256d big = _mm256_set1_pd(0x1p52);
+    const __m256i wi = _mm256_cvtepu32_epi64(_mm_loadu_si128((const void *)w1));
+    return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(wi, _mm256_castpd_si256(big))), big);
+}
+
+/* invert_lanes's steps; open: a bit per position of the group that the lanes left open. */
+AVX2 static inline unsigned invert_lanes_avx2(const double *lams, const double *p0, const uint32_t *w1,
+                                              int64_t *values) {
+    const __m256d step = _mm256_set1_pd(0x1.0p-32), one = _mm256_set1_pd(1);
+    __m256d lam[VECTORS2], lo[VECTORS2], r[VECTORS2], acc[VECTORS2], small[VECTORS2], active[VECTORS2];
+    __m256i k[VECTORS2];
+    int any = 0;
+    for (int v = 0; v < VECTORS2; v++) {
+        lam[v] = _mm256_loadu_pd(lams + LANES2 * v);
+        lo[v] = _mm256_mul_pd(words_avx2(w1 + LANES2 * v), step);
+        small[v] = _mm256_cmp_pd(lam[v], _mm256_set1_pd(SMALL_LAM), _CMP_LT_OQ);
+        r[v] = acc[v] = _mm256_loadu_pd(p0 + LANES2 * v);
+        k[v] = _mm256_setzero_si256();
+        active[v] = _mm256_and_pd(small[v], _mm256_cmp_pd(lo[v], acc[v], _CMP_GE_OQ));
+        any |= _mm256_movemask_pd(active[v]);
+    }
+    for (int j = 1; (any || j <= EAGER) && j < 65; j++) {
+        const __m256d inv = _mm256_set1_pd(sbx__inverse[j]);
+        any = 0;
+        for (int v = 0; v < VECTORS2; v++) {
+            r[v] = _mm256_mul_pd(r[v], _mm256_mul_pd(lam[v], inv));
+            acc[v] = _mm256_add_pd(acc[v], _mm256_and_pd(r[v], active[v]));
+            k[v] = _mm256_sub_epi64(k[v], _mm256_castpd_si256(active[v])); /* an all-one lane is -1 */
+            active[v] = _mm256_and_pd(active[v], _mm256_cmp_pd(lo[v], acc[v], _CMP_GE_OQ));
+            any |= _mm256_movemask_pd(active[v]);
+        }
+    }
+    unsigned open = 0;
+    for (int v = 0; v < VECTORS2; v++) {
+        const __m256d hi = _mm256_mul_pd(_mm256_add_pd(words_avx2(w1 + LANES2 * v), one), step);
+        const __m256d decided = _mm256_and_pd(_mm256_and_pd(small[v], _mm256_cmp_pd(lo[v], acc[v], _CMP_LT_OQ)),
+                                              _mm256_cmp_pd(hi, acc[v], _CMP_LE_OQ));
+        open |= (unsigned)(~_mm256_movemask_pd(decided) & 0xF) << (LANES2 * v);
+        _mm256_storeu_si256((void *)(values + LANES2 * v), k[v]);
+    }
+    return open;
+}
+
+AVX2 static void draw_avx2(const sbx_rng *rng, int64_t first, int64_t count, const double *lams, int64_t *values) {
+    uint32_t w1[SPAN];
+    double p0[SPAN];
+    const int64_t grouped = count / GROUP2 * GROUP2;
+    for (int64_t s = 0; s < grouped; s += SPAN) {
+        const int64_t n = grouped - s < SPAN ? grouped - s : SPAN;
+        sbx__rng_first_words(rng, first + s, n, w1);
+        for (int64_t i = 0; i < n; i += LANES2)
+            _mm256_storeu_pd(p0 + i, exp_neg_lanes_avx2(_mm256_loadu_pd(lams + s + i)));
+        for (int64_t i = 0; i < n; i += GROUP2)
+            for (unsigned m = invert_lanes_avx2(lams + s + i, p0 + i, w1 + i, values + s + i); m; m &= m - 1) {
+                const int64_t at = s + i + __builtin_ctz(m);
+                poisson_scalar(rng, first + at, &lams[at], &values[at]);
+            }
+    }
+    for (int64_t i = grouped; i < count; i++) poisson_scalar(rng, first + i, &lams[i], &values[i]);
+}
 #endif
 
 void sbx__poisson_positions(const sbx_rng *rng, int64_t first, int64_t count, const double *lams, int vector,
@@ -122,6 +207,10 @@ void sbx__poisson_positions(const sbx_rng *rng, int64_t first, int64_t count, co
 #ifdef HAVE_AVX512_PATH
     if (vector && __builtin_cpu_supports("avx512f")) {
         draw_avx512(rng, first, count, lams, values);
+        return;
+    }
+    if (vector && __builtin_cpu_supports("avx2")) {
+        draw_avx2(rng, first, count, lams, values);
         return;
     }
 #endif
