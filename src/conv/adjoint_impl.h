@@ -59,27 +59,27 @@ SBX_CLONES static void NAME(maps_lanes_image)(const sbx_conv_plan *p, const T *r
         for (int64_t l0 = 0; l0 < K; l0 += IS)
             for (int64_t o0 = 0; o0 < O; o0 += IR) {
                 const T *gr[IR];
-                for (int r = 0; r < IR; r++) gr[r] = gb + (o0 + r < O ? o0 + r : O - 1); /* past O: dropped */
+                UNROLL for (int r = 0; r < IR; r++) gr[r] = gb + (o0 + r < O ? o0 + r : O - 1); /* past O: dropped */
                 const T *kn = kt + (v * N * Kp + l0) * L;
                 NAME(vec) acc[IR][IS];
-                for (int r = 0; r < IR; r++)
-                    for (int t = 0; t < IS; t++) acc[r][t] = (NAME(vec)){0};
+                UNROLL for (int r = 0; r < IR; r++)
+                    UNROLL for (int t = 0; t < IS; t++) acc[r][t] = (NAME(vec)){0};
                 for (int64_t n = 0; n < N; n++, kn += Kp * L) {
                     NAME(vec) kv[IS];
-                    for (int t = 0; t < IS; t++) memcpy(&kv[t], kn + t * L, sizeof kv[t]);
-                    for (int r = 0; r < IR; r++) {
+                    UNROLL for (int t = 0; t < IS; t++) memcpy(&kv[t], kn + t * L, sizeof kv[t]);
+                    UNROLL for (int r = 0; r < IR; r++) {
                         const T w = gr[r][n * O];
-                        for (int t = 0; t < IS; t++) acc[r][t] += kv[t] * w;
+                        UNROLL for (int t = 0; t < IS; t++) acc[r][t] += kv[t] * w;
                     }
                 }
                 /* Where each sum goes: its pixel, or past O or K the sink. */
                 const int nr = O - o0 < IR ? (int)(O - o0) : IR, nt = K - l0 < IS ? (int)(K - l0) : IS;
                 T *at[IR][IS];
-                for (int r = 0; r < IR; r++)
-                    for (int t = 0; t < IS; t++)
+                UNROLL for (int r = 0; r < IR; r++)
+                    UNROLL for (int t = 0; t < IS; t++)
                         at[r][t] = r < nr && t < nt ? buf + (base[o0 + r] + delta[l0 + t]) * cp + v * L : sink;
-                for (int r = 0; r < IR; r++)
-                    for (int t = 0; t < IS; t++) {
+                UNROLL for (int r = 0; r < IR; r++)
+                    UNROLL for (int t = 0; t < IS; t++) {
                         NAME(vec) sum;
                         memcpy(&sum, at[r][t], sizeof sum);
                         sum += acc[r][t];

@@ -32,7 +32,7 @@ __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx
     typedef T half_vec __attribute__((vector_size(SBX_VEC_BYTES / 2)));
     const int64_t W = p->width, *restrict taps = packed == 2 ? p->taps2 : p->taps;
     NAME(vec) a0[NB], a1[NB];
-    for (int n = 0; n < NB; n++) a0[n] = a1[n] = (NAME(vec)){0}; /* in registers (an initialiser was a memset) */
+    UNROLL for (int n = 0; n < NB; n++) a0[n] = a1[n] = (NAME(vec)){0}; /* in registers (an initialiser was a memset) */
     for (int64_t j = 0; j < W; j++) {
         NAME(vec) v0, v1;
         if (packed == 2) {
@@ -55,7 +55,7 @@ __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx
             memcpy(&v0, x[0] + taps[j], sizeof v0);
             memcpy(&v1, x[1] + taps[j], sizeof v1);
         }
-        for (int n = 0; n < NB; n++) {
+        UNROLL for (int n = 0; n < NB; n++) {
             const T w = kp[j * NB + n];
             a0[n] += v0 * w;
             a1[n] += v1 * w;
@@ -100,11 +100,11 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
             done = 1;
         }
         NAME(vec) a0[NB];
-        for (int n = 0; n < NB; n++) a0[n] = (NAME(vec)){0};
+        UNROLL for (int n = 0; n < NB; n++) a0[n] = (NAME(vec)){0};
         for (int64_t j = 0; j < W; j++) {
             NAME(vec) x0;
             memcpy(&x0, xq + taps[j] + i0, sizeof x0);
-            for (int n = 0; n < NB; n++) a0[n] += x0 * kp[j * NB + n];
+            UNROLL for (int n = 0; n < NB; n++) a0[n] += x0 * kp[j * NB + n];
         }
         for (int64_t n = 0; n < nb; n++) {
             a0[n] += bias ? bias[n] : 0;
@@ -194,11 +194,11 @@ __attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sb
     typedef T half_vec __attribute__((vector_size(SBX_VEC_BYTES / 2)));
     const int64_t W = p->width, *restrict taps = p->taps;
     NAME(vec) a[FEW_VECTORS][FEW_KERNELS];
-    for (int v = 0; v < FEW_VECTORS; v++)
-        for (int n = 0; n < FEW_KERNELS; n++) a[v][n] = (NAME(vec)){0};
+    UNROLL for (int v = 0; v < FEW_VECTORS; v++)
+        UNROLL for (int n = 0; n < FEW_KERNELS; n++) a[v][n] = (NAME(vec)){0};
     for (int64_t j = 0; j < W; j++) {
         NAME(vec) xv[FEW_VECTORS];
-        for (int v = 0; v < FEW_VECTORS; v++)
+        UNROLL for (int v = 0; v < FEW_VECTORS; v++)
             if (packed) {
                 half_vec h0, h1;
                 memcpy(&h0, x[2 * v] + taps[j], sizeof h0);
@@ -207,13 +207,13 @@ __attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sb
             } else {
                 memcpy(&xv[v], x[v] + taps[j], sizeof xv[v]);
             }
-        for (int n = 0; n < FEW_KERNELS; n++) {
+        UNROLL for (int n = 0; n < FEW_KERNELS; n++) {
             const T w = kp[j * NB + n];
-            for (int v = 0; v < FEW_VECTORS; v++) a[v][n] += xv[v] * w;
+            UNROLL for (int v = 0; v < FEW_VECTORS; v++) a[v][n] += xv[v] * w;
         }
     }
     for (int64_t n = 0; n < nb; n++)
-        for (int v = 0; v < FEW_VECTORS; v++) {
+        UNROLL for (int v = 0; v < FEW_VECTORS; v++) {
             a[v][n] += bias ? bias[n] : 0;
             if (packed) {
                 const half_vec lo = __builtin_shufflevector(a[v][n], a[v][n], LOW_LANES);

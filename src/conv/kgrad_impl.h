@@ -19,9 +19,9 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
     const int64_t row = p->shape.out[p->shape.ndim - 1], L = LANES_T, vend = row / L * L;
     const int64_t stretch = gflat ? (O / row - 1) * p->shape.in[1] : 0; /* per kernel and image */
     int64_t nn[KB], jj[KG][JB];
-    for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
+    UNROLL for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
     for (int t = 0; t < blocks; t++)
-        for (int c = 0; c < JB; c++) {
+        UNROLL for (int c = 0; c < JB; c++) {
             const int64_t j = j0 + t * JB + c;
             jj[t][c] = j < W ? p->taps[j] : p->taps[W - 1];
         }
@@ -39,10 +39,10 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
             memcpy(acc, saved[t], sizeof acc);
             for (int64_t f = 0; f < stretch; f += L) {
                 NAME(vec) gv[KB], xv[JB];
-                for (int a = 0; a < KB; a++) memcpy(&gv[a], gb + nn[a] * stretch + f, sizeof gv[a]);
-                for (int c = 0; c < JB; c++) memcpy(&xv[c], xb + jj[t][c] + f, sizeof xv[c]);
-                for (int a = 0; a < KB; a++)
-                    for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
+                UNROLL for (int a = 0; a < KB; a++) memcpy(&gv[a], gb + nn[a] * stretch + f, sizeof gv[a]);
+                UNROLL for (int c = 0; c < JB; c++) memcpy(&xv[c], xb + jj[t][c] + f, sizeof xv[c]);
+                UNROLL for (int a = 0; a < KB; a++)
+                    UNROLL for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
             }
             memcpy(saved[t], acc, sizeof acc);
         }
@@ -55,14 +55,14 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
                 for (int64_t i = 0; i < vend + (tail ? L : 0); i += L) { /* rows are a vector or more (layers.c) */
                     const int64_t at = i < vend ? i : row - L;
                     NAME(vec) gv[KB], xv[JB];
-                    for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
-                    for (int c = 0; c < JB; c++) memcpy(&xv[c], xq + jj[t][c] + at, sizeof xv[c]);
+                    UNROLL for (int a = 0; a < KB; a++) memcpy(&gv[a], gq + nn[a] * O + at, sizeof gv[a]);
+                    UNROLL for (int c = 0; c < JB; c++) memcpy(&xv[c], xq + jj[t][c] + at, sizeof xv[c]);
                     if (i >= vend) {
-                        for (int a = 0; a < KB; a++) gv[a] = (NAME(vec))((NAME(ivec))gv[a] & keep);
-                        for (int c = 0; c < JB; c++) xv[c] = (NAME(vec))((NAME(ivec))xv[c] & keep);
+                        UNROLL for (int a = 0; a < KB; a++) gv[a] = (NAME(vec))((NAME(ivec))gv[a] & keep);
+                        UNROLL for (int c = 0; c < JB; c++) xv[c] = (NAME(vec))((NAME(ivec))xv[c] & keep);
                     }
-                    for (int a = 0; a < KB; a++)
-                        for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
+                    UNROLL for (int a = 0; a < KB; a++)
+                        UNROLL for (int c = 0; c < JB; c++) acc[a][c] += gv[a] * xv[c];
                 }
             }
         for (int a = 0; a < KB && n0 + a < N; a++)
@@ -116,7 +116,7 @@ __attribute__((always_inline)) static inline void NAME(lanes_pass)(const sbx_con
         NAME(vec) g0, g1 = {0};
         memcpy(&g0, gt + o * 2 * L, sizeof g0);
         if (nv == 2) memcpy(&g1, gt + o * 2 * L + L, sizeof g1);
-        for (int j = 0; j < kj; j++) {
+        UNROLL for (int j = 0; j < kj; j++) {
             const T w = xo[tj[j]];
             a[j][0] += g0 * w;
             if (nv == 2) a[j][1] += g1 * w;
@@ -145,7 +145,7 @@ SBX_CLONES static void NAME(lanes_items)(const sbx_conv_plan *p, int64_t batch, 
             for (; item < end; item++) {
                 int64_t tj[KJ];
                 const int64_t j0 = item % groups * KJ;
-                for (int j = 0; j < KJ; j++) tj[j] = p->taps[j0 + j < W ? j0 + j : W - 1]; /* past the end: dropped */
+                UNROLL for (int j = 0; j < KJ; j++) tj[j] = p->taps[j0 + j < W ? j0 + j : W - 1]; /* past the end: dropped */
                 T *acc = saved + item * per;
                 const int half = W - j0 <= KJ / 2; /* a last group of at most KJ / 2 taps: a pass of half the work */
                 if (nk > L && !half) NAME(lanes_pass)(p, x + b * in, gt, tj, 2, KJ, acc);
