@@ -145,10 +145,9 @@ SBX_CLONES static void NAME(direct_rows4_packed)(const sbx_conv_plan *p, const T
     NAME(two_vectors_at)(p, xh, 1, kp, bias, yh, nb, O);
 }
 
-/* Rows narrower than a vector but half a vector or more (L/2 <= row < L, L lanes), and the rows of
- * strided loads (p->taps2: narrower than a 64-byte vector, so up to two 32-byte ones): each row in
- * half vectors, the last ending at the row's end (it may overlap the one before: the outputs they
- * share are computed twice by the same operations, so with the same bits), packed two to a vector as
+/* Rows narrower than a vector but half a vector or more (L/2 <= row < L, L lanes): each row is one
+ * half vector (row = L/2) or two, its first and its last (they overlap: the outputs they share are
+ * computed twice by the same operations, so with the same bits), packed two to a vector as
  * direct_rows4_packed packs tails. The half vectors of rows r0 .. r0 + here - 1 go 4 to a step, a
  * last step of fewer filled up by repeating its last half (the same outputs again). */
 SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T *xb, const T *restrict kp,
@@ -159,11 +158,8 @@ SBX_CLONES static void NAME(direct_rows_narrow)(const sbx_conv_plan *p, const T 
     T *ys[4];
     int filled = 0;
     for (int64_t r = r0; r < r0 + here; r++)
-        for (int64_t at = 0, done = 0; !done; at += H) {
-            if (at + H >= row) {
-                at = row - H;
-                done = 1;
-            }
+        for (int64_t at = 0, done = 0; !done; at = row - H) {
+            done = at == row - H;
             xs[filled] = xb + p->base[r * row] + (strided ? 2 * at : at);
             ys[filled] = yb + r * row + at;
             if (++filled == 4 || (done && r + 1 == r0 + here)) {
@@ -273,12 +269,10 @@ static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T 
  * per step, so that every step has two vectors (the last one alone when their number is odd); rows
  * longer than whole vectors by at most half a vector go in fours (a last group of fewer rows as
  * pairs); rows narrower than a vector (half a vector or more, plan.c) as many as fill a step with half
- * vectors: 4 of them (2 x FEW_VECTORS for few kernels), one per row of half a vector, else two; rows
- * of strided loads a vector or longer one at a time. */
+ * vectors: 4 of them (2 x FEW_VECTORS for few kernels), one per row of half a vector, else two. */
 static int64_t NAME(direct_group)(const sbx_conv_plan *p) {
     const int64_t L = LANES_T, row = p->shape.out[p->shape.ndim - 1];
-    if (p->nkern <= FEW_KERNELS && row < L) return 2 * FEW_VECTORS / (row == L / 2 ? 1 : 2);
-    if (row < L || p->taps2) return row == L / 2 ? 4 : row < L ? 2 : 1;
+    if (row < L) return (p->nkern <= FEW_KERNELS ? 2 * FEW_VECTORS : 4) / (row == L / 2 ? 1 : 2);
     const int packed = row % L != 0 && row % L <= L / 2;
     return packed ? 4 : 2;
 }
@@ -306,7 +300,7 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
             for (int64_t i = 0; i < here * row; i += L) __builtin_prefetch(at + i, 1, 3);
             __builtin_prefetch(at + here * row - 1, 1, 3);
         }
-        if (row < L || p->taps2) {
+        if (row < L) {
             NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O, p->taps2 != NULL);
             continue;
         }

@@ -275,9 +275,12 @@ sbx_status sbx__conv_forward_into(const sbx_conv_plan *p, const sbx_array *image
         st = patch_forward(p, batch, images, kerns, bias, out);
     } else if (st == SBX_OK && batch > 0 && p->algo == SBX_ALGO_DIRECT) { /* the direct kernel, kernels packed */
         const int64_t padded = (p->nkern + NB - 1) / NB * NB, es = (int64_t)sbx_dtype_size(p->dtype);
-        /* full mode and strides: rearranged images, or at stride 2 with narrow rows the images as they
-         * are through strided loads (p->taps2; not for few kernels, whose loop has no strided loads) */
-        const int strided = p->taps2 && p->nkern > FEW_KERNELS;
+        /* full mode and strides: rearranged images, or at stride 2 with rows narrower than a vector the
+         * images as they are through strided loads (p->taps2; not for few kernels, whose loop has no
+         * strided loads). With 32-byte vectors the rows of taps2 are a vector or more, and the
+         * rearranged images measured faster (config a at stride 2, float32, 1 thread [Zen 3]: 0.33 ms,
+         * against 0.42 by strided loads) */
+        const int strided = p->taps2 && p->nkern > FEW_KERNELS && p->shape.out[p->shape.ndim - 1] < SBX_VEC_BYTES / es;
         const sbx_conv_plan *d = p->phased && !strided ? p->phased : p;
         const int64_t row = d->shape.out[d->shape.ndim - 1];
         void *kp = NULL, *xr = NULL;
