@@ -61,7 +61,7 @@ __attribute__((always_inline)) static inline void NAME(two_vectors_at)(const sbx
             a1[n] += v1 * w;
         }
     }
-    for (int64_t n = 0; n < nb; n++) {
+    UNROLL for (int n = 0; n < NB; n++) if (n < nb) {
         const T b = bias ? bias[n] : 0;
         a0[n] += b;
         a1[n] += b;
@@ -106,7 +106,7 @@ SBX_CLONES static void NAME(direct_row)(const sbx_conv_plan *p, const T *restric
             memcpy(&x0, xq + taps[j] + i0, sizeof x0);
             UNROLL for (int n = 0; n < NB; n++) a0[n] += x0 * kp[j * NB + n];
         }
-        for (int64_t n = 0; n < nb; n++) {
+        UNROLL for (int n = 0; n < NB; n++) if (n < nb) {
             a0[n] += bias ? bias[n] : 0;
             memcpy(yq + n * O + i0, &a0[n], sizeof a0[n]);
         }
@@ -208,7 +208,7 @@ __attribute__((always_inline)) static inline void NAME(four_vectors_at)(const sb
             UNROLL for (int v = 0; v < FEW_VECTORS; v++) a[v][n] += xv[v] * w;
         }
     }
-    for (int64_t n = 0; n < nb; n++)
+    UNROLL for (int n = 0; n < FEW_KERNELS; n++) if (n < nb)
         UNROLL for (int v = 0; v < FEW_VECTORS; v++) {
             a[v][n] += bias ? bias[n] : 0;
             if (packed) {

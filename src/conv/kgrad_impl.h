@@ -19,7 +19,7 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
     const int64_t row = p->shape.out[p->shape.ndim - 1], L = LANES_T, vend = row / L * L;
     const int64_t stretch = gflat ? (O / row - 1) * p->shape.in[1] : 0; /* per kernel and image */
     int64_t nn[KB], jj[KG][JB];
-    UNROLL for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: repeat the last, dropped */
+    UNROLL for (int a = 0; a < KB; a++) nn[a] = n0 + a < N ? n0 + a : N - 1; /* past the end: the last, dropped */
     for (int t = 0; t < blocks; t++)
         UNROLL for (int c = 0; c < JB; c++) {
             const int64_t j = j0 + t * JB + c;
@@ -145,7 +145,8 @@ SBX_CLONES static void NAME(lanes_items)(const sbx_conv_plan *p, int64_t batch, 
             for (; item < end; item++) {
                 int64_t tj[KJ];
                 const int64_t j0 = item % groups * KJ;
-                UNROLL for (int j = 0; j < KJ; j++) tj[j] = p->taps[j0 + j < W ? j0 + j : W - 1]; /* past the end: dropped */
+                UNROLL for (int j = 0; j < KJ; j++)
+                    tj[j] = p->taps[j0 + j < W ? j0 + j : W - 1]; /* past the end: dropped */
                 T *acc = saved + item * per;
                 const int half = W - j0 <= KJ / 2; /* a last group of at most KJ / 2 taps: a pass of half the work */
                 if (nk > L && !half) NAME(lanes_pass)(p, x + b * in, gt, tj, 2, KJ, acc);

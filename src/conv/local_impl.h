@@ -39,33 +39,33 @@ typedef struct {
 /* Rows r0 .. r0 + rows - 1 (rows <= R) and vectors v0 .. v0 + BV - 1 of a product, in R x BV
  * accumulators. Rows past `rows` repeat the last row's operand (their sums are dropped). */
 #define LC_BLOCK(BV, R)                                                                                             \
-    SBX_CLONES static void NAME(lc_block_##BV##_##R)(const NAME(lc_product) *a, int64_t r0, int64_t v0,              \
-                                                     int64_t rows) {                                                 \
+    SBX_CLONES static void NAME(lc_block_##BV##_##R)(const NAME(lc_product) *a, int64_t r0, int64_t v0,             \
+                                                     int64_t rows) {                                                \
         const int64_t depth = a->depth, ss = a->ss, us = a->us, *restrict soffs = a->soffs;                         \
         const int64_t *restrict uoffs = a->uoffs;                                                                   \
         const T *sp[R], *restrict u = a->u + v0 * LANES_T;                                                          \
-        UNROLL for (int r = 0; r < R; r++) {                                                                               \
+        UNROLL for (int r = 0; r < R; r++) {                                                                        \
             const int64_t rr = r0 + (r < rows ? r : rows - 1);                                                      \
             sp[r] = a->s + (a->roffs ? a->roffs[rr] : rr * a->sr);                                                  \
         }                                                                                                           \
         NAME(vec) acc[R][BV];                                                                                       \
-        UNROLL for (int r = 0; r < R; r++)                                                                                 \
-            UNROLL for (int v = 0; v < BV; v++) acc[r][v] = (NAME(vec)){0};                                                \
+        UNROLL for (int r = 0; r < R; r++)                                                                          \
+            UNROLL for (int v = 0; v < BV; v++) acc[r][v] = (NAME(vec)){0};                                         \
         for (int64_t k = 0; k < depth; k++) {                                                                       \
             const T *uk = u + (uoffs ? uoffs[k] : k * us);                                                          \
             const int64_t sk = soffs ? soffs[k] : k * ss;                                                           \
             NAME(vec) x[BV];                                                                                        \
-            UNROLL for (int v = 0; v < BV; v++) memcpy(&x[v], uk + v * LANES_T, sizeof x[v]);                              \
-            UNROLL for (int r = 0; r < R; r++) {                                                                           \
+            UNROLL for (int v = 0; v < BV; v++) memcpy(&x[v], uk + v * LANES_T, sizeof x[v]);                       \
+            UNROLL for (int r = 0; r < R; r++) {                                                                    \
                 const T w = sp[r][sk];                                                                              \
-                UNROLL for (int v = 0; v < BV; v++) acc[r][v] += x[v] * w;                                                 \
+                UNROLL for (int v = 0; v < BV; v++) acc[r][v] += x[v] * w;                                          \
             }                                                                                                       \
         }                                                                                                           \
-        for (int64_t r = 0; r < rows; r++) {                                                                        \
+        UNROLL for (int r = 0; r < R; r++) if (r < rows) {                                                        \
             const int64_t at = a->doffs ? a->doffs[r0 + r] : (r0 + r) * a->ds;                                      \
             if (at < 0) continue;                                                                                   \
             T *dr = a->d + v0 * LANES_T + at;                                                                       \
-            UNROLL for (int v = 0; v < BV; v++) {                                                                          \
+            UNROLL for (int v = 0; v < BV; v++) {                                                                   \
                 NAME(vec) out = acc[r][v];                                                                          \
                 if (a->add) {                                                                                       \
                     NAME(vec) old;                                                                                  \
