@@ -91,9 +91,10 @@ SBX_CLONES static void NAME(maps_lanes_image)(const sbx_conv_plan *p, const T *r
         const int64_t maps = C - v * L < L ? C - v * L : L;
         for (int64_t q0 = 0; q0 < whole; q0 += L) {
             NAME(vec) tile[LANES_T];
-            for (int64_t i = 0; i < L; i++) memcpy(&tile[i], buf + (q0 + i) * cp + v * L, sizeof tile[i]);
+            UNROLL for (int64_t i = 0; i < L; i++) memcpy(&tile[i], buf + (q0 + i) * cp + v * L, sizeof tile[i]);
             NAME(transpose_tile)(tile);
-            for (int64_t i = 0; i < maps; i++) memcpy(gxb + (v * L + i) * spatial + q0, &tile[i], sizeof tile[i]);
+            UNROLL for (int64_t i = 0; i < L; i++)
+                if (i < maps) memcpy(gxb + (v * L + i) * spatial + q0, &tile[i], sizeof tile[i]);
         }
         for (int64_t q = whole; q < spatial; q++)
             for (int64_t i = 0; i < maps; i++) gxb[(v * L + i) * spatial + q] = buf[q * cp + v * L + i];

@@ -92,13 +92,13 @@ __attribute__((always_inline)) static inline void NAME(transpose_block)(const T 
     for (int64_t h = 0; h < nv; h++)
         for (int64_t o0 = 0; o0 < whole; o0 += L) {
             NAME(vec) v[LANES_T];
-            for (int64_t k = 0; k < L; k++)
+            UNROLL for (int64_t k = 0; k < L; k++)
                 if (h * L + k < nk)
                     memcpy(&v[k], g + (h * L + k) * O + o0, sizeof v[k]);
                 else
                     v[k] = (NAME(vec)){0};
             NAME(transpose_tile)(v);
-            for (int64_t i = 0; i < L; i++) memcpy(gt + (o0 + i) * 2 * L + h * L, &v[i], sizeof v[i]);
+            UNROLL for (int64_t i = 0; i < L; i++) memcpy(gt + (o0 + i) * 2 * L + h * L, &v[i], sizeof v[i]);
         }
     for (int64_t o = whole; o < O; o++)
         for (int64_t k = 0; k < nv * L; k++) gt[o * 2 * L + k] = k < nk ? g[k * O + o] : 0;
