@@ -148,9 +148,9 @@ SBX_CLONES static void NAME(lc_transpose)(const T *restrict src, int64_t ss, int
         int64_t c = c0;
         for (; c + L <= c1; c += L) {
             NAME(vec) v[LANES_T];
-            for (int64_t i = 0; i < L; i++) memcpy(&v[i], src + (r + i) * ss + c, sizeof v[i]);
+            UNROLL for (int64_t i = 0; i < L; i++) memcpy(&v[i], src + (r + i) * ss + c, sizeof v[i]);
             NAME(transpose_tile)(v);
-            for (int64_t i = 0; i < L; i++) memcpy(dst + (c + i) * ds + r, &v[i], sizeof v[i]);
+            UNROLL for (int64_t i = 0; i < L; i++) memcpy(dst + (c + i) * ds + r, &v[i], sizeof v[i]);
         }
         for (; c < c1; c++)
             for (int64_t i = 0; i < L; i++) dst[c * ds + r + i] = src[(r + i) * ss + c];
