@@ -232,9 +232,9 @@ SBX_CLONES static void NAME(four_vectors_packed)(const sbx_conv_plan *p, const T
     NAME(four_vectors_at)(p, x, 1, kp, bias, y, nb, O);
 }
 
-/* The rows of an item for few kernels: their vectors (the last of a row ending at its end) four at a
- * time, or for rows narrower than a vector their half vectors (as direct_rows_narrow) eight at a
- * time; a last group of fewer filled up by repeating its last vector (the same outputs again). */
+/* The rows of an item for few kernels: their vectors (the last of a row ending at its end)
+ * FEW_VECTORS at a time, or for rows narrower than a vector their half vectors (as
+ * direct_rows_narrow) 2 x FEW_VECTORS at a time; a last group of fewer filled up by repeating its last vector (the same outputs again). */
 static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb, int64_t r0,
                                    int64_t here, int64_t nb, int64_t row, int64_t O) {
     const int64_t L = LANES_T;

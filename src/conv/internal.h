@@ -49,7 +49,8 @@ struct sbx_conv_plan {
     /* Valid mode with stride 2 along the last axis and output rows of half a vector to just under one
      * (8-15 float32, 4-7 float64): the taps in the images as they are, c * (pixels per map) + delta[l]
      * (width entries), for the direct kernel's strided loads (a whole vector of the image, its even
-     * lanes kept), which take the place of the rearranged images in the forward pass. NULL otherwise. */
+     * lanes kept), which take the place of the rearranged images in the forward pass of the 64-byte
+     * kernels (the 32-byte ones, layers.c, keep the rearranged images). NULL otherwise. */
     int64_t *taps2;
     /* 1 for valid-mode convolutions whose image gradient is summed with the feature maps in the
      * vector lanes (maps_lanes in adjoint_impl.h; plan.c says when), else 0. */

@@ -15,7 +15,8 @@
  * sized for 32 and for 16 vector registers, and target_clones cannot change a type or a constant per
  * clone. The 64-byte build's entry points hand the work to the 32-byte build on CPUs with AVX2 and
  * FMA but not AVX-512 (use_avx2). Each build gives the same bits at every thread count; the two
- * differ in the last bits wherever a sum runs across the lanes, as the clones of one build do. */
+ * differ in the last bits wherever their blocks sum in another order (sums across the lanes; the
+ * image gradient's maps_lanes, whose tap blocks differ), as the clones of one build do. */
 #ifndef SBX_VEC_BYTES
 #define SBX_VEC_BYTES 64
 #endif

@@ -309,7 +309,7 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     if (st == SBX_OK && kind == PLAN_CONV && !p->taps && 2 * shape->out[last] >= L) st = sbx__phased_create(p);
     /* Narrow rows at stride 2 along the last axis: the forward pass reads the images as they are
      * (internal.h, taps2): no pass to rearrange them, which was 8-12 % of its time (config b at stride
-     * 2, float32, one thread). */
+     * 2, float32, one thread). The 32-byte kernels (layers.c) rearrange them all the same. */
     if (st == SBX_OK && p->phased && valid && shape->stride[last] == 2 && shape->out[last] < L) {
         st = sbx__alloc_raw(width, sizeof(int64_t), &p->taps2, "convolution plan");
         if (st == SBX_OK) sbx__direct_taps(p, p->taps2);

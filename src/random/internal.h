@@ -55,8 +55,8 @@ void sbx__binomial_each(sbx_rng_cursor *cur, int count, int64_t n, double p, int
 void sbx__poisson_each(sbx_rng_cursor *cur, int count, double lam, const double *lams, int64_t *values);
 
 /* values[i] = Poisson(lams[i]) from a cursor at position first + i, i < count, with means checked
- * beforehand: the same values as sbx__poisson_each on such cursors. With vector set and AVX-512 at
- * hand, the means below 10 are inverted eight at a time in vector lanes from the first word of each
+ * beforehand: the same values as sbx__poisson_each on such cursors. With vector set and AVX-512 or
+ * AVX2 at hand, the means below 10 are inverted eight or four at a time in vector lanes from the first word of each
  * position, and a position that word leaves open (or a mean of 10 and up) is drawn by
  * sbx__poisson_each; otherwise every position is (poisson_lanes.c). */
 void sbx__poisson_positions(const sbx_rng *rng, int64_t first, int64_t count, const double *lams, int vector,

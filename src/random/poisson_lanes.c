@@ -1,5 +1,5 @@
 /* Poisson draws at many positions with their own means (the sparse Poisson's entries): the means below
- * 10 are inverted eight at a time in vector lanes. A lane does what poisson_inversion does for one
+ * 10 are inverted in vector lanes, eight at a time with AVX-512, four with AVX2. A lane does what poisson_inversion does for one
  * position without a table: P(0) = sbx__exp_neg(lam) (the same operations in the lanes), the CDF made
  * by the same steps (r *= lam / k, acc += r, k from 1), stopped at the first k with lo < acc for
  * lo = w1 2^-32, w1 the position's first word. When hi = (w1 + 1) 2^-32 <= acc too, every 53-bit u
