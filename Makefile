@@ -21,7 +21,7 @@ BUILD_PACKAGES := cmake make gcc libc6-dev pkgconf libcmocka-dev libopenblas-dev
 # The demo's data: Fashion-MNIST.
 DEMO_PACKAGES  := dataset-fashion-mnist
 TEST_PACKAGES  := $(BUILD_PACKAGES) $(DEMO_PACKAGES) clang libclang-rt-14-dev libomp-14-dev python3-numpy python3-scipy \
-                  python3-pytest python3-torch
+                  python3-dev python3-pytest python3-torch
 
 .PHONY: demo test test-valgrind test-tsan fuzz bench install clean
 
@@ -100,7 +100,7 @@ bench:
 install:
 	$(call ensure,$(BUILD_PACKAGES))
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSBX_PYTHON=$(PYTHON) >/dev/null
-	cmake --build $(BUILD) -j $(JOBS) --target sparsebox sparsebox_static sbx
+	cmake --build $(BUILD) -j $(JOBS) --target sparsebox sparsebox_static sbx python_package
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:

@@ -13,7 +13,8 @@
 Usage:
     SPARSEBOX_LIBRARY_DIR=build /usr/bin/python3 bench/bench_python.py
 The package is the source tree's (../python from this file, put first on sys.path); the library the one
-it finds (SPARSEBOX_LIBRARY_DIR: a build folder). Both paths are printed.
+it finds (SPARSEBOX_LIBRARY_DIR: a build folder), and the C extension beside it where the build made one
+(SPARSEBOX_NATIVE=0: ctypes alone). The three paths are printed.
 
 Each pair is timed at 1 and 2 threads, both sides alike: sbx_set_num_threads(n), torch.set_num_threads(n)
 and openblas_set_num_threads(n) on every OpenBLAS library loaded in the process; for the local pair with
@@ -271,8 +272,9 @@ def run_table(child):
     blas = peer_torch.openblas_libraries()
     rule = peer_torch.Rule(BUDGET, MIN_REPEATS, MAX_REPEATS, BUSY_SHARE, ATTEMPTS)
     print_setting(child, torch, blas)
-    print("package: %s (sparsebox %s), library: %s" % (os.path.dirname(sparsebox.__file__), sparsebox.__version__,
-                                                       L.lib._name))
+    print("package: %s (sparsebox %s), library: %s, C extension: %s" % (
+        os.path.dirname(sparsebox.__file__), sparsebox.__version__, L.lib._name,
+        L.native.__file__ if L.native is not None else "none (ctypes alone)"))
     rows = bench_convolve(L, sp, torch, blas, rule)
     met, missed = print_rows("sp.convolve(kerns, (5, 5), 32, images, (1, 28, 28)) against sbx_conv_forward "
                              "through ctypes (plan made once)", "C", rows, rule)

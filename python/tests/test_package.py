@@ -81,19 +81,134 @@ def test_threads():
     assert sparsebox.get_num_threads() == before
 
 
-def test_library_memory_is_freed_with_the_array():
+@pytest.fixture(params=["extension", "ctypes"])
+def crossing(request, monkeypatch):
+    """Each way call_plan reaches the library: the C extension (skipped where the build has none) and
+    ctypes alone."""
+    if request.param == "extension" and L.native is None:
+        pytest.skip("this build has no C extension (python3-dev missing when it was configured)")
+    if request.param == "ctypes":
+        monkeypatch.setattr(L, "native", None)
+    return request.param
+
+
+def test_library_memory_is_freed_with_the_array(crossing, monkeypatch):
     """An output keeps the library's block alive through its views and frees it with the last one."""
+    import ctypes
     import gc
-    import weakref
-    out, _ = sparsebox.sp.convolve(np.ones((1, 4)), (2, 2), 1, np.ones((2, 16)), (4, 4))
-    view = out[1:]
-    owner = out.base
-    while not isinstance(owner, L._View):
-        owner = owner.base
-    ref = weakref.ref(owner.owner)
-    del out, owner
-    gc.collect()
-    assert ref() is not None and view.sum() == 9 * 4  # the second image: 9 outputs of 4
-    del view
-    gc.collect()
-    assert ref() is None
+    freed = []
+    if crossing == "extension":
+        # the extension frees through the address bind() gave it: a recording sbx_array_free
+        @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+        def record(handle):
+            freed.append(handle)
+            L.lib.sbx_array_free(handle)
+        L.native.bind(ctypes.cast(record, ctypes.c_void_p).value)
+    else:
+        real = L.lib.sbx_array_free  # the ctypes path frees through the name, looked up at each output
+        monkeypatch.setattr(L.lib, "sbx_array_free", lambda handle: (freed.append(handle), real(handle)))
+    try:
+        out, _ = sparsebox.sp.convolve(np.ones((1, 4)), (2, 2), 1, np.ones((2, 16)), (4, 4))
+        view = out[1:]
+        del out
+        gc.collect()
+        assert freed == [] and view.sum() == 9 * 4  # the second image: 9 outputs of 4
+        del view
+        gc.collect()
+        assert len(freed) == 1
+    finally:
+        if crossing == "extension":
+            L.native.bind(ctypes.cast(L.lib.sbx_array_free, ctypes.c_void_p).value)
+
+
+def _layer_calls(rng):
+    """(name, thunk) of each layer call the package makes, on small float64 problems with ties in the
+    pooled images."""
+    sp = sparsebox.sp
+    x = rng.integers(-3, 4, (3, 2 * 7 * 6)).astype(np.float64)
+    k = rng.uniform(-1, 1, (4, 2 * 3 * 2))
+    b = rng.uniform(-1, 1, 4)
+    kl = rng.uniform(-1, 1, 2 * 4 * 5 * 5 * 3 * 2)
+    bl = rng.uniform(-1, 1, 4 * 5 * 5)
+    g = rng.uniform(-1, 1, (3, 4 * 5 * 5))
+    gp = rng.uniform(-1, 1, (3, 2 * 3 * 3))
+    shape = sp._pool_shape((2, 7, 6), (2, 2))
+    plan = L.plan("pool", shape, 0, np.float64)
+    return [
+        ("convolve", lambda: sp.convolve(k, (3, 2), 4, x, (2, 7, 6), bias=b)[0]),
+        ("convolve_grad", lambda: sp.convolve_grad(g, k, (3, 2), 4, x, (2, 7, 6), bias=b)),
+        ("apply_sparse_filter", lambda: sp.apply_sparse_filter(kl, (3, 2), 4, x, (2, 7, 6), bias=bl)[0]),
+        ("apply_sparse_filter_grad", lambda: sp.apply_sparse_filter_grad(g, kl, (3, 2), 4, x, (2, 7, 6), bias=bl)),
+        ("max_pool", lambda: sp.max_pool(x, (2, 7, 6), (2, 2))[0]),
+        ("max_pool_grad", lambda: sp.max_pool_grad(gp, x, (2, 7, 6), (2, 2))),
+        ("pool_forward_mask", lambda: L.call_plan(L.lib.sbx_pool_forward_mask, plan, [x], [True, True])),
+        ("pool_backward_mask", lambda: L.call_plan(
+            L.lib.sbx_pool_backward_mask, plan,
+            [L.call_plan(L.lib.sbx_pool_forward_mask, plan, [x], [True, True])[1], gp], [True])),
+        ("no bias gradient", lambda: L.call_plan(L.lib.sbx_conv_backward, L.plan("conv", sp._aesara_shape(
+            (2, 7, 6), (3, 2), (1, 1), "valid"), 4, np.float64), [x, k, g], [False, True, False])),
+    ]
+
+
+def _flat(result):
+    if isinstance(result, (tuple, list)):
+        return [a for r in result for a in _flat(r)]
+    return [result]
+
+
+def test_extension_and_ctypes_give_the_same_arrays(monkeypatch):
+    if L.native is None:
+        pytest.skip("this build has no C extension")
+    calls = _layer_calls(np.random.default_rng(5))
+    native = [_flat(f()) for _, f in calls]
+    monkeypatch.setattr(L, "native", None)
+    plain = [_flat(f()) for _, f in calls]
+    for (name, _), a, b in zip(calls, native, plain):
+        assert len(a) == len(b), name
+        for u, v in zip(a, b):
+            if u is None or v is None:
+                assert u is None and v is None, name
+                continue
+            assert u.dtype == v.dtype and u.shape == v.shape and u.flags.writeable, name
+            assert np.array_equal(u, v), name
+    assert native[-1][0] is None and native[-1][2] is None
+
+
+def test_library_errors_raise_through_either_crossing(crossing):
+    plan = L.plan("conv", sparsebox.sp._aesara_shape((1, 4, 4), (2, 2), (1, 1), "valid"), 1, np.float64)
+    with pytest.raises(ValueError) as e:
+        L.call_plan(L.lib.sbx_conv_forward, plan, [np.ones((2, 15)), np.ones((1, 4)), None], [True])
+    assert e.value.status == L.ERR_ARG and str(e.value) == L.last_error() and "images" in str(e.value)
+
+
+def test_extension_rejects_what_it_cannot_pass():
+    if L.native is None:
+        pytest.skip("this build has no C extension")
+    import ctypes
+    plan = L.plan("conv", sparsebox.sp._aesara_shape((1, 4, 4), (2, 2), (1, 1), "valid"), 1, np.float64)
+    fn = ctypes.cast(L.lib.sbx_conv_forward, ctypes.c_void_p).value
+    x, k = np.ones((2, 16)), np.ones((1, 4))
+    call = L.native.call
+    assert np.all(call(fn, plan.handle, [x, k, None], [True])[0] == 4)
+    with pytest.raises(TypeError, match="input 0: expected a numpy array"):
+        call(fn, plan.handle, [[1.0] * 16, k, None], [True])
+    with pytest.raises(TypeError, match="input 1: expected a C-contiguous"):
+        call(fn, plan.handle, [x, np.ones((1, 8))[:, ::2], None], [True])
+    with pytest.raises(TypeError, match="input 0: dtype f2"):
+        call(fn, plan.handle, [x.astype(np.float16), k, None], [True])
+    with pytest.raises(TypeError, match="input 0: dtype"):
+        call(fn, plan.handle, [x.astype(">f8"), k, None], [True])
+    with pytest.raises(ValueError, match="9 dimensions"):
+        call(fn, plan.handle, [np.ones((1,) * 9), k, None], [True])
+    with pytest.raises(ValueError, match="1 to 3 inputs"):
+        call(fn, plan.handle, [x, k, None, None], [True])
+    with pytest.raises(ValueError, match="plan: expected a nonzero address"):
+        call(fn, 0, [x, k, None], [True])
+    with pytest.raises(TypeError, match="4 arguments"):
+        call(fn, plan.handle, [x, k, None])
+    with pytest.raises(TypeError, match="lists"):
+        call(fn, plan.handle, (x, k, None), [True])
+    # a library error comes back as its status, the message on this thread
+    assert call(fn, plan.handle, [np.ones((2, 15)), k, None], [True]) == L.ERR_ARG
+    assert "images" in L.last_error()
+
