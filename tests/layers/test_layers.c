@@ -631,6 +631,22 @@ static void test_pool_masks(void **state) {
         for (size_t i = 0; i < 4; i++) sbx_array_free(all[i]);
         sbx_conv_plan_free(p);
     }
+    /* A bad bit in a window the vector steps of the 3 x 3 scatter take (12 windows a row: steps of 8
+     * float32 or 4 float64 windows), either type. */
+    const int64_t wide[2] = {3, 36};
+    for (int dt = 0; dt < 2; dt++) {
+        const sbx_dtype dtype = dt ? SBX_FLOAT64 : SBX_FLOAT32;
+        assert_int_equal(sbx_conv_shape_make(2, 1, wide, three, three, SBX_CONV_VALID, &s), SBX_OK);
+        assert_int_equal(sbx_pool_plan_create(&s, dtype, &p), SBX_OK);
+        sbx_array *xw = matrix(dtype, 1, 108), *gw = matrix(dtype, 1, s.out_size);
+        assert_int_equal(sbx_pool_forward_mask(p, xw, &y, &mask), SBX_OK);
+        ((uint16_t *)mask->data)[5] |= 1u << 12;
+        expect_error(sbx_pool_backward_mask(p, mask, gw, &gx), SBX_ERR_ARG, "mask element 5 = ");
+        assert_null(gx);
+        sbx_array *all[] = {xw, gw, y, mask};
+        for (size_t i = 0; i < 4; i++) sbx_array_free(all[i]);
+        sbx_conv_plan_free(p);
+    }
     assert_int_equal(sbx_conv_shape_make(2, 1, big, big, NULL, SBX_CONV_VALID, &s), SBX_OK);
     assert_int_equal(sbx_pool_plan_create(&s, SBX_FLOAT64, &p), SBX_OK);
     sbx_array *xb = random_matrix(1, 81);
