@@ -134,7 +134,6 @@ static void NAME(lc_run)(const NAME(lc_product) *a, int64_t r0, int64_t r1, int6
         }
     }
 }
-#undef LC_VECTORS
 #undef LC_BLOCKS
 #undef LC_HEIGHTS
 
@@ -243,9 +242,9 @@ static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int fo
     const int64_t tile = NAME(lc_tile_rows)(p) * (O / p->shape.out[0]);
     int64_t total = 0, xt, per = 0, v;
     int ok = sbx_mul_i64(in + 1, Bp, &xt) == SBX_OK;
-    if (ok && forward) /* xt; per thread: the outputs of an item, N x P x Bp */
-        ok = sbx_mul_i64(N * P, Bp, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
-             sbx_add_i64(per, v, &per) == SBX_OK;
+    if (ok && forward) /* xt; per thread: the outputs of an item, N x P x Bp, and a position's weights, W x N */
+        ok = sbx_mul_i64(N * P, Bp, &v) == SBX_OK && sbx_add_i64(v, W * N, &v) == SBX_OK &&
+             sbx_add_i64(total, xt, &total) == SBX_OK && sbx_add_i64(per, v, &per) == SBX_OK;
     if (ok && grad_images) /* gxt; per thread: the output gradient of a tile and chunk, N x tile x 4L */
         ok = sbx_mul_i64(N * tile, 4 * L, &v) == SBX_OK && sbx_add_i64(total, xt, &total) == SBX_OK &&
              sbx_add_i64(per, v, &per) == SBX_OK;
@@ -291,7 +290,8 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
     for (int64_t item = 0; item < items; item++) {
         const int t = sbx__thread();
         int64_t *off = offs + (1 + t) * W;
-        T *yl = bufs + t * N * P * Bp; /* yl[(n * P + q) * Bp + b]: output n of image b at position o0 + q */
+        T *yl = bufs + t * (N * P * Bp + W * N); /* yl[(n * P + q) * Bp + b]: output n of image b at position o0 + q */
+        T *wq = yl + N * P * Bp;                   /* wq[j * N + n]: weight of tap j and kernel n at the position */
         const int64_t o0 = item / groups * P, np = O - o0 < P ? O - o0 : P;
         const int64_t n0 = item % groups * per, n1 = n0 + per < N ? n0 + per : N;
         for (int64_t q = 0; q < np; q++) {
@@ -303,9 +303,21 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
             if (!shared && Bp <= 4 * L && o0 + q + LC_WEIGHTS_AHEAD < O)
                 NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_WEIGHTS_AHEAD);
             /* rows: the kernels (W apart when shared, else O * K), depth: the taps; vectors: the images */
-            const NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
-                                        .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
-                                        .d = yl + q * Bp, .ds = P * Bp};
+            NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
+                                  .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
+                                  .d = yl + q * Bp, .ds = P * Bp};
+            /* Unshared weights read by more than one block of vectors: first gathered into wq, tap-major,
+             * so that a block's rows at a tap are one line, not one page each (its weight loads stalled:
+             * config b float64 on AVX2, 3 blocks of vectors, perf annotate). Same sums, other addresses. */
+            if (!shared && Bp / L > LC_VECTORS) {
+                const T *wo = w + (o0 + q) * K;
+                for (int64_t c = 0; c < C; c++)
+                    NAME(lc_transpose)(wo + c * N * O * K, O * K, n0, n1, 0, K, wq + c * K * N, N);
+                a.s = wq;
+                a.sr = 1;
+                a.ss = N;
+                a.soffs = NULL;
+            }
             NAME(lc_run)(&a, n0, n1, 0, Bp / L);
         }
         for (int64_t n = n0; n < n1; n++) {
@@ -417,3 +429,4 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
 }
 
 #undef LC_POSITIONS
+#undef LC_VECTORS
