@@ -127,23 +127,30 @@ __attribute__((target("avx512f"))) static void batch_avx512(const uint32_t ctr[4
  * side, each product one vpmuludq, the three-way xors two vpxor each. */
 #define GROUPS2 (SBX_RNG_BATCH / 4)
 #define AVX2_ROUNDS __attribute__((target("avx2"), always_inline)) static inline
-AVX2_ROUNDS void rounds_avx2(__m256i *c0, __m256i *c1, __m256i *c2, __m256i *c3, const uint32_t key[2]) {
-    const __m256i m0 = _mm256_set1_epi64x(M0), m1 = _mm256_set1_epi64x(M1);
+/* The ten rounds' keys (k0, k1 of round j at keys[2 j], keys[2 j + 1]) as vectors, made once per call:
+ * broadcast inside the rounds they went through the stack, and the 16 counter vectors spilled. */
+AVX2_ROUNDS void round_keys_avx2(const uint32_t key[2], __m256i keys[20]) {
     uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < 10; round++) {
         if (round > 0) {
             k0 += W0;
             k1 += W1;
         }
-        const __m256i key0 = _mm256_set1_epi64x(k0), key1 = _mm256_set1_epi64x(k1);
-        for (int g = 0; g < GROUPS2; g++) {
+        keys[2 * round] = _mm256_set1_epi64x(k0);
+        keys[2 * round + 1] = _mm256_set1_epi64x(k1);
+    }
+}
+
+AVX2_ROUNDS void rounds_avx2(__m256i *c0, __m256i *c1, __m256i *c2, __m256i *c3, const __m256i keys[20]) {
+    const __m256i m0 = _mm256_set1_epi64x(M0), m1 = _mm256_set1_epi64x(M1);
+    _Pragma("GCC unroll 10") for (int round = 0; round < 10; round++)
+        _Pragma("GCC unroll 4") for (int g = 0; g < GROUPS2; g++) {
             const __m256i p0 = _mm256_mul_epu32(c0[g], m0), p1 = _mm256_mul_epu32(c2[g], m1);
-            c0[g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1[g]), key0);
+            c0[g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1[g]), keys[2 * round]);
             c1[g] = p1;
-            c2[g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[g]), key1);
+            c2[g] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[g]), keys[2 * round + 1]);
             c3[g] = p0;
         }
-    }
 }
 
 /* Block by block as store_avx512: (w0 | w1 << 32) and (w2 | w3 << 32) of blocks 0-3 interleaved by
@@ -169,7 +176,9 @@ __attribute__((target("avx2"))) static void batch_avx2(const uint32_t ctr[4], co
         c2[g] = _mm256_set1_epi64x(ctr[2]);
         c3[g] = _mm256_set1_epi64x(ctr[3]);
     }
-    rounds_avx2(c0, c1, c2, c3, key);
+    __m256i keys[20];
+    round_keys_avx2(key, keys);
+    rounds_avx2(c0, c1, c2, c3, keys);
     store_avx2(c0, c1, c2, c3, out);
 }
 
@@ -191,7 +200,9 @@ __attribute__((target("avx2"))) static void positions_avx2(const sbx_rng *rng, i
     __m256i c0[GROUPS2], c1[GROUPS2], c2[GROUPS2], c3[GROUPS2];
     const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
     position_counters_avx2(rng, position, block, c0, c1, c2, c3);
-    rounds_avx2(c0, c1, c2, c3, key);
+    __m256i keys[20];
+    round_keys_avx2(key, keys);
+    rounds_avx2(c0, c1, c2, c3, keys);
     store_avx2(c0, c1, c2, c3, out);
 }
 
@@ -200,10 +211,12 @@ __attribute__((target("avx2"))) static void first_words_avx2(const sbx_rng *rng,
                                                               uint32_t *out) {
     const uint32_t key[2] = {(uint32_t)rng->seed, (uint32_t)(rng->seed >> 32)};
     const __m256i evens = _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0);
+    __m256i keys[20];
+    round_keys_avx2(key, keys);
     for (int64_t i = 0; i < count; i += SBX_RNG_BATCH) {
         __m256i c0[GROUPS2], c1[GROUPS2], c2[GROUPS2], c3[GROUPS2];
         position_counters_avx2(rng, position + i, 0, c0, c1, c2, c3);
-        rounds_avx2(c0, c1, c2, c3, key);
+        rounds_avx2(c0, c1, c2, c3, keys);
         for (int g = 0; g < GROUPS2; g++)
             _mm_storeu_si128((void *)(out + i + 4 * g),
                              _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(c0[g], evens)));
