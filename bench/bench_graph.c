@@ -44,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <sparsebox/conv.h>
@@ -544,28 +543,7 @@ static int measure(bench *bn, int threads, figure *fig) {
 
 /* ---- output ---- */
 
-/* The first "model name" line of /proc/cpuinfo, after its colon. */
-static void machine_name(char *buf, size_t len) {
-    char line[512];
-    snprintf(buf, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    while (fgets(line, sizeof line, f)) {
-        if (strncasecmp(line, "model name", 10)) continue;
-        const char *colon = strchr(line, ':');
-        if (!colon) continue;
-        colon++;
-        while (*colon == ' ' || *colon == '\t') colon++;
-        snprintf(buf, len, "%s", colon);
-        buf[strcspn(buf, "\r\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
-
 static void print_header(void) {
-    char machine[256];
-    machine_name(machine, sizeof machine);
     const char *coretype = getenv("OPENBLAS_CORETYPE"), *core = blas_string("openblas_get_corename");
     printf("bench_graph: one training step as a compiled function (sbx_function_call) against the same plan and "
            "perform calls written by hand\n");
@@ -574,7 +552,7 @@ static void print_header(void) {
            MAPS1, KSIZE, KSIZE, MAPS1, MAPS2, KSIZE, KSIZE, FEATURES, CLASSES);
     printf("         float32, batch %d, images %dx%d, SGD momentum %.1f, lr %.2f, %d fixed batches in turn\n", BATCH,
            SIDE, SIDE, MOMENTUM, LEARNING_RATE, NBATCHES);
-    printf("machine: %s\n", machine);
+    print_machine();
     printf("OPENBLAS_CORETYPE=%s\n", coretype ? coretype : "(unset)");
     if (core)
         printf("OpenBLAS core: %s\n", core);

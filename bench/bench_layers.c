@@ -659,6 +659,7 @@ static void print_setting(int child) {
                CHILD_VAR);
     else
         printf("=== table 1 of 2: the environment as inherited ===\n");
+    print_machine();
     for (size_t i = 0; i < NUM_BLAS_VARS; i++) printf("%s=%s\n", BLAS_VARS[i], env_or(BLAS_VARS[i], "(unset)"));
     const char *core = blas_string("openblas_get_corename"), *config = blas_string("openblas_get_config");
     if (core)

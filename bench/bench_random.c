@@ -713,6 +713,7 @@ static void print_header(const peer *p) {
     printf("call of size N. Each side picks N so a run takes ~%.2f s of its thread's CPU time (the clock of\n",
            DRAW_SECONDS);
     printf("table 1 on both sides); median of %d runs after a warm-up.\n", DRAW_REPEATS);
+    print_machine();
     if (p->available)
         printf("peer: numpy %s, scipy %s, Python %s (%s)\n", p->numpy_version, p->scipy_version, p->python_version,
                p->python);

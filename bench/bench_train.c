@@ -750,22 +750,6 @@ static int peer_command(peer *p, results *r, const char *command) {
 
 /* ---- output ---- */
 
-static void print_machine(void) {
-    char line[LINE_LEN];
-    int found = 0;
-    FILE *p = popen("lscpu 2>/dev/null", "r");
-    while (p && fgets(line, sizeof line, p))
-        if (!strncmp(line, "Model name:", 11)) {
-            char *v = line + 11;
-            v += strspn(v, " \t");
-            v[strcspn(v, "\r\n")] = '\0';
-            printf("machine: %s (lscpu), %ld cpus online\n", v, sysconf(_SC_NPROCESSORS_ONLN));
-            found = 1;
-        }
-    if (p) pclose(p);
-    if (!found) printf("machine: (lscpu gave no Model name line), %ld cpus online\n", sysconf(_SC_NPROCESSORS_ONLN));
-}
-
 static void print_header(const char *data_dir, const dataset *train, const dataset *test, int quick, int repeat) {
     printf("%s: one training epoch of the demo's network, sparsebox's Op graph against PyTorch in the same run%s\n",
            BENCH_NAME, quick ? " (--quick: a smoke run on a subset)" : "");

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sparsebox.h>
 
@@ -53,6 +54,37 @@ static inline int blas_set_threads(int n) {
 static inline void set_threads(int n) {
     sbx_set_num_threads(n);
     blas_set_threads(n);
+}
+
+/* The machine, as the first "model name" line of /proc/cpuinfo, and the vector instructions that pick
+ * the library's code paths (its rule: AVX-512F, the 64-byte kernels and samplers; else AVX2 and FMA,
+ * the 32-byte ones; else the baseline code). Figures move with these: the same commit ran some layer
+ * figures 33x apart on an AVX-512 and an AVX2-only machine. */
+static inline void print_machine(void) {
+    char line[512], name[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !colon) continue;
+        for (colon++; *colon == ' ' || *colon == '\t'; colon++) {}
+        snprintf(name, sizeof name, "%s", colon);
+        name[strcspn(name, "\r\n")] = '\0';
+        break;
+    }
+    if (f) fclose(f);
+    const char *path = "the baseline code";
+#if defined(__x86_64__)
+    const int avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2"),
+              fma = __builtin_cpu_supports("fma");
+    if (avx512)
+        path = "the 64-byte (AVX-512) kernels and samplers";
+    else if (avx2 && fma)
+        path = "the 32-byte (AVX2) kernels and samplers";
+    printf("machine: %s, %ld cpus online; AVX-512F %s, AVX2 %s, FMA %s: sparsebox runs %s\n", name,
+           sysconf(_SC_NPROCESSORS_ONLN), avx512 ? "yes" : "no", avx2 ? "yes" : "no", fma ? "yes" : "no", path);
+#else
+    printf("machine: %s, %ld cpus online: sparsebox runs %s\n", name, sysconf(_SC_NPROCESSORS_ONLN), path);
+#endif
 }
 
 /* Seconds on the monotonic clock. */

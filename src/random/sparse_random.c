@@ -431,6 +431,65 @@ __attribute__((target("avx512f,popcnt"))) static int64_t keep_avx512(const int64
 }
 #endif
 
+/* keep_scalar four at a time with AVX2, which has no compress: the non-zero lanes moved to the front
+ * by a permutation of 32-bit halves looked up by their mask, and stored whole (the lanes past the
+ * kept ones are written over by the next store, and stay inside the draws so far: each vector is four
+ * entries of this block). Entries past the last whole vector go one at a time, as keep_scalar. Draws
+ * become doubles as in keep_avx512, floats from those doubles. */
+#define FRONT(a, b, c, d) {2 * (a), 2 * (a) + 1, 2 * (b), 2 * (b) + 1, 2 * (c), 2 * (c) + 1, 2 * (d), 2 * (d) + 1}
+__attribute__((target("avx2,popcnt"))) static int64_t keep_avx2(const int64_t *drawn, const int64_t *xi, int64_t n,
+                                                             int64_t *idx, void *val, sbx_dtype vtype, int64_t kept,
+                                                             uint8_t *nonzero, int64_t *before) {
+    /* front[m]: the 32-bit halves of the lanes set in m first, in order (the rest: any) */
+    static const int32_t front[16][8] = {FRONT(0, 0, 0, 0), FRONT(0, 0, 0, 0), FRONT(1, 0, 0, 0), FRONT(0, 1, 0, 0),
+                                         FRONT(2, 0, 0, 0), FRONT(0, 2, 0, 0), FRONT(1, 2, 0, 0), FRONT(0, 1, 2, 0),
+                                         FRONT(3, 0, 0, 0), FRONT(0, 3, 0, 0), FRONT(1, 3, 0, 0), FRONT(0, 1, 3, 0),
+                                         FRONT(2, 3, 0, 0), FRONT(0, 2, 3, 0), FRONT(1, 2, 3, 0), FRONT(0, 1, 2, 3)};
+    const __m256i big = _mm256_set1_epi64x(0x4330000000000000); /* 2^52's bits */
+    for (int64_t g = 0; g * 8 <= n; g++) {
+        before[g] = kept;
+        unsigned bits = 0;
+        for (int64_t h = 8 * g; h < 8 * g + 8 && h < n; h += 4) {
+            if (h + 4 > n) { /* the last entries, one at a time */
+                for (int64_t k = h; k < n; k++) {
+                    idx[kept] = xi[k];
+                    if (vtype == SBX_FLOAT64)
+                        ((double *)val)[kept] = (double)drawn[k];
+                    else if (vtype == SBX_FLOAT32)
+                        ((float *)val)[kept] = (float)drawn[k];
+                    else
+                        ((int64_t *)val)[kept] = drawn[k];
+                    bits |= (unsigned)(drawn[k] != 0) << (k - 8 * g);
+                    kept += drawn[k] != 0;
+                }
+                break;
+            }
+            const __m256i d = _mm256_loadu_si256((const void *)(drawn + h));
+            const unsigned nz =
+                (unsigned)~_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(d, _mm256_setzero_si256()))) & 0xF;
+            const __m256i perm = _mm256_loadu_si256((const void *)front[nz]);
+            const __m256i i = _mm256_loadu_si256((const void *)(xi + h));
+            _mm256_storeu_si256((void *)(idx + kept), _mm256_permutevar8x32_epi32(i, perm));
+            if (vtype == SBX_INT64) {
+                _mm256_storeu_si256((void *)((int64_t *)val + kept), _mm256_permutevar8x32_epi32(d, perm));
+            } else {
+                const __m256d v = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(d, big)), _mm256_castsi256_pd(big));
+                const __m256 c = _mm256_permutevar8x32_ps(_mm256_castpd_ps(v), perm);
+                if (vtype == SBX_FLOAT64) {
+                    _mm256_storeu_ps((float *)((double *)val + kept), c);
+                } else { /* the four doubles to floats, in order, in the low half */
+                    _mm_storeu_ps((float *)val + kept, _mm256_cvtpd_ps(_mm256_castps_pd(c)));
+                }
+            }
+            bits |= nz << (h - 8 * g);
+            kept += __builtin_popcount(nz);
+        }
+        nonzero[g] = (uint8_t)bits;
+    }
+    return kept;
+}
+#undef FRONT
+
 /* The bits set in a byte (without the popcnt instruction, which the default target lacks). */
 static inline int64_t ones8(unsigned b) {
     b = b - ((b >> 1) & 0x55);
@@ -450,7 +509,7 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
     int64_t *idx = pt->idx + pt->k0;
     void *val = (char *)pt->val + (size_t)pt->k0 * sbx_dtype_size(pt->vtype);
 #ifdef HAVE_AVX512_PATH
-    const int vector = __builtin_cpu_supports("avx512f");
+    const int vector = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
 #endif
     for (int64_t c = pt->k0; c < pt->k1; c += POISSON_CHUNK) {
         const int64_t n = pt->k1 - c < POISSON_CHUNK ? pt->k1 - c : POISSON_CHUNK;
@@ -460,8 +519,10 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
         }
         sbx__poisson_positions(rng, c, n, lam + c, 1, drawn);
 #ifdef HAVE_AVX512_PATH
-        if (vector)
+        if (vector == 2)
             kept = keep_avx512(drawn, xi + c, n, idx, val, pt->vtype, kept, nonzero, before);
+        else if (vector == 1)
+            kept = keep_avx2(drawn, xi + c, n, idx, val, pt->vtype, kept, nonzero, before);
         else
 #endif
             kept = keep_scalar(drawn, xi + c, n, idx, val, pt->vtype, kept, nonzero, before);
