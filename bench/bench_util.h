@@ -57,9 +57,10 @@ static inline void set_threads(int n) {
 }
 
 /* The machine, as the first "model name" line of /proc/cpuinfo, and the vector instructions that pick
- * the library's code paths (its rule: AVX-512F, the 64-byte kernels and samplers; else AVX2 and FMA,
- * the 32-byte ones; else the baseline code). Figures move with these: the same commit ran some layer
- * figures 33x apart on an AVX-512 and an AVX2-only machine. */
+ * the library's code paths (its rule: AVX-512F, the 64-byte kernels and samplers; else AVX2, the
+ * samplers' 32-byte paths, and with FMA also the layers' 32-byte kernels; else the baseline code;
+ * sanitizer builds run the samplers' baseline code everywhere). Figures move with these: the same
+ * commit ran some layer figures 33x apart on an AVX-512 and an AVX2-only machine. */
 static inline void print_machine(void) {
     char line[512], name[256] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -80,6 +81,11 @@ static inline void print_machine(void) {
         path = "the 64-byte (AVX-512) kernels and samplers";
     else if (avx2 && fma)
         path = "the 32-byte (AVX2) kernels and samplers";
+    else if (avx2)
+        path = "the baseline layer kernels and the 32-byte (AVX2) samplers";
+#ifdef SBX_SANITIZE
+    path = "(a sanitizer build) the baseline samplers; layer kernels by the CPU";
+#endif
     printf("machine: %s, %ld cpus online; AVX-512F %s, AVX2 %s, FMA %s: sparsebox runs %s\n", name,
            sysconf(_SC_NPROCESSORS_ONLN), avx512 ? "yes" : "no", avx2 ? "yes" : "no", fma ? "yes" : "no", path);
 #else

@@ -12,7 +12,9 @@
  *   call(fn, plan, inputs, wants)         fn(plan, inputs..., outputs...) for a layer function of 1 to 3
  *                                         inputs and 1 to 3 outputs; inputs a list of numpy arrays
  *                                         (C-contiguous, aligned, native byte order) or None, wants one
- *                                         truth value per output (false: that pointer is NULL).
+ *                                         bool per output (False: that pointer is NULL). The caller
+ *                                         makes the counts the function's (call_plan checks them
+ *                                         against its ctypes signature): C cannot.
  *                                         Returns the list of outputs (numpy arrays over the library's
  *                                         blocks, freed with the last view; None where not wanted), or
  *                                         the status (an int) when the call failed: the caller reads
@@ -46,10 +48,10 @@ typedef sbx_status (*fn_3_2)(plan_t, in_t, in_t, in_t, out_t, out_t);
 typedef sbx_status (*fn_3_3)(plan_t, in_t, in_t, in_t, out_t, out_t, out_t);
 
 /* The library's dtype code of a numpy dtype (pinned numbers of sbx_dtype), -1 where it has none. */
-static int dtype_code(const PyArray_Descr *d)
+static int dtype_code(PyArrayObject *x)
 {
-    int size = (int)d->elsize;
-    switch (d->kind) {
+    const int size = (int)PyArray_ITEMSIZE(x); /* not descr->elsize: numpy 2 has no such field */
+    switch (PyArray_DESCR(x)->kind) {
     case 'f': return size == 4 ? SBX_FLOAT32 : size == 8 ? SBX_FLOAT64 : -1;
     case 'i': return size == 1 ? SBX_INT8 : size == 2 ? SBX_INT16 : size == 4 ? SBX_INT32 : size == 8 ? SBX_INT64 : -1;
     case 'u': return size == 1 ? SBX_UINT8 : size == 2 ? SBX_UINT16 : size == 4 ? SBX_UINT32 : size == 8 ? SBX_UINT64 : -1;
@@ -86,10 +88,15 @@ static int describe(PyObject *o, int i, sbx_array *a)
         return -1;
     }
     PyArrayObject *x = (PyArrayObject *)o;
-    int code = dtype_code(PyArray_DESCR(x));
-    if (code < 0 || !PyArray_ISNOTSWAPPED(x)) {
-        PyErr_Format(PyExc_TypeError, "input %d: dtype %c%d (native byte order) has no counterpart in the library",
-                     i, PyArray_DESCR(x)->kind, (int)PyArray_DESCR(x)->elsize);
+    const int code = dtype_code(x);
+    if (!PyArray_ISNOTSWAPPED(x)) {
+        PyErr_Format(PyExc_TypeError, "input %d: dtype %c%d in the other byte order than this machine's", i,
+                     PyArray_DESCR(x)->kind, (int)PyArray_ITEMSIZE(x));
+        return -1;
+    }
+    if (code < 0) {
+        PyErr_Format(PyExc_TypeError, "input %d: dtype %c%d has no counterpart in the library", i,
+                     PyArray_DESCR(x)->kind, (int)PyArray_ITEMSIZE(x));
         return -1;
     }
     if (!PyArray_IS_C_CONTIGUOUS(x) || !PyArray_ISALIGNED(x)) {
@@ -187,6 +194,7 @@ static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     sbx_array in[MAX_ARGS];
+    PyObject *held[MAX_ARGS] = {NULL, NULL, NULL}; /* the inputs, kept alive while the GIL is released */
     const sbx_array *ip[MAX_ARGS] = {NULL, NULL, NULL};
     sbx_array *res[MAX_ARGS] = {NULL, NULL, NULL};
     sbx_array **op[MAX_ARGS] = {NULL, NULL, NULL};
@@ -199,10 +207,16 @@ static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         ip[i] = &in[i];
     }
     for (Py_ssize_t i = 0; i < nout; i++) {
-        int want = PyObject_IsTrue(PyList_GET_ITEM(args[3], i));
-        if (want < 0)
+        PyObject *w = PyList_GET_ITEM(args[3], i);
+        if (!PyBool_Check(w)) {
+            PyErr_Format(PyExc_TypeError, "call: wants[%zd] must be True or False", i);
             return NULL;
-        op[i] = want ? &res[i] : NULL;
+        }
+        op[i] = w == Py_True ? &res[i] : NULL;
+    }
+    for (Py_ssize_t i = 0; i < nin; i++) {
+        held[i] = PyList_GET_ITEM(args[2], i);
+        Py_INCREF(held[i]);
     }
     plan_t p = (plan_t)plan;
     sbx_status st = SBX_ERR_ARG;
@@ -219,6 +233,8 @@ static PyObject *call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     case 33: st = ((fn_3_3)fn)(p, ip[0], ip[1], ip[2], op[0], op[1], op[2]); break;
     }
     Py_END_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nin; i++)
+        Py_DECREF(held[i]);
     if (st != SBX_OK) /* the library sets no output on failure */
         return PyLong_FromLong((long)st);
     PyObject *list = PyList_New(nout);

@@ -179,17 +179,23 @@ def _load_native():
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             path = os.path.join(folder, "_native" + suffix)
             if os.path.exists(path):
-                spec = importlib.util.spec_from_file_location(__package__ + "._native", path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                try:
+                    spec = importlib.util.spec_from_file_location(__package__ + "._native", path)
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                except (ImportError, OSError) as e:  # e.g. built against another numpy
+                    import warnings
+                    warnings.warn("sparsebox: %s did not load (%s); the layers go through ctypes" % (path, e))
+                    return None
                 module.bind(ctypes.cast(lib.sbx_array_free, c_void_p).value)
                 return module
     return None
 
 
 native = _load_native()
-# (function, address) of the layer functions call_plan has handed to the extension, by id(function)
-# (ctypes functions are not hashable; the entry keeps its function alive, so the id stays its own).
+# (function, address, argument count) of the layer functions call_plan has handed to the extension, by
+# id(function) (ctypes functions are not hashable; the entry keeps its function alive, so the id stays
+# its own).
 _addresses = {}
 
 _P = c_void_p
@@ -541,7 +547,10 @@ def call_plan(fn, plan, inputs, wants):
     if native is not None:
         known = _addresses.get(id(fn))
         if known is None or known[0] is not fn:
-            known = _addresses[id(fn)] = (fn, ctypes.cast(fn, c_void_p).value)
+            known = _addresses[id(fn)] = (fn, ctypes.cast(fn, c_void_p).value, len(fn.argtypes))
+        if known[2] != 1 + len(inputs) + len(wants):  # C would call fn with the wrong arguments
+            raise TypeError("%s takes %d arguments, not a plan, %d inputs and %d outputs"
+                            % (fn.__name__, known[2], len(inputs), len(wants)))
         result = native.call(known[1], plan.handle, inputs, wants)
         if type(result) is int:
             raise error(result)

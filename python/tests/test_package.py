@@ -97,6 +97,7 @@ def test_library_memory_is_freed_with_the_array(crossing, monkeypatch):
     import ctypes
     import gc
     freed = []
+    gc.collect()  # earlier tests' garbage freed before the count starts
     if crossing == "extension":
         # the extension frees through the address bind() gave it: a recording sbx_array_free
         @ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -174,6 +175,15 @@ def test_extension_and_ctypes_give_the_same_arrays(monkeypatch):
     assert native[-1][0] is None and native[-1][2] is None
 
 
+def test_call_plan_checks_the_counts_against_the_signature(crossing):
+    """Too few inputs or outputs for the function: a TypeError, not a call with the wrong arguments."""
+    plan = L.plan("conv", sparsebox.sp._aesara_shape((1, 4, 4), (2, 2), (1, 1), "valid"), 1, np.float64)
+    with pytest.raises(TypeError):
+        L.call_plan(L.lib.sbx_conv_forward, plan, [np.ones((2, 16)), np.ones((1, 4))], [True])
+    with pytest.raises(TypeError):
+        L.call_plan(L.lib.sbx_conv_backward, plan, [np.ones((2, 16)), np.ones((1, 4)), np.ones((2, 9))], [True])
+
+
 def test_library_errors_raise_through_either_crossing(crossing):
     plan = L.plan("conv", sparsebox.sp._aesara_shape((1, 4, 4), (2, 2), (1, 1), "valid"), 1, np.float64)
     with pytest.raises(ValueError) as e:
@@ -196,8 +206,10 @@ def test_extension_rejects_what_it_cannot_pass():
         call(fn, plan.handle, [x, np.ones((1, 8))[:, ::2], None], [True])
     with pytest.raises(TypeError, match="input 0: dtype f2"):
         call(fn, plan.handle, [x.astype(np.float16), k, None], [True])
-    with pytest.raises(TypeError, match="input 0: dtype"):
+    with pytest.raises(TypeError, match="input 0: dtype f8 in the other byte order"):
         call(fn, plan.handle, [x.astype(">f8"), k, None], [True])
+    with pytest.raises(TypeError, match="wants\\[0\\] must be True or False"):
+        call(fn, plan.handle, [x, k, None], [1])
     with pytest.raises(ValueError, match="9 dimensions"):
         call(fn, plan.handle, [np.ones((1,) * 9), k, None], [True])
     with pytest.raises(ValueError, match="1 to 3 inputs"):

@@ -5,7 +5,8 @@
  * the patches of position o (batch x width) times the weights of o (width x nkern), the weight of
  * kernel n and tap j = c * K + l at w[((c * N + n) * O + o) * K + l]. Each product is too small for
  * a BLAS call per position to pay, so one register block (lc_block below) serves the forward pass
- * and both gradients, reading the weights where they are and the rest laid out for it:
+ * and both gradients, reading the weights where they are (or, in the forward pass when several blocks
+ * of images read them, a position's copy, tap-major) and the rest laid out for it:
  *  - the images transposed, xt: row i holds pixel i of every image, Bp = batch rounded up to a
  *    vector (the padding zero), and a last row of zeros that taps outside the image (full mode) read;
  *  - the forward pass's outputs transposed likewise (yt, U x Bp, U = nkern * O), transposed back at

@@ -128,6 +128,8 @@ AVX512 static void draw_avx512(const sbx_rng *rng, int64_t first, int64_t count,
  * lane's Horner chain (13 multiply-adds) waits on itself: one vector at a time left the core waiting
  * on it (perf: 45 % of draw_avx2's time in this loop); four chains in flight fill it. */
 #define EXP2 4
+_Static_assert(GROUP2 % (EXP2 * LANES2) == 0 && SPAN % (EXP2 * LANES2) == 0,
+               "draw_avx2 hands exp_neg_lanes_avx2 whole groups");
 AVX2 static inline void exp_neg_lanes_avx2(const double *lam, double *p0) {
     const __m256d shift = _mm256_set1_pd(SBX_EXP_SHIFT);
     __m256d r[EXP2], e[EXP2];

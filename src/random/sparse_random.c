@@ -429,7 +429,6 @@ __attribute__((target("avx512f,popcnt"))) static int64_t keep_avx512(const int64
     }
     return kept;
 }
-#endif
 
 /* keep_scalar four at a time with AVX2, which has no compress: the non-zero lanes moved to the front
  * by a permutation of 32-bit halves looked up by their mask, and stored whole (the lanes past the
@@ -489,6 +488,7 @@ __attribute__((target("avx2,popcnt"))) static int64_t keep_avx2(const int64_t *d
     return kept;
 }
 #undef FRONT
+#endif
 
 /* The bits set in a byte (without the popcnt instruction, which the default target lacks). */
 static inline int64_t ones8(unsigned b) {
