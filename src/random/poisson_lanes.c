@@ -165,25 +165,32 @@ AVX2 static inline unsigned invert_lanes_avx2(const double *lams, const double *
     __m256d lam[VECTORS2], lo[VECTORS2], r[VECTORS2], acc[VECTORS2], small[VECTORS2], active[VECTORS2];
     __m256i k[VECTORS2];
     int any = 0;
+    __m256d some = _mm256_setzero_pd();
     for (int v = 0; v < VECTORS2; v++) {
         lam[v] = _mm256_loadu_pd(lams + LANES2 * v);
         lo[v] = _mm256_mul_pd(words_avx2(w1 + LANES2 * v), step);
         small[v] = _mm256_cmp_pd(lam[v], _mm256_set1_pd(SMALL_LAM), _CMP_LT_OQ);
-        r[v] = acc[v] = _mm256_loadu_pd(p0 + LANES2 * v);
+        r[v] = _mm256_loadu_pd(p0 + LANES2 * v);
+        /* a lane not inverted here starts above every lo (2), so that lo >= acc never holds for it */
+        acc[v] = _mm256_blendv_pd(_mm256_set1_pd(2), r[v], small[v]);
         k[v] = _mm256_setzero_si256();
-        active[v] = _mm256_and_pd(small[v], _mm256_cmp_pd(lo[v], acc[v], _CMP_GE_OQ));
-        any |= _mm256_movemask_pd(active[v]);
+        active[v] = _mm256_cmp_pd(lo[v], acc[v], _CMP_GE_OQ);
+        some = _mm256_or_pd(some, active[v]);
     }
+    any = _mm256_movemask_pd(some);
+    /* A lane that has stopped (lo < acc) adds nothing to acc again, so lo >= acc stays false for it:
+     * active is that compare alone, and one movemask of the lanes' OR asks whether any is left. */
     for (int j = 1; (any || j <= EAGER) && j < 65; j++) {
         const __m256d inv = _mm256_set1_pd(sbx__inverse[j]);
-        any = 0;
+        some = _mm256_setzero_pd();
         for (int v = 0; v < VECTORS2; v++) {
             r[v] = _mm256_mul_pd(r[v], _mm256_mul_pd(lam[v], inv));
             acc[v] = _mm256_add_pd(acc[v], _mm256_and_pd(r[v], active[v]));
             k[v] = _mm256_sub_epi64(k[v], _mm256_castpd_si256(active[v])); /* an all-one lane is -1 */
-            active[v] = _mm256_and_pd(active[v], _mm256_cmp_pd(lo[v], acc[v], _CMP_GE_OQ));
-            any |= _mm256_movemask_pd(active[v]);
+            active[v] = _mm256_cmp_pd(lo[v], acc[v], _CMP_GE_OQ);
+            some = _mm256_or_pd(some, active[v]);
         }
+        any = _mm256_movemask_pd(some);
     }
     unsigned open = 0;
     for (int v = 0; v < VECTORS2; v++) {
