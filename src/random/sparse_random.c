@@ -377,21 +377,27 @@ SBX_CLONES static int entries_bad(const int64_t *index, const double *lam, int64
 /* A chunk's n draws, their entries' indices xi: the non-zero ones appended to idx and val (vtype
  * float64, float32 or int64) from kept on; entry 8 g + j's draw non-zero iff bit j of nonzero[g], and
  * before[g] the count kept before entry 8 g (before[n / 8 + 1] too). Returns the new count. */
+/* One entry, its draw d and index i, written at kept; the count kept moves on when d is not zero. */
+static inline int64_t keep_one(int64_t d, int64_t i, int64_t *restrict idx, void *val, sbx_dtype vtype,
+                               int64_t kept) {
+    idx[kept] = i;
+    if (vtype == SBX_FLOAT64)
+        ((double *)val)[kept] = (double)d;
+    else if (vtype == SBX_FLOAT32)
+        ((float *)val)[kept] = (float)d;
+    else
+        ((int64_t *)val)[kept] = d;
+    return kept + (d != 0);
+}
+
 static int64_t keep_scalar(const int64_t *drawn, const int64_t *xi, int64_t n, int64_t *restrict idx, void *val,
                            sbx_dtype vtype, int64_t kept, uint8_t *nonzero, int64_t *before) {
     for (int64_t g = 0; g * 8 <= n; g++) {
         before[g] = kept;
         unsigned bits = 0;
         for (int64_t k = 8 * g; k < 8 * g + 8 && k < n; k++) {
-            idx[kept] = xi[k];
-            if (vtype == SBX_FLOAT64)
-                ((double *)val)[kept] = (double)drawn[k];
-            else if (vtype == SBX_FLOAT32)
-                ((float *)val)[kept] = (float)drawn[k];
-            else
-                ((int64_t *)val)[kept] = drawn[k];
             bits |= (unsigned)(drawn[k] != 0) << (k - 8 * g);
-            kept += drawn[k] != 0;
+            kept = keep_one(drawn[k], xi[k], idx, val, vtype, kept);
         }
         nonzero[g] = (uint8_t)bits;
     }
@@ -451,15 +457,8 @@ __attribute__((target("avx2,popcnt"))) static int64_t keep_avx2(const int64_t *d
         for (int64_t h = 8 * g; h < 8 * g + 8 && h < n; h += 4) {
             if (h + 4 > n) { /* the last entries, one at a time */
                 for (int64_t k = h; k < n; k++) {
-                    idx[kept] = xi[k];
-                    if (vtype == SBX_FLOAT64)
-                        ((double *)val)[kept] = (double)drawn[k];
-                    else if (vtype == SBX_FLOAT32)
-                        ((float *)val)[kept] = (float)drawn[k];
-                    else
-                        ((int64_t *)val)[kept] = drawn[k];
                     bits |= (unsigned)(drawn[k] != 0) << (k - 8 * g);
-                    kept += drawn[k] != 0;
+                    kept = keep_one(drawn[k], xi[k], idx, val, vtype, kept);
                 }
                 break;
             }
