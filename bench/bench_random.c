@@ -8,8 +8,9 @@
  *     the timed region as numpy allocates its result (malloc, and from 4 MiB a huge-page hint); every
  *     array is freed after the clock stops.
  *     Each side picks its own N, a multiple of BLOCK, so that one run takes about DRAW_SECONDS of the
- *     thread's CPU time (both sides read that clock); the figure is the median of DRAW_REPEATS runs
- *     after a warm-up. Goal: ours / numpy <= DRAW_GOAL.
+ *     thread's CPU time (both sides read that clock), its results at most MAX_BYTES; the figure is
+ *     the median of DRAW_REPEATS runs after a warm-up, both sides on one CPU. Goal: ours / numpy <=
+ *     DRAW_GOAL.
  *  2. sbx_random_binomial (at densities 76% and 9.6%), sbx_random_poisson and sbx_random_multinomial
  *     with 1 and 2 threads against the original's path (its perform(): the legacy np.random draws,
  *     MT19937, then scipy.sparse) on the same inputs, which are made here
@@ -17,9 +18,12 @@
  *     folder. Goal: original / ours (1 thread) >= SPEEDUP_GOAL. Then a 10^6 x 10^6 Binomial(1, 1e-7),
  *     ours only (the original cannot allocate it); goal: at most HUGE_GOAL_SECONDS.
  *  3. Every sparse result must have the same bytes at 1 and 2 threads; if not, the exit status is 1.
- * Both tables are taken ROUNDS times, ours and then the peer's each round, and each figure is its
- * side's fastest round: these VMs have slower phases (a neighbour's load: the same binary's medians
- * 1.5-1.7x apart between minutes) which, falling on one side of a single pass, moved the ratios.
+ * The peer stays up for the whole run and times one thing at a time on our command: each timed run
+ * of ours in table 1 is followed by one of the peer's, and each op of table 2 by the original's path
+ * for it. These VMs have slower phases (a neighbour's load on the core's other hyperthread: the
+ * same binary's figures up to 1.5-1.8x apart between minutes), which, when each side ran its whole
+ * table in turn, fell on one side only and moved the ratios; alternating, a phase falls on both.
+ * Both tables are also taken ROUNDS times, and each figure is its side's fastest round.
  *
  * The peer's interpreter is /usr/bin/python3 when it has numpy and scipy, else python3; without them
  * the peer columns are skipped (with the reason) and only our figures are printed.
@@ -27,9 +31,11 @@
  * Usage: bench_random [BENCH_DIR]
  *   BENCH_DIR  folder holding peer_numpy.py (default: $SBX_BENCH_DIR, else this file's folder) */
 #define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
+#define _GNU_SOURCE /* madvise, MADV_HUGEPAGE; sched_getcpu, sched_setaffinity */
 
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +57,12 @@
 #define DRAW_SECONDS 0.12
 #define CALIBRATE_SECONDS 0.02
 #define DRAW_REPEATS 5
-#define MAX_DRAWS ((int64_t)1 << 24)
+/* The most bytes of a result: below glibc's largest mmap threshold (32 MiB), so that after the first
+ * runs both sides' arrays come from the heap, faulted once and reused, as numpy's had all along (its
+ * slower sampler picks a smaller N). Over it, ours were fresh mappings each run, and their page
+ * faults (huge pages, at times compacted first: up to 160 ms of system time in a 0.1 s run, counted
+ * by the thread's CPU clock) fell on our side only. */
+#define MAX_BYTES (((int64_t)32 << 20) - ((int64_t)64 << 10))
 #define MAX_CATEGORIES 100
 #define OP_BUDGET 0.25
 #define MIN_REPEATS 5
@@ -62,7 +73,7 @@
 #define PATH_LEN 4096
 #define LINE_LEN 4096
 #define NUM_THREADS 2
-#define ROUNDS 2 /* ours, then the peer, this many times over; each figure the round that ran fastest */
+#define ROUNDS 2 /* both tables this many times over; each figure its side's fastest round */
 
 static const int THREADS[NUM_THREADS] = {1, 2};
 
@@ -143,15 +154,20 @@ typedef struct op_result {
     int same; /* 1: the same bytes at 1 and 2 threads */
 } op_result;
 
-/* The Python peer and what it reported. */
+/* The Python peer: the running process and its last answer. */
 typedef struct peer {
     int available;
     char python[PATH_LEN], script[PATH_LEN];
     char python_version[64], numpy_version[64], scipy_version[64];
     char why[LINE_LEN]; /* why it was skipped or failed */
-    draw_result *draws;
-    op_result *ops;
-    int got_draws, got_ops;
+    pid_t pid;          /* 0: not running */
+    FILE *to, *from;    /* its standard input; its standard output and error */
+    int answered;       /* 1: a "draw" or "op" line came since the last command */
+    double ns;          /* a "draw" line's ns per draw */
+    int64_t count;      /* its N */
+    char key[32];       /* an "op" line's KEY */
+    double seconds;     /* its SECONDS */
+    int64_t nnz;        /* its NNZ */
 } peer;
 
 /* ---- errors, clocks, medians ---- */
@@ -170,12 +186,12 @@ static int repeats_for(double seconds) {
 }
 
 /* Draws for one run of about DRAW_SECONDS, given that `count` draws took `seconds`: whole blocks,
- * at least one, at most MAX_DRAWS. */
-static int64_t draws_for(double seconds, int64_t count) {
-    const double want = seconds > 0 ? DRAW_SECONDS / seconds * (double)count : (double)MAX_DRAWS;
+ * at least one, at most `most` (whole blocks). */
+static int64_t draws_for(double seconds, int64_t count, int64_t most) {
+    const double want = seconds > 0 ? DRAW_SECONDS / seconds * (double)count : (double)most;
     const double blocks = (want + BLOCK - 1) / BLOCK;
     if (blocks < 1) return BLOCK;
-    return blocks > (double)(MAX_DRAWS / BLOCK) ? MAX_DRAWS : (int64_t)blocks * BLOCK;
+    return blocks > (double)(most / BLOCK) ? most : (int64_t)blocks * BLOCK;
 }
 
 /* ---- ns per draw ---- */
@@ -288,34 +304,61 @@ static int draw_run(const sbx_rng *rng, const draw_case *c, const double *probs,
     return check(st, c->label);
 }
 
+/* The most draws of a case whose results fit MAX_BYTES: whole blocks, at least one. */
+static int64_t most_draws(const draw_case *c) {
+    const int64_t width = c->kind == MULTINOMIAL ? c->k : 1, most = MAX_BYTES / (width * 8) / BLOCK * BLOCK;
+    return most > BLOCK ? most : BLOCK;
+}
+
 /* Doubles the draws from one block until a run takes CALIBRATE_SECONDS (these runs are the warm-up),
  * then sizes the timed runs from the last one. */
 static int calibrate(const sbx_rng *rng, const draw_case *c, const double *probs, int64_t *count) {
+    const int64_t most = most_draws(c);
     double seconds;
     int64_t n = BLOCK;
     for (;;) {
         if (draw_run(rng, c, probs, n, &seconds, NULL)) return 1;
-        if (seconds >= CALIBRATE_SECONDS || n >= MAX_DRAWS) break;
-        n *= 2;
+        if (seconds >= CALIBRATE_SECONDS || n >= most) break;
+        n = 2 * n < most ? 2 * n : most;
     }
-    *count = draws_for(seconds, n);
+    *count = draws_for(seconds, n, most);
     return 0;
 }
 
-static int time_draws(const sbx_rng *rng, const draw_case *c, draw_result *r) {
-    double probs[MAX_CATEGORIES], runs[DRAW_REPEATS], seconds;
+static int ask_peer(peer *p, const char *command);
+
+/* The peer's answer to "warm I" or "draw I" (when it runs): its ns per draw and N. */
+static int peer_draw(peer *p, const char *command, int i, double *ns, int64_t *count) {
+    char line[32];
+    snprintf(line, sizeof line, "%s %d", command, i);
+    if (ask_peer(p, line)) return 1;
+    *ns = p->ns;
+    *count = p->count;
+    return 0;
+}
+
+/* Case i: a warm-up on each side, then DRAW_REPEATS timed runs of ours, each followed by one of the
+ * peer's (when it runs); each side's median. */
+static int time_draws(const sbx_rng *rng, peer *p, int i, draw_result *r) {
+    const draw_case *c = &DRAWS[i];
+    double probs[MAX_CATEGORIES], runs[DRAW_REPEATS], peer_runs[DRAW_REPEATS], seconds;
     probs_of(c, probs);
     if (calibrate(rng, c, probs, &r->count) || draw_run(rng, c, probs, r->count, &seconds, NULL)) return 1;
-    for (int i = 0; i < DRAW_REPEATS; i++)
-        if (draw_run(rng, c, probs, r->count, &runs[i], &r->mean)) return 1;
-    r->ns = median(runs, DRAW_REPEATS) / (double)r->count * 1e9;
+    if (p->pid && peer_draw(p, "warm", i, &peer_runs[0], &r->peer_count)) return 1;
+    for (int k = 0; k < DRAW_REPEATS; k++) {
+        if (draw_run(rng, c, probs, r->count, &runs[k], &r->mean)) return 1;
+        runs[k] = runs[k] / (double)r->count * 1e9;
+        if (p->pid && peer_draw(p, "draw", i, &peer_runs[k], &r->peer_count)) return 1;
+    }
+    r->ns = median(runs, DRAW_REPEATS);
+    r->peer_ns = p->pid ? median(peer_runs, DRAW_REPEATS) : -1;
     return 0;
 }
 
-static int bench_draws(const sbx_rng *rng, draw_result *results) {
+static int bench_draws(const sbx_rng *rng, peer *p, draw_result *results) {
     sbx_set_num_threads(1);
     for (int i = 0; i < NUM_DRAWS; i++)
-        if (time_draws(rng, &DRAWS[i], &results[i])) return 1;
+        if (time_draws(rng, p, i, &results[i])) return 1;
     return 0;
 }
 
@@ -451,16 +494,30 @@ static int compare_threads(enum op op, const inputs *in, int *same) {
     return check(st, OP_LABELS[op]);
 }
 
-/* used[t] gets sbx_get_num_threads() after sbx_set_num_threads(THREADS[t]). */
-static int bench_ops(const inputs *in, op_result *results, int used[NUM_THREADS]) {
-    for (int t = 0; t < NUM_THREADS; t++) {
-        sbx_set_num_threads(THREADS[t]);
-        used[t] = sbx_get_num_threads();
-        for (int op = 0; op < NUM_OPS; op++)
-            if (time_op((enum op)op, in, &results[op].ms[t], &results[op].nnz)) return 1;
+/* Each op at each thread count, then (when the peer runs) the original's path for it; used[t] gets
+ * sbx_get_num_threads() after sbx_set_num_threads(THREADS[t]). */
+static int bench_ops(const inputs *in, peer *p, op_result *results, int used[NUM_THREADS]) {
+    for (int op = 0; op < NUM_OPS; op++) {
+        op_result *r = &results[op];
+        for (int t = 0; t < NUM_THREADS; t++) {
+            sbx_set_num_threads(THREADS[t]);
+            used[t] = sbx_get_num_threads();
+            if (time_op((enum op)op, in, &r->ms[t], &r->nnz)) return 1;
+        }
+        r->peer_ms = -1;
+        if (p->pid && op < NUM_PEER_OPS) {
+            char line[64];
+            snprintf(line, sizeof line, "op %s", OP_KEYS[op]);
+            if (ask_peer(p, line)) return 1;
+            if (strcmp(p->key, OP_KEYS[op])) {
+                fprintf(stderr, "bench_random: asked the peer for op %s, it answered op %s\n", OP_KEYS[op], p->key);
+                return 1;
+            }
+            r->peer_ms = p->seconds * 1e3;
+            r->peer_nnz = p->nnz;
+        }
+        if (compare_threads((enum op)op, in, &r->same)) return 1;
     }
-    for (int op = 0; op < NUM_OPS; op++)
-        if (compare_threads((enum op)op, in, &results[op].same)) return 1;
     sbx_set_num_threads(0);
     return 0;
 }
@@ -511,7 +568,7 @@ static void write_draw_line(FILE *f, const draw_case *c) {
 static void write_settings(FILE *f) {
     fprintf(f, "seed %u\nblock %d\ndraw_seconds %.17g\ncalibrate_seconds %.17g\n", SEED, BLOCK, DRAW_SECONDS,
             CALIBRATE_SECONDS);
-    fprintf(f, "draw_repeats %d\nmax_draws %lld\n", DRAW_REPEATS, (long long)MAX_DRAWS);
+    fprintf(f, "draw_repeats %d\nmax_bytes %lld\n", DRAW_REPEATS, (long long)MAX_BYTES);
     fprintf(f, "op_budget %.17g\nmin_repeats %d\nmax_repeats %d\n", OP_BUDGET, MIN_REPEATS, MAX_REPEATS);
     fprintf(f, "binomial_op %d %.17g %d %d\n", BINOMIAL_N, BINOMIAL_P, BINOMIAL_SIDE, BINOMIAL_SIDE);
     fprintf(f, "binomial_sparse_op %d %.17g %d %d\n", BINOMIAL_N, SPARSE_P, BINOMIAL_SIDE, BINOMIAL_SIDE);
@@ -551,32 +608,6 @@ static void remove_temp_dir(const char *dir) {
 
 /* ---- the peer ---- */
 
-/* Appends s to buf; 1 when it does not fit. */
-static int append(char *buf, size_t len, const char *s) {
-    const size_t used = strlen(buf), add = strlen(s);
-    if (used + add + 1 > len) return 1;
-    memcpy(buf + used, s, add + 1);
-    return 0;
-}
-
-/* Appends s in single quotes for sh, each ' inside as '\''. */
-static int append_quoted(char *buf, size_t len, const char *s) {
-    if (append(buf, len, "'")) return 1;
-    for (const char *q = strchr(s, '\''); q; s = q + 1, q = strchr(s, '\'')) {
-        char part[PATH_LEN];
-        snprintf(part, sizeof part, "%.*s", (int)(q - s), s);
-        if (append(buf, len, part) || append(buf, len, "'\\''")) return 1;
-    }
-    return append(buf, len, s) || append(buf, len, "'");
-}
-
-/* "PYTHON SCRIPT ARG 2>&1", so that the peer's errors reach us too. */
-static int peer_command(char *cmd, size_t len, const peer *p, const char *python, const char *arg) {
-    cmd[0] = '\0';
-    return append_quoted(cmd, len, python) || append(cmd, len, " ") || append_quoted(cmd, len, p->script) ||
-           append(cmd, len, " ") || append_quoted(cmd, len, arg) || append(cmd, len, " 2>&1");
-}
-
 static int copy_text(char *dst, size_t len, const char *value) {
     snprintf(dst, len, "%s", value);
     return 1;
@@ -587,27 +618,22 @@ static int draw_line(peer *p, const char *value) {
     int i;
     double ns;
     long long count;
-    if (sscanf(value, "%d %lf %lld", &i, &ns, &count) != 3 || i < 0 || i >= NUM_DRAWS || !p->draws) return 0;
-    p->draws[i].peer_ns = ns;
-    p->draws[i].peer_count = count;
-    p->got_draws++;
+    if (sscanf(value, "%d %lf %lld", &i, &ns, &count) != 3 || i < 0 || i >= NUM_DRAWS || count <= 0) return 0;
+    p->ns = ns;
+    p->count = count;
+    p->answered = 1;
     return 1;
 }
 
 /* "op KEY SECONDS NNZ" */
 static int op_line(peer *p, const char *value) {
-    char key[32];
     double seconds;
     long long nnz;
-    if (sscanf(value, "%31s %lf %lld", key, &seconds, &nnz) != 3 || !p->ops) return 0;
-    for (int op = 0; op < NUM_PEER_OPS; op++) {
-        if (strcmp(key, OP_KEYS[op])) continue;
-        p->ops[op].peer_ms = seconds * 1e3;
-        p->ops[op].peer_nnz = nnz;
-        p->got_ops++;
-        return 1;
-    }
-    return 0;
+    if (sscanf(value, "%31s %lf %lld", p->key, &seconds, &nnz) != 3) return 0;
+    p->seconds = seconds;
+    p->nnz = nnz;
+    p->answered = 1;
+    return 1;
 }
 
 /* Takes one "key value" line of the peer; 0 for a line it does not know. */
@@ -622,38 +648,105 @@ static int peer_line(peer *p, const char *key, const char *value) {
 }
 
 /* Splits a line at its first space and hands it to peer_line; other lines are echoed, and the last
- * one kept in p->why to explain a failure. */
-static void take_line(peer *p, char *line) {
+ * one kept in p->why to explain a failure. 1 for the "done" line that ends an answer. */
+static int take_line(peer *p, char *line) {
     line[strcspn(line, "\r\n")] = '\0';
+    if (!strcmp(line, "done")) return 1;
     char *space = strchr(line, ' ');
     if (space) *space = '\0';
-    if (peer_line(p, line, space ? space + 1 : "")) return;
+    if (peer_line(p, line, space ? space + 1 : "")) return 0;
     if (space) *space = ' ';
     printf("peer: %s\n", line);
     snprintf(p->why, sizeof p->why, "%s", line);
+    return 0;
 }
 
-/* Runs `python script arg` and reads its lines; the exit status, -1 when it could not run. */
-static int run_peer(peer *p, const char *python, const char *arg) {
-    char cmd[3 * PATH_LEN], line[LINE_LEN];
-    if (peer_command(cmd, sizeof cmd, p, python, arg)) {
-        snprintf(p->why, sizeof p->why, "peer command too long");
-        return -1;
+/* Starts `python script arg` with pipes to its standard input and from its standard output and
+ * error; 1 (with p->why) when it could not. */
+static int start_peer(peer *p, const char *python, const char *arg) {
+    int in[2], out[2];
+    if (pipe(in) != 0) {
+        snprintf(p->why, sizeof p->why, "pipe failed: %s", strerror(errno));
+        return 1;
     }
-    FILE *f = popen(cmd, "r");
-    if (!f) {
-        snprintf(p->why, sizeof p->why, "popen failed: %s", strerror(errno));
-        return -1;
+    if (pipe(out) != 0) {
+        snprintf(p->why, sizeof p->why, "pipe failed: %s", strerror(errno));
+        close(in[0]);
+        close(in[1]);
+        return 1;
     }
-    while (fgets(line, sizeof line, f)) take_line(p, line);
-    const int status = pclose(f);
-    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 || dup2(out[1], STDERR_FILENO) < 0)
+            _exit(126);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execlp(python, python, p->script, arg, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    p->to = pid > 0 ? fdopen(in[1], "w") : NULL;
+    p->from = pid > 0 ? fdopen(out[0], "r") : NULL;
+    if (pid > 0 && p->to && p->from) {
+        p->pid = pid;
+        return 0;
+    }
+    snprintf(p->why, sizeof p->why, "%s failed: %s", pid < 0 ? "fork" : "fdopen", strerror(errno));
+    if (p->to) fclose(p->to);
+    else close(in[1]);
+    if (p->from) fclose(p->from);
+    else close(out[0]);
+    p->to = p->from = NULL;
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return 1;
+}
+
+/* Closes the peer's input (which ends it), reads what it still prints, and waits for it: its exit
+ * status, -1 when it did not exit. */
+static int stop_peer(peer *p) {
+    char line[LINE_LEN];
+    if (!p->pid) return -1;
+    fclose(p->to);
+    while (fgets(line, sizeof line, p->from)) take_line(p, line);
+    fclose(p->from);
+    int status;
+    const pid_t got = waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    p->to = p->from = NULL;
+    return got > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Sends one command and reads the peer's lines up to its "done"; 1 (after saying why) when the peer
+ * ended first or answered without a "draw" or "op" line. */
+static int ask_peer(peer *p, const char *command) {
+    char line[LINE_LEN];
+    p->answered = 0;
+    if (fprintf(p->to, "%s\n", command) < 0 || fflush(p->to) != 0) {
+        snprintf(p->why, sizeof p->why, "cannot write to the peer: %s", strerror(errno));
+    } else {
+        while (fgets(line, sizeof line, p->from))
+            if (take_line(p, line)) {
+                if (p->answered) return 0;
+                break;
+            }
+    }
+    char why[LINE_LEN];
+    snprintf(why, sizeof why, "%s", p->why);
+    const int status = stop_peer(p);
+    fprintf(stderr, "bench_random: the numpy peer did not answer \"%s\" (exit status %d): %s\n", command, status,
+            why);
+    return 1;
 }
 
 /* 1 when `python peer_numpy.py --versions` finds numpy and scipy. */
 static int probe_python(peer *p, const char *python) {
     p->why[0] = p->numpy_version[0] = p->scipy_version[0] = '\0';
-    const int status = run_peer(p, python, "--versions");
+    if (start_peer(p, python, "--versions")) return 0;
+    const int status = stop_peer(p);
     if (status == 0 && p->numpy_version[0] && p->scipy_version[0]) {
         snprintf(p->python, sizeof p->python, "%s", python);
         return 1;
@@ -683,24 +776,6 @@ static void find_peer(int argc, char **argv, peer *p) {
     snprintf(p->why, sizeof p->why, "%s", both);
 }
 
-static void clear_peer_results(draw_result *draws, op_result *ops) {
-    for (int i = 0; i < NUM_DRAWS; i++) draws[i].peer_ns = -1;
-    for (int op = 0; op < NUM_OPS; op++) ops[op].peer_ms = -1;
-}
-
-/* Times the peer on the inputs in dir. Returns 0 when it reported every figure. */
-static int run_numpy(peer *p, const char *dir, draw_result *draws, op_result *ops) {
-    p->draws = draws;
-    p->ops = ops;
-    p->got_draws = p->got_ops = 0;
-    p->why[0] = '\0';
-    const int status = run_peer(p, p->python, dir);
-    if (status == 0 && p->got_draws == NUM_DRAWS && p->got_ops == NUM_PEER_OPS) return 0;
-    fprintf(stderr, "bench_random: numpy peer failed (exit status %d, %d of %d draws, %d of %d ops): %s\n", status,
-            p->got_draws, NUM_DRAWS, p->got_ops, NUM_PEER_OPS, p->why);
-    return 1;
-}
-
 /* ---- output ---- */
 
 static const char *met(int ok) { return ok ? "met" : "MISSED"; }
@@ -712,7 +787,9 @@ static void print_header(const peer *p) {
            SEED);
     printf("call of size N. Each side picks N so a run takes ~%.2f s of its thread's CPU time (the clock of\n",
            DRAW_SECONDS);
-    printf("table 1 on both sides); median of %d runs after a warm-up.\n", DRAW_REPEATS);
+    printf("table 1 on both sides), its results at most %lld bytes; median of %d runs after a warm-up, each\n",
+           (long long)MAX_BYTES, DRAW_REPEATS);
+    printf("run of ours followed by one of numpy's, both on one CPU.\n");
     print_machine();
     if (p->available)
         printf("peer: numpy %s, scipy %s, Python %s (%s)\n", p->numpy_version, p->scipy_version, p->python_version,
@@ -792,23 +869,50 @@ static int print_same(const op_result *r) {
 
 /* ---- main ---- */
 
-static int bench_ours(const inputs *in, draw_result *draws, op_result *ops, int used[NUM_THREADS]) {
-    printf("timing sparsebox...\n");
-    fflush(stdout);
-    return bench_draws(&in->rng, draws) || bench_ops(in, ops, used);
-}
-
-static int bench_peer(peer *p, const inputs *in, draw_result *draws, op_result *ops) {
-    char dir[] = "/tmp/bench_random.XXXXXX";
+/* Writes the inputs into a fresh folder (dir) and starts the peer on them; 1 when that failed. */
+static int start_numpy(peer *p, const inputs *in, char *dir) {
     if (!mkdtemp(dir)) {
         fprintf(stderr, "bench_random: mkdtemp failed: %s\n", strerror(errno));
+        dir[0] = '\0';
         return 1;
     }
-    printf("timing numpy and scipy...\n");
+    if (write_inputs(dir, in)) return 1;
+    if (!start_peer(p, p->python, dir)) return 0;
+    fprintf(stderr, "bench_random: cannot start the numpy peer: %s\n", p->why);
+    return 1;
+}
+
+/* Where table 1 runs: one CPU, the one main started on, for our thread and the peer alike (it is
+ * started pinned, and children inherit the mask). On these VMs one virtual CPU ran at times 1.5-2x
+ * slower than the other for tens of seconds (another tenant on its host core, I suppose); with the
+ * two sides on different CPUs, even alternating, that fell on one side only. */
+typedef struct pinning {
+    cpu_set_t all, one;
+    int ok; /* 0: sched_getcpu or sched_getaffinity failed; nothing is pinned */
+} pinning;
+
+static void pinning_init(pinning *pin) {
+    const int cpu = sched_getcpu();
+    CPU_ZERO(&pin->one);
+    pin->ok = cpu >= 0 && cpu < CPU_SETSIZE && sched_getaffinity(0, sizeof pin->all, &pin->all) == 0;
+    if (pin->ok) CPU_SET(cpu, &pin->one);
+}
+
+/* Pins the calling thread to the one CPU (one = 1) or gives it back all of its CPUs. */
+static void pin_thread(const pinning *pin, int one) {
+    if (pin->ok) sched_setaffinity(0, sizeof pin->all, one ? &pin->one : &pin->all);
+}
+
+/* One round of both tables: ours, and the peer's between our runs when it is up. Table 2 runs on
+ * every CPU (it times 2 threads too); the peer stays on the one. */
+static int bench_round(const inputs *in, peer *p, const pinning *pin, draw_result *draws, op_result *ops,
+                       int used[NUM_THREADS]) {
+    printf("timing sparsebox%s...\n", p->pid ? " and, alternately, numpy and scipy" : "");
     fflush(stdout);
-    const int failed = write_inputs(dir, in) || run_numpy(p, dir, draws, ops);
-    remove_temp_dir(dir);
-    return failed;
+    pin_thread(pin, 1);
+    const int failed = bench_draws(&in->rng, p, draws);
+    pin_thread(pin, 0);
+    return failed || bench_ops(in, p, ops, used);
 }
 
 /* Keeps in best each side's fastest figure of this round (r): a slower phase of the machine that falls
@@ -847,27 +951,34 @@ int main(int argc, char **argv) {
     static op_result ops[NUM_OPS], round_ops[NUM_OPS];
     peer p;
     inputs in;
-    int used[NUM_THREADS], n_met = 0, n_missed = 0;
+    char dir[] = "/tmp/bench_random.XXXXXX";
+    int used[NUM_THREADS], n_met = 0, n_missed = 0, failed = 0;
+    pinning pin;
+    signal(SIGPIPE, SIG_IGN); /* a peer that died is seen in ask_peer's write */
+    pinning_init(&pin);
     find_peer(argc, argv, &p);
     print_header(&p);
-    if (make_inputs(&in)) {
-        free_inputs(&in);
-        return 1;
-    }
-    for (int round = 0; round < ROUNDS; round++) {
+    pin_thread(&pin, 1);
+    failed = make_inputs(&in) || (p.available && start_numpy(&p, &in, dir));
+    pin_thread(&pin, 0);
+    for (int round = 0; round < ROUNDS && !failed; round++) {
         printf("round %d of %d: ", round + 1, ROUNDS);
-        clear_peer_results(round_draws, round_ops);
-        if (bench_ours(&in, round_draws, round_ops, used) ||
-            (p.available && bench_peer(&p, &in, round_draws, round_ops))) {
-            free_inputs(&in);
-            return 1;
-        }
-        keep_fastest(draws, ops, round_draws, round_ops, round == 0);
+        failed = bench_round(&in, &p, &pin, round_draws, round_ops, used);
+        if (!failed) keep_fastest(draws, ops, round_draws, round_ops, round == 0);
     }
+    if (p.pid) {
+        const int status = stop_peer(&p);
+        if (status != 0 && !failed) {
+            fprintf(stderr, "bench_random: the numpy peer exited with status %d: %s\n", status, p.why);
+            failed = 1;
+        }
+    }
+    if (p.available && dir[0] && strcmp(dir, "/tmp/bench_random.XXXXXX")) remove_temp_dir(dir);
     free_inputs(&in);
+    if (failed) return 1;
     print_draws(draws, p.available, &n_met, &n_missed);
     print_ops(ops, used, p.available, &n_met, &n_missed);
-    const int failed = print_same(ops);
+    failed = print_same(ops);
     printf("\ngoals: %d met, %d missed%s\n", n_met, n_missed, p.available ? "" : " (numpy/scipy skipped)");
     return failed;
 }

@@ -2,21 +2,26 @@
 
 Usage:
     peer_numpy.py --versions   print the Python, numpy and scipy versions
-    peer_numpy.py DIR          time numpy's samplers and the original's sparse random ops
+    peer_numpy.py DIR          time numpy's samplers and the original's sparse random ops, one
+                               command of standard input at a time
 
 DIR holds what bench_random writes: cases.txt, one "key values..." line each (the settings both
 sides share, and a "draw KIND ..." line per sampler), and two float64 CSR matrices as .npy files,
 poisson_{indptr,indices,data}.npy (the Poisson means) and multinomial_{indptr,indices,data}.npy
 (rows of probabilities, each summing to 1).
 
-Output, one "key value" line each, read by bench_random:
-    python_version, numpy_version, scipy_version
-    draw I NS N          case I: ns per draw (per row for a multinomial), median of draw_repeats
-                         vectorised calls of size N after a warm-up, on this thread's CPU clock
-    op KEY SECONDS NNZ   the original's path for op KEY (binomial, binomial_sparse, poisson,
-                         multinomial), with the legacy np.random generator as the original: median
-                         seconds, and the stored entries of its result
-When numpy or scipy cannot be imported it prints "skip <reason>" and exits with status 3.
+bench_random sends one command a line and waits for its answer, so that it can time its own side
+between the peer's calls (a slower phase of the machine then falls on both sides alike):
+    warm I     case I: sizes its vectorised calls (N draws, about draw_seconds of this thread's CPU
+               clock) and warms up at that size; answers "draw I NS N" for the warm-up call
+    draw I     one timed call of size N: "draw I NS N", ns per draw (per row for a multinomial)
+    op KEY     the original's path for op KEY (binomial, binomial_sparse, poisson, multinomial), with
+               the legacy np.random generator as the original: "op KEY SECONDS NNZ", the median
+               seconds of its calls after a warm-up and the stored entries of its result
+Each answer ends with a "done" line; end of input ends the peer. Before the first answer it prints
+python_version, numpy_version and scipy_version lines. When numpy or scipy cannot be imported it
+prints "skip <reason>" and exits with status 3; an unknown command prints "error <command>" and
+exits with status 2.
 """
 import math
 import os
@@ -77,10 +82,17 @@ def sampler(np, rng, case):
     raise ValueError(f"unknown draw kind {kind!r}")
 
 
-def draws_for(settings, seconds, count):
+def most_draws(settings, width):
+    """The most draws whose results (width int64 each) fit max_bytes: whole blocks, at least one (as
+    bench_random's most_draws)."""
+    block = number(settings, "block")
+    return max(block, number(settings, "max_bytes") // (width * 8) // block * block)
+
+
+def draws_for(settings, seconds, count, most):
     """Draws for one run of about draw_seconds, given that count draws took seconds: whole blocks,
-    at least one, at most max_draws (as bench_random's draws_for)."""
-    block, most = number(settings, "block"), number(settings, "max_draws")
+    at least one, at most most (as bench_random's draws_for)."""
+    block = number(settings, "block")
     target = number(settings, "draw_seconds", float)
     want = target / seconds * count if seconds > 0 else float(most)
     blocks = math.floor((want + block - 1) / block)
@@ -89,21 +101,18 @@ def draws_for(settings, seconds, count):
     return most if blocks > most // block else blocks * block
 
 
-def time_draws(settings, fn):
-    """Doubles the size from one block until a call takes calibrate_seconds (these calls are the
-    warm-up), sizes the timed calls from the last one, warms up once at that size, then returns
-    (median ns per draw, size)."""
-    count, most = number(settings, "block"), number(settings, "max_draws")
+def calibrate(settings, fn, width):
+    """Doubles the size from one block until a call takes calibrate_seconds, sizes the timed calls
+    from the last one and warms up once at that size: (size, seconds of the warm-up)."""
+    count, most = number(settings, "block"), most_draws(settings, width)
     enough = number(settings, "calibrate_seconds", float)
     while True:
         seconds = cpu_timed(fn, count)
         if seconds >= enough or count >= most:
             break
-        count *= 2
-    count = draws_for(settings, seconds, count)
-    cpu_timed(fn, count)
-    runs = [cpu_timed(fn, count) for _ in range(number(settings, "draw_repeats"))]
-    return statistics.median(runs) / count * 1e9, count
+        count = min(2 * count, most)
+    count = draws_for(settings, seconds, count, most)
+    return count, cpu_timed(fn, count)
 
 
 # ---- the original's sparse random ops ----
@@ -171,6 +180,37 @@ def sparse_ops(np, scipy, legacy, folder, settings):
     ]
 
 
+def serve(np, scipy, folder, commands):
+    """Answers bench_random's commands (see the module's text) until their end: the exit status."""
+    settings, cases = read_cases(folder)
+    rng = np.random.default_rng(number(settings, "seed"))
+    samplers = [sampler(np, rng, case) for case in cases]
+    legacy = np.random.RandomState(number(settings, "seed"))
+    ops = dict(sparse_ops(np, scipy, legacy, folder, settings))
+    sizes = {}
+    for line in iter(commands.readline, ""):
+        words = line.split()
+        if len(words) == 2 and words[0] in ("warm", "draw") and words[1].isdigit() and int(words[1]) < len(cases):
+            i = int(words[1])
+            if words[0] == "warm":
+                width = len(cases[i][2].split(",")) if cases[i][0] == "multinomial" else 1
+                sizes[i], seconds = calibrate(settings, samplers[i], width)
+            elif i in sizes:
+                seconds = cpu_timed(samplers[i], sizes[i])
+            else:
+                print("error", f"draw {i} before warm {i}", flush=True)
+                return 2
+            print("draw", i, repr(seconds / sizes[i] * 1e9), sizes[i])
+        elif len(words) == 2 and words[0] == "op" and words[1] in ops:
+            seconds, nnz = time_op(settings, ops[words[1]])
+            print("op", words[1], repr(seconds), nnz)
+        else:
+            print("error", line.strip(), flush=True)
+            return 2
+        print("done", flush=True)
+    return 0
+
+
 def main(argv):
     np, scipy, status = peer_common.numpy_and_scipy(argv)
     if status is not None:
@@ -178,17 +218,7 @@ def main(argv):
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    folder = argv[1]
-    settings, draws = read_cases(folder)
-    rng = np.random.default_rng(number(settings, "seed"))
-    for i, case in enumerate(draws):
-        ns, count = time_draws(settings, sampler(np, rng, case))
-        print("draw", i, repr(ns), count, flush=True)
-    legacy = np.random.RandomState(number(settings, "seed"))
-    for key, fn in sparse_ops(np, scipy, legacy, folder, settings):
-        seconds, nnz = time_op(settings, fn)
-        print("op", key, repr(seconds), nnz, flush=True)
-    return 0
+    return serve(np, scipy, argv[1], sys.stdin)
 
 
 if __name__ == "__main__":
