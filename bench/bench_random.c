@@ -1,5 +1,5 @@
 /* bench_random: times sparsebox's samplers and sparse random matrices against numpy and scipy in the
- * same run; bench/peer_numpy.py, started through popen, times the peers.
+ * same run; bench/peer_numpy.py, started once and then asked for one figure at a time, times the peers.
  *
  *  1. Nanoseconds per draw (per row for a multinomial), 1 thread: sbx_binomial, sbx_poisson and
  *     sbx_multinomial against numpy's Generator (np.random.default_rng(SEED), PCG64) drawing size=N
@@ -162,7 +162,8 @@ typedef struct peer {
     char why[LINE_LEN]; /* why it was skipped or failed */
     pid_t pid;          /* 0: not running */
     FILE *to, *from;    /* its standard input; its standard output and error */
-    int answered;       /* 1: a "draw" or "op" line came since the last command */
+    char answered;      /* 'd' or 'o': a "draw" or an "op" line came since the last command; 0: none */
+    int index;          /* a "draw" line's I */
     double ns;          /* a "draw" line's ns per draw */
     int64_t count;      /* its N */
     char key[32];       /* an "op" line's KEY */
@@ -261,8 +262,8 @@ static double column_mean(const int64_t *out, int64_t count, int64_t width) {
 
 /* This thread's CPU time, in seconds: the draws run on one thread, and on a shared machine the wall
  * clock also counts the time the scheduler gave other processes, which fell on one side or the other
- * (the peer runs seconds later) and moved the ratios by tens of percent between runs. The peer
- * reads the same clock (time.thread_time). */
+ * and moved the ratios by tens of percent between runs. The peer reads the same clock
+ * (time.thread_time). */
 static double cpu_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -332,6 +333,10 @@ static int peer_draw(peer *p, const char *command, int i, double *ns, int64_t *c
     char line[32];
     snprintf(line, sizeof line, "%s %d", command, i);
     if (ask_peer(p, line)) return 1;
+    if (p->answered != 'd' || p->index != i) {
+        fprintf(stderr, "bench_random: asked the peer \"%s\", it answered for another case or op\n", line);
+        return 1;
+    }
     *ns = p->ns;
     *count = p->count;
     return 0;
@@ -509,7 +514,7 @@ static int bench_ops(const inputs *in, peer *p, op_result *results, int used[NUM
             char line[64];
             snprintf(line, sizeof line, "op %s", OP_KEYS[op]);
             if (ask_peer(p, line)) return 1;
-            if (strcmp(p->key, OP_KEYS[op])) {
+            if (p->answered != 'o' || strcmp(p->key, OP_KEYS[op])) {
                 fprintf(stderr, "bench_random: asked the peer for op %s, it answered op %s\n", OP_KEYS[op], p->key);
                 return 1;
             }
@@ -568,7 +573,7 @@ static void write_draw_line(FILE *f, const draw_case *c) {
 static void write_settings(FILE *f) {
     fprintf(f, "seed %u\nblock %d\ndraw_seconds %.17g\ncalibrate_seconds %.17g\n", SEED, BLOCK, DRAW_SECONDS,
             CALIBRATE_SECONDS);
-    fprintf(f, "draw_repeats %d\nmax_bytes %lld\n", DRAW_REPEATS, (long long)MAX_BYTES);
+    fprintf(f, "max_bytes %lld\n", (long long)MAX_BYTES);
     fprintf(f, "op_budget %.17g\nmin_repeats %d\nmax_repeats %d\n", OP_BUDGET, MIN_REPEATS, MAX_REPEATS);
     fprintf(f, "binomial_op %d %.17g %d %d\n", BINOMIAL_N, BINOMIAL_P, BINOMIAL_SIDE, BINOMIAL_SIDE);
     fprintf(f, "binomial_sparse_op %d %.17g %d %d\n", BINOMIAL_N, SPARSE_P, BINOMIAL_SIDE, BINOMIAL_SIDE);
@@ -621,18 +626,21 @@ static int draw_line(peer *p, const char *value) {
     if (sscanf(value, "%d %lf %lld", &i, &ns, &count) != 3 || i < 0 || i >= NUM_DRAWS || count <= 0) return 0;
     p->ns = ns;
     p->count = count;
-    p->answered = 1;
+    p->index = i;
+    p->answered = 'd';
     return 1;
 }
 
 /* "op KEY SECONDS NNZ" */
 static int op_line(peer *p, const char *value) {
+    char key[sizeof p->key];
     double seconds;
     long long nnz;
-    if (sscanf(value, "%31s %lf %lld", p->key, &seconds, &nnz) != 3) return 0;
+    if (sscanf(value, "%31s %lf %lld", key, &seconds, &nnz) != 3) return 0;
+    memcpy(p->key, key, sizeof key);
     p->seconds = seconds;
     p->nnz = nnz;
-    p->answered = 1;
+    p->answered = 'o';
     return 1;
 }
 
@@ -725,7 +733,11 @@ static int stop_peer(peer *p) {
 static int ask_peer(peer *p, const char *command) {
     char line[LINE_LEN];
     p->answered = 0;
-    if (fprintf(p->to, "%s\n", command) < 0 || fflush(p->to) != 0) {
+    p->why[0] = '\0';
+    signal(SIGPIPE, SIG_IGN); /* a peer that ended shows as a failed write, not as our end */
+    const int wrote = fprintf(p->to, "%s\n", command) >= 0 && fflush(p->to) == 0;
+    signal(SIGPIPE, SIG_DFL);
+    if (!wrote) {
         snprintf(p->why, sizeof p->why, "cannot write to the peer: %s", strerror(errno));
     } else {
         while (fgets(line, sizeof line, p->from))
@@ -735,7 +747,7 @@ static int ask_peer(peer *p, const char *command) {
             }
     }
     char why[LINE_LEN];
-    snprintf(why, sizeof why, "%s", p->why);
+    snprintf(why, sizeof why, "%s", p->why[0] ? p->why : "its output ended before \"done\"");
     const int status = stop_peer(p);
     fprintf(stderr, "bench_random: the numpy peer did not answer \"%s\" (exit status %d): %s\n", command, status,
             why);
@@ -780,7 +792,7 @@ static void find_peer(int argc, char **argv, peer *p) {
 
 static const char *met(int ok) { return ok ? "met" : "MISSED"; }
 
-static void print_header(const peer *p) {
+static void print_header(const peer *p, int pinned) {
     printf("bench_random: seed %u; ours draws from cursors, one per %d draws (rows) at positions 0, 1, 2, ...\n",
            SEED, BLOCK);
     printf("(cursor set-up timed too) into a fresh int64 array; numpy: default_rng(%u) (PCG64), one vectorised\n",
@@ -789,7 +801,7 @@ static void print_header(const peer *p) {
            DRAW_SECONDS);
     printf("table 1 on both sides), its results at most %lld bytes; median of %d runs after a warm-up, each\n",
            (long long)MAX_BYTES, DRAW_REPEATS);
-    printf("run of ours followed by one of numpy's, both on one CPU.\n");
+    printf("run of ours followed by one of numpy's, %s.\n", pinned ? "both on one CPU" : "not pinned");
     print_machine();
     if (p->available)
         printf("peer: numpy %s, scipy %s, Python %s (%s)\n", p->numpy_version, p->scipy_version, p->python_version,
@@ -899,13 +911,16 @@ static void pinning_init(pinning *pin) {
 }
 
 /* Pins the calling thread to the one CPU (one = 1) or gives it back all of its CPUs. */
-static void pin_thread(const pinning *pin, int one) {
-    if (pin->ok) sched_setaffinity(0, sizeof pin->all, one ? &pin->one : &pin->all);
+static void pin_thread(pinning *pin, int one) {
+    if (pin->ok && sched_setaffinity(0, sizeof pin->all, one ? &pin->one : &pin->all) != 0) {
+        fprintf(stderr, "bench_random: sched_setaffinity failed (%s): table 1 runs unpinned\n", strerror(errno));
+        pin->ok = 0;
+    }
 }
 
 /* One round of both tables: ours, and the peer's between our runs when it is up. Table 2 runs on
  * every CPU (it times 2 threads too); the peer stays on the one. */
-static int bench_round(const inputs *in, peer *p, const pinning *pin, draw_result *draws, op_result *ops,
+static int bench_round(const inputs *in, peer *p, pinning *pin, draw_result *draws, op_result *ops,
                        int used[NUM_THREADS]) {
     printf("timing sparsebox%s...\n", p->pid ? " and, alternately, numpy and scipy" : "");
     fflush(stdout);
@@ -954,10 +969,9 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/bench_random.XXXXXX";
     int used[NUM_THREADS], n_met = 0, n_missed = 0, failed = 0;
     pinning pin;
-    signal(SIGPIPE, SIG_IGN); /* a peer that died is seen in ask_peer's write */
     pinning_init(&pin);
     find_peer(argc, argv, &p);
-    print_header(&p);
+    print_header(&p, pin.ok);
     pin_thread(&pin, 1);
     failed = make_inputs(&in) || (p.available && start_numpy(&p, &in, dir));
     pin_thread(&pin, 0);
