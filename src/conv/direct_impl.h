@@ -232,13 +232,39 @@ SBX_CLONES static void NAME(four_vectors_packed)(const sbx_conv_plan *p, const T
     NAME(four_vectors_at)(p, x, 1, kp, bias, y, nb, O);
 }
 
+/* One or two kernels (nb <= 2): PAIR_VECTORS vectors per step, x[v] and y[v] as four_vectors',
+ * plain; the same sums in the same order. */
+#define PAIR_VECTORS (2 * FEW_VECTORS)
+SBX_CLONES static void NAME(pair_vectors)(const sbx_conv_plan *p, const T *const *x, const T *restrict kp,
+                                          const T *bias, T *const *y, int64_t nb, int64_t O) {
+    const int64_t W = p->width, *restrict taps = p->taps;
+    NAME(vec) a[PAIR_VECTORS][2];
+    UNROLL for (int v = 0; v < PAIR_VECTORS; v++) a[v][0] = a[v][1] = (NAME(vec)){0};
+    for (int64_t j = 0; j < W; j++) {
+        const T w0 = kp[j * NB], w1 = kp[j * NB + 1];
+        UNROLL for (int v = 0; v < PAIR_VECTORS; v++) {
+            NAME(vec) xv;
+            memcpy(&xv, x[v] + taps[j], sizeof xv);
+            a[v][0] += xv * w0;
+            a[v][1] += xv * w1;
+        }
+    }
+    UNROLL for (int n = 0; n < 2; n++) if (n < nb)
+        UNROLL for (int v = 0; v < PAIR_VECTORS; v++) {
+            a[v][n] += bias ? bias[n] : 0;
+            memcpy(y[v] + n * O, &a[v][n], sizeof a[v][n]);
+        }
+}
+
 /* The rows of an item for few kernels: their vectors (the last of a row ending at its end)
- * FEW_VECTORS at a time, or for rows narrower than a vector their half vectors (as
- * direct_rows_narrow) 2 x FEW_VECTORS at a time; a last group of fewer filled up by repeating its last vector (the same outputs again). */
+ * FEW_VECTORS at a time (PAIR_VECTORS for one or two kernels), or for rows narrower than a vector
+ * their half vectors (as direct_rows_narrow) 2 x FEW_VECTORS at a time; a last group of fewer filled
+ * up by repeating its last vector (the same outputs again). */
 static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T *kp, const T *bias, T *yb, int64_t r0,
                                    int64_t here, int64_t nb, int64_t row, int64_t O) {
     const int64_t L = LANES_T;
-    const int narrow = row < L, per = narrow ? 2 * FEW_VECTORS : FEW_VECTORS; /* slots per step */
+    const int narrow = row < L, pair = !narrow && nb <= 2;
+    const int per = narrow ? 2 * FEW_VECTORS : pair ? PAIR_VECTORS : FEW_VECTORS; /* slots per step */
     const int64_t w = narrow ? L / 2 : L;             /* a slot's lanes */
     const T *xs[2 * FEW_VECTORS];
     T *ys[2 * FEW_VECTORS];
@@ -258,6 +284,8 @@ static void NAME(few_kernels_rows)(const sbx_conv_plan *p, const T *xb, const T 
                 }
                 if (narrow)
                     NAME(four_vectors_packed)(p, xs, kp, bias, ys, nb, O);
+                else if (pair)
+                    NAME(pair_vectors)(p, xs, kp, bias, ys, nb, O);
                 else
                     NAME(four_vectors)(p, xs, kp, bias, ys, nb, O);
                 filled = 0;
@@ -302,6 +330,14 @@ static void NAME(direct_item)(const sbx_conv_plan *p, const T *xb, const T *kp, 
         }
         if (row < L) {
             NAME(direct_rows_narrow)(p, xb, kn, bn, yb, r0, here, nb, row, O, p->taps2 != NULL);
+            continue;
+        }
+        /* A last block of FEW_KERNELS kernels or fewer (32 kernels in blocks of 6: 2 left; 64: 4) takes the
+         * few kernels' steps (FEW_VECTORS vectors by 4 kernels, PAIR_VECTORS by 2) on its part of the same
+         * packing: two vectors by NB kernels spent up to two thirds of their products on the padding.
+         * The same sums in the same order. */
+        if (nb <= FEW_KERNELS) {
+            NAME(few_kernels_rows)(p, xb, kn, bn, yb, r0, here, nb, row, O);
             continue;
         }
         if (here == 4) {
