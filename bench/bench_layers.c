@@ -22,9 +22,12 @@
  * Each figure is the median of at least MIN_REPEATS timed runs after one warm-up; the warm-up's time
  * sets the repeat count so that the timed runs take about BUDGET_SECONDS. Only the call is timed: its
  * results are freed after the clock stops (the peer does the same).
- * The table is measured ROUNDS times (ours, then the peer, each round) and each figure is its side's
- * fastest round: these VMs have slower phases lasting minutes (a neighbour's load: the same binary's
- * medians 1.4x apart), and in a single pass such a phase fell on one side only.
+ * The peer stays up for the whole table and answers one figure at a time (see peer_torch.py): each
+ * of our figures is followed at once by torch's, ROUNDS times over, and each side keeps its fastest.
+ * These VMs have slower phases lasting from seconds to minutes (a neighbour's load: the same
+ * binary's medians 1.4x apart); when each side timed its whole table in turn, such a phase fell on
+ * one side only. The 1-thread figures run pinned to one CPU, the one bench_layers started on, on
+ * both sides (one virtual CPU ran at times 1.5-2x slower than the other for tens of seconds).
  *
  * Checks: the inputs and sparsebox's results go to .npy files in a temporary folder; peer_torch.py
  * loads them, runs torch and compares (forward and both gradients; max |ours - torch| <= 1e-4 *
@@ -41,15 +44,14 @@
  *   BENCH_DIR  folder holding peer_torch.py (default: $SBX_BENCH_DIR, else this file's folder)
  * The peer's interpreter is $SBX_BENCH_PYTHON, else /usr/bin/python3. Without torch the torch columns
  * are skipped (with the reason); without numpy and scipy the original's path is skipped too. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getcpu, sched_setaffinity (bench_util.h) */
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,7 +76,7 @@
 #define PATH_LEN 4096
 #define LINE_LEN 1024
 #define MAX_NOTES 64
-#define ROUNDS 2 /* ours, then the peer, this many times over; each figure its side's fastest round */
+#define ROUNDS 2 /* each figure taken this many times, ours then torch's; each side keeps its fastest */
 
 /* Goals of ANCHORS.md and issue 14, as the largest ratio ours / torch that meets them. */
 #define LAYER_GOAL 1.0
@@ -164,8 +166,9 @@ typedef struct results {
     enum check check[NUM_CASES][NUM_DTYPES][NUM_OPS];
     enum check bits[NUM_CASES][NUM_DTYPES][NUM_OPS]; /* ours with every thread count, byte for byte */
     enum check orig_check[NUM_CASES];
-    int peer_status;                 /* the peer's exit status; -1 when it did not run */
+    int peer_status;                 /* the peer's exit status; -1 while it runs or when it did not start */
     int torch_ok, numpy_ok;          /* what the peer could import */
+    int answers;                     /* "time" and "check" lines taken from the peer */
     char versions[LINE_LEN];         /* "python 3.11.2, numpy 1.24.2, ..." */
     char torch_skip[LINE_LEN];       /* why torch is skipped */
     char peer_skip[LINE_LEN];        /* why the whole peer is skipped */
@@ -378,17 +381,6 @@ static int time_layer(const layer *l, enum op op, int threads, timing *t) {
     return 0;
 }
 
-/* Both ops with each thread count; t[op][thread]. */
-static int time_all(const layer *l, timing t[NUM_OPS][NUM_THREADS]) {
-    for (int th = 0; th < NUM_THREADS; th++) {
-        set_threads(THREADS[th]);
-        for (int op = 0; op < NUM_OPS; op++)
-            if (time_layer(l, (enum op)op, THREADS[th], &t[op][th])) return 1;
-    }
-    set_threads(THREADS[0]);
-    return 0;
-}
-
 /* ---- files for the peer ---- */
 
 /* DIR/KIND_NAME_DTYPE_PART.npy */
@@ -492,19 +484,6 @@ static void remove_dir(const char *dir) {
     if (rmdir(dir) != 0) fprintf(stderr, "bench_layers: cannot remove %s: %s\n", dir, strerror(errno));
 }
 
-/* ---- our side ---- */
-
-/* Times one case in one dtype and saves what the peer needs. */
-static int bench_ours(size_t ci, int di, const char *dir, results *r) {
-    layer l;
-    const bench_case *c = &CASES[ci];
-    if (layer_open(c, DTYPES[di], 1000 * (uint64_t)(ci + 1), &l)) return 1;
-    int bad = time_all(&l, r->ours[ci][di]) || save_layer(dir, &l, r->bits[ci][di]);
-    if (!bad && c->original && DTYPES[di] == SBX_FLOAT32) bad = save_patch_matrix(dir, &l);
-    layer_close(&l);
-    return bad;
-}
-
 /* ---- the peer ---- */
 
 static int append(char *buf, size_t len, const char *text) {
@@ -512,26 +491,6 @@ static int append(char *buf, size_t len, const char *text) {
     if (used + n >= len) return 1;
     memcpy(buf + used, text, n + 1);
     return 0;
-}
-
-/* Appends text in single quotes for sh, each ' written as '\''. */
-static int append_quoted(char *buf, size_t len, const char *text) {
-    int bad = append(buf, len, "'");
-    for (const char *p = text; *p && !bad; p++) {
-        char one[2] = {*p, '\0'};
-        bad = append(buf, len, *p == '\'' ? "'\\''" : one);
-    }
-    return bad || append(buf, len, "'");
-}
-
-static int peer_command(int argc, char **argv, const char *data_dir, char *cmd, size_t len) {
-    char dir[PATH_LEN], script[PATH_LEN];
-    peer_folder(argc > 1 ? argv[1] : NULL, dir, sizeof dir);
-    if (join_path(script, sizeof script, dir, "peer_torch.py")) return 1;
-    cmd[0] = '\0';
-    return append_quoted(cmd, len, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON)) || append(cmd, len, " ") ||
-           append_quoted(cmd, len, script) || append(cmd, len, " ") || append_quoted(cmd, len, data_dir) ||
-           append(cmd, len, " 2>&1");
 }
 
 static int find_case(const char *kind, const char *name) {
@@ -558,7 +517,12 @@ static int find_threads(int n) {
     return -1;
 }
 
-/* "KIND NAME DTYPE OP THREADS MS CORES REPEATS BLAS_THREADS"; KIND "orig" is the original's path. */
+static void keep_faster(timing *best, const timing *t) {
+    if (t->ms >= 0 && (best->ms < 0 || t->ms < best->ms)) *best = *t;
+}
+
+/* "KIND NAME DTYPE OP THREADS MS CORES REPEATS BLAS_THREADS", kept when faster than that figure's
+ * earlier rounds; KIND "orig" is the original's path. */
 static int time_line(results *r, const char *value) {
     char kind[16], name[16], dtype[16], op[16];
     int threads, repeats, blas_threads;
@@ -570,10 +534,8 @@ static int time_line(results *r, const char *value) {
     int ti = find_threads(threads);
     if (ci < 0 || di < 0 || oi < 0 || ti < 0) return 0;
     timing t = {ms, cores, repeats, blas_threads};
-    if (!strcmp(kind, "orig"))
-        r->orig[ci] = t;
-    else
-        r->peer[ci][di][oi][ti] = t;
+    keep_faster(!strcmp(kind, "orig") ? &r->orig[ci] : &r->peer[ci][di][oi][ti], &t);
+    r->answers++;
     return 1;
 }
 
@@ -584,6 +546,7 @@ static int check_line(results *r, const char *value) {
     int ci = find_case(strcmp(kind, "orig") ? kind : "conv", name), di = find_dtype(dtype), oi = find_op(op);
     if (ci < 0 || di < 0 || oi < 0) return 0;
     enum check v = strcmp(verdict, "ok") ? CHECK_FAILED : CHECK_OK;
+    r->answers++;
     if (!strcmp(kind, "orig"))
         r->orig_check[ci] = v;
     else
@@ -603,8 +566,10 @@ static void add_version(results *r, const char *what, const char *value) {
     append(r->versions, sizeof r->versions, piece);
 }
 
-/* One line of the peer's output: "key value". */
-static void peer_line(results *r, char *line) {
+/* One line of the peer's output: "key value"; 1 for the "done" that ends its setting or an answer. */
+static int peer_line(results *r, char *line) {
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!strcmp(line, "done")) return 1;
     char *space = strchr(line, ' ');
     const char *value = space ? space + 1 : "";
     if (space) *space = '\0';
@@ -624,31 +589,120 @@ static void peer_line(results *r, char *line) {
     if (!strcmp(line, "torch_version")) r->torch_ok = 1;
     if (space) *space = ' ';
     if (!known) add_note(r, line); /* also the peer's "blas ..." and "malloc ..." lines */
+    return 0;
 }
 
-static void run_peer(int argc, char **argv, const char *dir, results *r) {
-    char cmd[4 * PATH_LEN], line[LINE_LEN];
+/* A table's run: its results, the peer, the pinning of the 1-thread figures, the folder of the files. */
+typedef struct bench {
+    results *r;
+    child peer; /* bench_util.h; pid 0 when not running */
+    pinning pin;
+    const char *dir;
+} bench;
+
+/* Closes the peer's input (which ends it), takes what it still prints, and waits for it. */
+static void stop_peer(bench *b) {
+    char line[LINE_LEN];
+    if (!b->peer.pid) return;
+    fclose(b->peer.to);
+    b->peer.to = NULL;
+    while (fgets(line, sizeof line, b->peer.from)) peer_line(b->r, line);
+    b->r->peer_status = child_finish(&b->peer);
+}
+
+/* Takes the peer's lines up to its "done"; 0, or 1 when its output ended first. */
+static int peer_answer(bench *b) {
+    char line[LINE_LEN];
+    while (fgets(line, sizeof line, b->peer.from))
+        if (peer_line(b->r, line)) return 0;
+    return 1;
+}
+
+/* Sends one command and takes the answer, which must hold `lines` "time" and "check" lines; 1 (the
+ * peer stopped, with a note saying why) when it did not. The checks it did not answer then fail. */
+static int ask_peer(bench *b, const char *command, int lines) {
+    results *r = b->r;
+    if (!b->peer.pid) return 1;
+    const int before = r->answers;
+    signal(SIGPIPE, SIG_IGN); /* a peer that ended shows as a failed write, not as our end */
+    const int wrote = fprintf(b->peer.to, "%s\n", command) >= 0 && fflush(b->peer.to) == 0;
+    signal(SIGPIPE, SIG_DFL);
+    const int ended = !wrote || peer_answer(b);
+    if (!ended && r->answers - before == lines) return 0;
+    char note[LINE_LEN];
+    snprintf(note, sizeof note, "the peer %s \"%.200s\"%s; stopped", ended ? "did not answer" : "answered",
+             command, ended ? "" : " with other lines than expected");
+    add_note(r, note);
+    stop_peer(b);
+    return 1;
+}
+
+/* Starts the peer on the files in b->dir and takes its setting lines. */
+static void start_peer(bench *b, int argc, char **argv) {
+    char folder[PATH_LEN], script[PATH_LEN];
+    results *r = b->r;
     r->peer_status = -1;
-    if (peer_command(argc, argv, dir, cmd, sizeof cmd)) {
-        snprintf(r->peer_skip, sizeof r->peer_skip, "peer command too long");
+    peer_folder(argc > 1 ? argv[1] : NULL, folder, sizeof folder);
+    if (join_path(script, sizeof script, folder, "peer_torch.py")) {
+        snprintf(r->peer_skip, sizeof r->peer_skip, "the peer's path is too long");
         return;
     }
-    fflush(stdout);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        snprintf(r->peer_skip, sizeof r->peer_skip, "popen failed: %s", strerror(errno));
+    if (child_start(&b->peer, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, b->dir, r->peer_skip,
+                    sizeof r->peer_skip))
+        return;
+    if (peer_answer(b) == 0) {
+        r->numpy_ok = 1; /* it imports numpy and scipy before its "done" */
         return;
     }
-    while (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        peer_line(r, line);
+    stop_peer(b); /* a "skip" line, or the reason it failed, is in the notes */
+}
+
+/* ---- our side, and torch's figure after each of ours ---- */
+
+/* One figure, ROUNDS times: ours (pinned to one CPU for 1 thread), then torch's, each side's fastest
+ * kept. */
+static int time_figure(bench *b, const layer *l, size_t ci, int di, enum op op, int ti) {
+    const int threads = THREADS[ti], pinned = threads == 1;
+    char command[LINE_LEN];
+    snprintf(command, sizeof command, "time %s %s %s %s %d %d", l->c->kind, l->c->name, sbx_dtype_name(l->dtype),
+             OP_NAMES[op], threads, pinned ? b->pin.cpu : -1);
+    for (int round = 0; round < ROUNDS; round++) {
+        timing t;
+        pin_thread(&b->pin, pinned);
+        set_threads(threads);
+        const int bad = time_layer(l, op, threads, &t);
+        set_threads(THREADS[0]);
+        pin_thread(&b->pin, 0);
+        if (bad) return 1;
+        keep_faster(&b->r->ours[ci][di][op][ti], &t);
+        if (b->r->torch_ok) ask_peer(b, command, 1);
     }
-    int status = pclose(p);
-    r->peer_status = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r->numpy_ok = r->peer_status == 0;
-    if (r->peer_status == 127 && !r->peer_skip[0])
-        snprintf(r->peer_skip, sizeof r->peer_skip, "the shell could not run %.900s",
-                 env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON));
+    return 0;
+}
+
+/* One case in one dtype: the files the peer needs (with every thread count, unpinned: the first case
+ * starts our thread pool on every CPU), then each figure, torch's check, and the original's path. */
+static int bench_layer(bench *b, size_t ci, int di) {
+    layer l;
+    const bench_case *c = &CASES[ci];
+    results *r = b->r;
+    char command[LINE_LEN];
+    if (layer_open(c, DTYPES[di], 1000 * (uint64_t)(ci + 1), &l)) return 1;
+    int bad = save_layer(b->dir, &l, r->bits[ci][di]);
+    const int original = c->original && DTYPES[di] == SBX_FLOAT32;
+    if (!bad && original) bad = save_patch_matrix(b->dir, &l);
+    for (int ti = 0; ti < NUM_THREADS && !bad; ti++)
+        for (int op = 0; op < NUM_OPS && !bad; op++) bad = time_figure(b, &l, ci, di, (enum op)op, ti);
+    if (!bad && r->torch_ok) {
+        snprintf(command, sizeof command, "check %s %s %s", c->kind, c->name, sbx_dtype_name(DTYPES[di]));
+        ask_peer(b, command, NUM_OPS);
+    }
+    if (!bad && original && r->numpy_ok) {
+        snprintf(command, sizeof command, "orig %s %d", c->name, b->pin.cpu);
+        for (int round = 0; round < ROUNDS && b->peer.pid; round++) ask_peer(b, command, 2);
+    }
+    layer_close(&l);
+    return bad;
 }
 
 /* ---- output ---- */
@@ -672,8 +726,10 @@ static void print_setting(int child) {
 static int is_setting_note(const char *note) { return !strncmp(note, "blas ", 5) || !strncmp(note, "malloc ", 7); }
 
 static void print_peer_info(const results *r) {
-    if (r->peer_skip[0] || r->peer_status != 0)
-        printf("peer: skipped (status %d): %s\n", r->peer_status, r->peer_skip[0] ? r->peer_skip : "see notes");
+    if (r->peer_skip[0])
+        printf("peer: skipped (status %d): %s\n", r->peer_status, r->peer_skip);
+    else if (r->peer_status != 0)
+        printf("peer: exited with status %d; what it said is in the notes below the table\n", r->peer_status);
     if (r->versions[0]) printf("peer: %s\n", r->versions);
     if (r->torch_skip[0]) printf("peer: torch skipped: %s\n", r->torch_skip);
     for (int i = 0; i < r->num_notes; i++)
@@ -877,13 +933,6 @@ static int checks_pass(const results *r) {
 
 /* ---- one table ---- */
 
-static int measure_ours(const char *dir, results *r) {
-    for (size_t ci = 0; ci < NUM_CASES; ci++)
-        for (int di = 0; di < NUM_DTYPES; di++)
-            if (bench_ours(ci, di, dir, r)) return 1;
-    return 0;
-}
-
 static void clear_results(results *r) {
     memset(r, 0, sizeof *r);
     for (size_t ci = 0; ci < NUM_CASES; ci++) {
@@ -892,31 +941,6 @@ static void clear_results(results *r) {
             for (int oi = 0; oi < NUM_OPS; oi++)
                 for (int ti = 0; ti < NUM_THREADS; ti++) r->ours[ci][di][oi][ti].ms = r->peer[ci][di][oi][ti].ms = -1;
     }
-}
-
-static void keep_faster(timing *best, const timing *t) {
-    if (t->ms >= 0 && (best->ms < 0 || t->ms < best->ms)) *best = *t;
-}
-
-static enum check worse(enum check a, enum check b) { return a > b ? a : b; }
-
-/* Each side's faster figure of r and of another round into r; a check failed in either fails. The
- * peer's versions and notes stay the first round's. */
-static void keep_fastest(results *r, const results *again) {
-    for (size_t ci = 0; ci < NUM_CASES; ci++) {
-        keep_faster(&r->orig[ci], &again->orig[ci]);
-        r->orig_check[ci] = worse(r->orig_check[ci], again->orig_check[ci]);
-        for (int di = 0; di < NUM_DTYPES; di++)
-            for (int oi = 0; oi < NUM_OPS; oi++) {
-                r->check[ci][di][oi] = worse(r->check[ci][di][oi], again->check[ci][di][oi]);
-                r->bits[ci][di][oi] = worse(r->bits[ci][di][oi], again->bits[ci][di][oi]);
-                for (int ti = 0; ti < NUM_THREADS; ti++) {
-                    keep_faster(&r->ours[ci][di][oi][ti], &again->ours[ci][di][oi][ti]);
-                    keep_faster(&r->peer[ci][di][oi][ti], &again->peer[ci][di][oi][ti]);
-                }
-            }
-    }
-    if (r->peer_status == 0) r->peer_status = again->peer_status;
 }
 
 /* Measures, runs the peer, prints the table. Returns 0, or 1 on an error or a failed check. */
@@ -931,15 +955,16 @@ static int run_table(int argc, char **argv, int child, results *r) {
         fprintf(stderr, "bench_layers: mkdtemp failed: %s\n", strerror(errno));
         return 1;
     }
-    static results again;
-    int error = write_manifest(dir) || measure_ours(dir, r);
-    if (!error) run_peer(argc, argv, dir, r);
-    for (int round = 1; round < ROUNDS && !error; round++) {
-        clear_results(&again);
-        error = measure_ours(dir, &again);
-        if (!error) run_peer(argc, argv, dir, &again);
-        if (!error) keep_fastest(r, &again);
-    }
+    bench b = {.r = r, .dir = dir};
+    pinning_init(&b.pin);
+    int error = write_manifest(dir);
+    if (!error) start_peer(&b, argc, argv);
+    printf("timing sparsebox and, after each of its figures, torch's%s...\n",
+           b.pin.cpu >= 0 ? " (1-thread figures on one CPU, both sides)" : " (not pinned: sched_getcpu failed)");
+    fflush(stdout);
+    for (size_t ci = 0; ci < NUM_CASES && !error; ci++)
+        for (int di = 0; di < NUM_DTYPES && !error; di++) error = bench_layer(&b, ci, di);
+    stop_peer(&b);
     remove_dir(dir);
     if (error) return 1;
     print_peer_info(r);

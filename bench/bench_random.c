@@ -34,13 +34,11 @@
 #define _GNU_SOURCE /* madvise, MADV_HUGEPAGE; sched_getcpu, sched_setaffinity */
 
 #include <errno.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -160,8 +158,7 @@ typedef struct peer {
     char python[PATH_LEN], script[PATH_LEN];
     char python_version[64], numpy_version[64], scipy_version[64];
     char why[LINE_LEN]; /* why it was skipped or failed */
-    pid_t pid;          /* 0: not running */
-    FILE *to, *from;    /* its standard input; its standard output and error */
+    child proc;         /* the running peer (bench_util.h); pid 0: not running */
     char answered;      /* 'd' or 'o': a "draw" or an "op" line came since the last command; 0: none */
     int index;          /* a "draw" line's I */
     double ns;          /* a "draw" line's ns per draw */
@@ -349,14 +346,14 @@ static int time_draws(const sbx_rng *rng, peer *p, int i, draw_result *r) {
     double probs[MAX_CATEGORIES], runs[DRAW_REPEATS], peer_runs[DRAW_REPEATS], seconds;
     probs_of(c, probs);
     if (calibrate(rng, c, probs, &r->count) || draw_run(rng, c, probs, r->count, &seconds, NULL)) return 1;
-    if (p->pid && peer_draw(p, "warm", i, &peer_runs[0], &r->peer_count)) return 1;
+    if (p->proc.pid && peer_draw(p, "warm", i, &peer_runs[0], &r->peer_count)) return 1;
     for (int k = 0; k < DRAW_REPEATS; k++) {
         if (draw_run(rng, c, probs, r->count, &runs[k], &r->mean)) return 1;
         runs[k] = runs[k] / (double)r->count * 1e9;
-        if (p->pid && peer_draw(p, "draw", i, &peer_runs[k], &r->peer_count)) return 1;
+        if (p->proc.pid && peer_draw(p, "draw", i, &peer_runs[k], &r->peer_count)) return 1;
     }
     r->ns = median(runs, DRAW_REPEATS);
-    r->peer_ns = p->pid ? median(peer_runs, DRAW_REPEATS) : -1;
+    r->peer_ns = p->proc.pid ? median(peer_runs, DRAW_REPEATS) : -1;
     return 0;
 }
 
@@ -510,7 +507,7 @@ static int bench_ops(const inputs *in, peer *p, op_result *results, int used[NUM
             if (time_op((enum op)op, in, &r->ms[t], &r->nnz)) return 1;
         }
         r->peer_ms = -1;
-        if (p->pid && op < NUM_PEER_OPS) {
+        if (p->proc.pid && op < NUM_PEER_OPS) {
             char line[64];
             snprintf(line, sizeof line, "op %s", OP_KEYS[op]);
             if (ask_peer(p, line)) return 1;
@@ -669,63 +666,20 @@ static int take_line(peer *p, char *line) {
     return 0;
 }
 
-/* Starts `python script arg` with pipes to its standard input and from its standard output and
- * error; 1 (with p->why) when it could not. */
+/* Starts `python script arg`; 1 (with p->why) when it could not. */
 static int start_peer(peer *p, const char *python, const char *arg) {
-    int in[2], out[2];
-    if (pipe(in) != 0) {
-        snprintf(p->why, sizeof p->why, "pipe failed: %s", strerror(errno));
-        return 1;
-    }
-    if (pipe(out) != 0) {
-        snprintf(p->why, sizeof p->why, "pipe failed: %s", strerror(errno));
-        close(in[0]);
-        close(in[1]);
-        return 1;
-    }
-    fflush(stdout);
-    const pid_t pid = fork();
-    if (pid == 0) {
-        if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 || dup2(out[1], STDERR_FILENO) < 0)
-            _exit(126);
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        execlp(python, python, p->script, arg, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->to = pid > 0 ? fdopen(in[1], "w") : NULL;
-    p->from = pid > 0 ? fdopen(out[0], "r") : NULL;
-    if (pid > 0 && p->to && p->from) {
-        p->pid = pid;
-        return 0;
-    }
-    snprintf(p->why, sizeof p->why, "%s failed: %s", pid < 0 ? "fork" : "fdopen", strerror(errno));
-    if (p->to) fclose(p->to);
-    else close(in[1]);
-    if (p->from) fclose(p->from);
-    else close(out[0]);
-    p->to = p->from = NULL;
-    if (pid > 0) waitpid(pid, NULL, 0);
-    return 1;
+    return child_start(&p->proc, python, p->script, arg, p->why, sizeof p->why);
 }
 
 /* Closes the peer's input (which ends it), reads what it still prints, and waits for it: its exit
  * status, -1 when it did not exit. */
 static int stop_peer(peer *p) {
     char line[LINE_LEN];
-    if (!p->pid) return -1;
-    fclose(p->to);
-    while (fgets(line, sizeof line, p->from)) take_line(p, line);
-    fclose(p->from);
-    int status;
-    const pid_t got = waitpid(p->pid, &status, 0);
-    p->pid = 0;
-    p->to = p->from = NULL;
-    return got > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (!p->proc.pid) return -1;
+    fclose(p->proc.to);
+    p->proc.to = NULL;
+    while (fgets(line, sizeof line, p->proc.from)) take_line(p, line);
+    return child_finish(&p->proc);
 }
 
 /* Sends one command and reads the peer's lines up to its "done"; 1 (after saying why) when the peer
@@ -735,12 +689,12 @@ static int ask_peer(peer *p, const char *command) {
     p->answered = 0;
     p->why[0] = '\0';
     signal(SIGPIPE, SIG_IGN); /* a peer that ended shows as a failed write, not as our end */
-    const int wrote = fprintf(p->to, "%s\n", command) >= 0 && fflush(p->to) == 0;
+    const int wrote = fprintf(p->proc.to, "%s\n", command) >= 0 && fflush(p->proc.to) == 0;
     signal(SIGPIPE, SIG_DFL);
     if (!wrote) {
         snprintf(p->why, sizeof p->why, "cannot write to the peer: %s", strerror(errno));
     } else {
-        while (fgets(line, sizeof line, p->from))
+        while (fgets(line, sizeof line, p->proc.from))
             if (take_line(p, line)) {
                 if (p->answered) return 0;
                 break;
@@ -894,35 +848,11 @@ static int start_numpy(peer *p, const inputs *in, char *dir) {
     return 1;
 }
 
-/* Where table 1 runs: one CPU, the one main started on, for our thread and the peer alike (it is
- * started pinned, and children inherit the mask). On these VMs one virtual CPU ran at times 1.5-2x
- * slower than the other for tens of seconds (another tenant on its host core, I suppose); with the
- * two sides on different CPUs, even alternating, that fell on one side only. */
-typedef struct pinning {
-    cpu_set_t all, one;
-    int ok; /* 0: sched_getcpu or sched_getaffinity failed; nothing is pinned */
-} pinning;
-
-static void pinning_init(pinning *pin) {
-    const int cpu = sched_getcpu();
-    CPU_ZERO(&pin->one);
-    pin->ok = cpu >= 0 && cpu < CPU_SETSIZE && sched_getaffinity(0, sizeof pin->all, &pin->all) == 0;
-    if (pin->ok) CPU_SET(cpu, &pin->one);
-}
-
-/* Pins the calling thread to the one CPU (one = 1) or gives it back all of its CPUs. */
-static void pin_thread(pinning *pin, int one) {
-    if (pin->ok && sched_setaffinity(0, sizeof pin->all, one ? &pin->one : &pin->all) != 0) {
-        fprintf(stderr, "bench_random: sched_setaffinity failed (%s): table 1 runs unpinned\n", strerror(errno));
-        pin->ok = 0;
-    }
-}
-
 /* One round of both tables: ours, and the peer's between our runs when it is up. Table 2 runs on
  * every CPU (it times 2 threads too); the peer stays on the one. */
 static int bench_round(const inputs *in, peer *p, pinning *pin, draw_result *draws, op_result *ops,
                        int used[NUM_THREADS]) {
-    printf("timing sparsebox%s...\n", p->pid ? " and, alternately, numpy and scipy" : "");
+    printf("timing sparsebox%s...\n", p->proc.pid ? " and, alternately, numpy and scipy" : "");
     fflush(stdout);
     pin_thread(pin, 1);
     const int failed = bench_draws(&in->rng, p, draws);
@@ -971,7 +901,7 @@ int main(int argc, char **argv) {
     pinning pin;
     pinning_init(&pin);
     find_peer(argc, argv, &p);
-    print_header(&p, pin.ok);
+    print_header(&p, pin.cpu >= 0);
     pin_thread(&pin, 1);
     failed = make_inputs(&in) || (p.available && start_numpy(&p, &in, dir));
     pin_thread(&pin, 0);
@@ -980,7 +910,7 @@ int main(int argc, char **argv) {
         failed = bench_round(&in, &p, &pin, round_draws, round_ops, used);
         if (!failed) keep_fastest(draws, ops, round_draws, round_ops, round == 0);
     }
-    if (p.pid) {
+    if (p.proc.pid) {
         const int status = stop_peer(&p);
         if (status != 0 && !failed) {
             fprintf(stderr, "bench_random: the numpy peer exited with status %d: %s\n", status, p.why);

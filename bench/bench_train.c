@@ -59,8 +59,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -590,76 +588,24 @@ static void remove_dir(const char *dir) {
 
 /* ---- the peer: one process, driven by commands on its standard input ---- */
 
-typedef struct peer {
-    pid_t pid;
-    FILE *to, *from; /* its standard input; its standard output and error */
-} peer;
-
-/* Starts PYTHON SCRIPT DIR with both pipes; 0, or 1 with r->peer_skip set. */
-static int peer_start(const char *script, const char *dir, peer *p, results *r) {
-    const char *python = env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON);
-    int down[2], up[2];
-    memset(p, 0, sizeof *p);
-    p->pid = -1;
+/* Starts PYTHON SCRIPT DIR (a child of bench_util.h, pid 0 when not running); 0, or 1 with
+ * r->peer_skip set. */
+static int peer_start(const char *script, const char *dir, child *p, results *r) {
     if (access(script, R_OK) != 0) {
+        p->pid = 0;
+        p->to = p->from = NULL;
         snprintf(r->peer_skip, sizeof r->peer_skip,
                  "no peer script at %.900s (give its folder as BENCH_DIR or in $SBX_BENCH_DIR)", script);
         return 1;
     }
-    if (pipe(down) != 0) {
-        snprintf(r->peer_skip, sizeof r->peer_skip, "pipe failed: %s", strerror(errno));
-        return 1;
-    }
-    if (pipe(up) != 0) {
-        snprintf(r->peer_skip, sizeof r->peer_skip, "pipe failed: %s", strerror(errno));
-        close(down[0]);
-        close(down[1]);
-        return 1;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    p->pid = fork();
-    if (p->pid == 0) {
-        dup2(down[0], STDIN_FILENO);
-        dup2(up[1], STDOUT_FILENO);
-        dup2(up[1], STDERR_FILENO);
-        close(down[0]);
-        close(down[1]);
-        close(up[0]);
-        close(up[1]);
-        execl(python, python, script, dir, (char *)NULL);
-        printf("skip cannot run %s: %s\n", python, strerror(errno));
-        fflush(stdout);
-        _exit(127);
-    }
-    close(down[0]);
-    close(up[1]);
-    if (p->pid < 0) {
-        snprintf(r->peer_skip, sizeof r->peer_skip, "fork failed: %s", strerror(errno));
-        close(down[1]);
-        close(up[0]);
-        return 1;
-    }
-    p->to = fdopen(down[1], "w");
-    p->from = fdopen(up[0], "r");
-    if (!p->to || !p->from) {
-        snprintf(r->peer_skip, sizeof r->peer_skip, "fdopen failed: %s", strerror(errno));
-        return 1;
-    }
-    return 0;
+    return child_start(p, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, dir, r->peer_skip,
+                       sizeof r->peer_skip);
 }
 
 /* Closes the pipes and waits; the exit status goes to r->peer_status. */
-static void peer_stop(peer *p, results *r) {
-    if (p->to) fclose(p->to);
-    if (p->from) fclose(p->from);
-    p->to = p->from = NULL;
-    if (p->pid > 0) {
-        int status = 0;
-        if (waitpid(p->pid, &status, 0) == p->pid)
-            r->peer_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-        p->pid = -1;
-    }
+static void peer_stop(child *p, results *r) {
+    const int was_running = p->pid > 0, status = child_finish(p);
+    if (was_running) r->peer_status = status;
 }
 
 static int find_threads(int n) {
@@ -724,7 +670,7 @@ static int peer_line(results *r, char *line) {
 }
 
 /* Reads the peer's lines up to the one that ends a reply; 0, or 1 when the peer went away. */
-static int peer_reply(peer *p, results *r) {
+static int peer_reply(child *p, results *r) {
     char line[LINE_LEN];
     while (p->from && fgets(line, sizeof line, p->from)) {
         line[strcspn(line, "\r\n")] = '\0';
@@ -737,7 +683,7 @@ static int peer_reply(peer *p, results *r) {
 }
 
 /* Sends one command and reads its reply; 0, or 1 when the peer is gone. */
-static int peer_command(peer *p, results *r, const char *command) {
+static int peer_command(child *p, results *r, const char *command) {
     if (!r->torch_ok || !p->to) return 1;
     if (fprintf(p->to, "%s\n", command) < 0 || fflush(p->to) != 0) {
         peer_stop(p, r);
@@ -968,7 +914,7 @@ static int parse_options(int argc, char **argv, options *o) {
 }
 
 /* The interleaved epochs: for each repeat, ours then torch at each thread count. */
-static int run_epochs(trainer *t, const dataset *train, const dataset *test, peer *p, int repeat, results *r) {
+static int run_epochs(trainer *t, const dataset *train, const dataset *test, child *p, int repeat, results *r) {
     for (int k = 0; k < repeat; k++)
         for (int ti = 0; ti < NUM_THREADS; ti++) {
             run *o = &r->ours[ti][r->nours[ti]];
@@ -1014,7 +960,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     char dir[] = "/tmp/bench_train.XXXXXX", folder[PATH_LEN], script[PATH_LEN];
-    peer p = {-1, NULL, NULL};
+    child p = {0, NULL, NULL};
     int error = 0, have_dir = mkdtemp(dir) != NULL;
     if (!have_dir) {
         fprintf(stderr, "%s: mkdtemp failed: %s\n", BENCH_NAME, strerror(errno));

@@ -1,14 +1,19 @@
 /* What the benchmarks of this folder share: the clock, medians, file paths, the folder of the peer
- * scripts, a fixed-seed generator for their data, and OpenBLAS's own functions (looked up at run
- * time, so that any CBLAS still links). A benchmark defines BENCH_NAME (its name, for messages) before including this. */
+ * scripts, starting a peer on two pipes, pinning to one CPU (with _GNU_SOURCE defined), a fixed-seed
+ * generator for their data, and OpenBLAS's own functions (looked up at run time, so that any CBLAS
+ * still links). A benchmark defines BENCH_NAME (its name, for messages) before including this. */
 #ifndef SBX_BENCH_UTIL_H
 #define SBX_BENCH_UTIL_H
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,5 +136,110 @@ static inline void peer_folder(const char *arg, char *dir, size_t len) {
     else
         snprintf(dir, len, ".");
 }
+
+/* A peer process driven by commands: what is written to `to` is its standard input; its standard
+ * output and error come back on `from`. pid 0: not running. */
+typedef struct child {
+    pid_t pid;
+    FILE *to, *from;
+} child;
+
+/* Starts `python script arg` as c; 0, or 1 with why (why_len bytes) saying what failed. A python that
+ * cannot be executed answers "skip cannot run PYTHON: REASON" on `from` and exits with status 127. */
+static inline int child_start(child *c, const char *python, const char *script, const char *arg, char *why,
+                              size_t why_len) {
+    int in[2], out[2];
+    c->pid = 0;
+    c->to = c->from = NULL;
+    if (pipe(in) != 0) {
+        snprintf(why, why_len, "pipe failed: %s", strerror(errno));
+        return 1;
+    }
+    if (pipe(out) != 0) {
+        snprintf(why, why_len, "pipe failed: %s", strerror(errno));
+        close(in[0]);
+        close(in[1]);
+        return 1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 || dup2(out[1], STDERR_FILENO) < 0)
+            _exit(126);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execlp(python, python, script, arg, (char *)NULL);
+        printf("skip cannot run %s: %s\n", python, strerror(errno));
+        fflush(stdout);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    c->to = pid > 0 ? fdopen(in[1], "w") : NULL;
+    c->from = pid > 0 ? fdopen(out[0], "r") : NULL;
+    if (pid > 0 && c->to && c->from) {
+        c->pid = pid;
+        return 0;
+    }
+    snprintf(why, why_len, "%s failed: %s", pid < 0 ? "fork" : "fdopen", strerror(errno));
+    if (c->to)
+        fclose(c->to);
+    else
+        close(in[1]);
+    if (c->from)
+        fclose(c->from);
+    else
+        close(out[0]);
+    c->to = c->from = NULL;
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return 1;
+}
+
+/* Closes what is still open of c's pipes (closing its input ends a peer that reads commands) and
+ * waits for it: its exit status, 128 + the signal that ended it, or -1 when it was not running. */
+static inline int child_finish(child *c) {
+    if (c->to) fclose(c->to);
+    if (c->from) fclose(c->from);
+    c->to = c->from = NULL;
+    if (c->pid <= 0) return -1;
+    int status = 0;
+    const pid_t got = waitpid(c->pid, &status, 0);
+    c->pid = 0;
+    if (got <= 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+}
+
+#ifdef _GNU_SOURCE
+/* Where the single-thread figures run: one CPU, the one main started on, for our thread and the
+ * peer's alike. On these VMs one virtual CPU ran at times 1.5-2x slower than the other for tens of
+ * seconds (another tenant on its host core, I suppose); with the two sides on different CPUs, even
+ * alternating, that fell on one side only. A thread pool made while pinned would inherit the one CPU:
+ * start it (run a figure with every thread) before pinning. */
+typedef struct pinning {
+    cpu_set_t all, one;
+    int cpu; /* the one CPU; -1 when sched_getcpu or sched_getaffinity failed: nothing is pinned */
+} pinning;
+
+static inline void pinning_init(pinning *pin) {
+    pin->cpu = sched_getcpu();
+    CPU_ZERO(&pin->one);
+    if (pin->cpu < 0 || pin->cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof pin->all, &pin->all) != 0)
+        pin->cpu = -1;
+    else
+        CPU_SET(pin->cpu, &pin->one);
+}
+
+/* Pins the calling thread to the one CPU (one = 1) or gives it back all of its CPUs; on a failure it
+ * says so and pins nothing from then on. */
+static inline void pin_thread(pinning *pin, int one) {
+    if (pin->cpu >= 0 && sched_setaffinity(0, sizeof pin->all, one ? &pin->one : &pin->all) != 0) {
+        fprintf(stderr, "%s: sched_setaffinity failed (%s): running unpinned\n", BENCH_NAME, strerror(errno));
+        pin->cpu = -1;
+    }
+}
+#endif
 
 #endif

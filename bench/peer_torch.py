@@ -25,6 +25,18 @@ shape (positions, N, C*K) and unfold(x) of shape (B, C*K, positions): F.unfold i
 along each spatial axis, permuted and reshaped, in 1-d and 3-d. The unfold of x is part of the timed
 call; putting our weights into w's layout is not.
 
+The peer stays up for the whole table: after its setting lines (below) it prints "done", then reads
+commands on its standard input, one a line, and answers each with its lines and a "done":
+    time KIND NAME DTYPE OP THREADS CPU   one torch figure: a "time" line
+    check KIND NAME DTYPE                 torch's results against ours: two "check" lines
+    orig NAME CPU                         the original's path for conv NAME: a "time orig" and a "check
+                                          orig" line
+CPU >= 0: the figure is taken with this process's main thread pinned to that CPU (bench_layers pins
+its 1-thread figures to the CPU it runs on, so that a slower virtual CPU slows both sides); -1: on all
+of its CPUs. bench_layers asks for each figure right after taking its own, so that a slower phase of
+the machine falls on both sides. The inputs of a case are loaded when a command first names it. The
+peer ends at the end of its input; a command it does not know ends it with status 2.
+
 Timing: one warm-up call, whose time t sets the repeat count ceil-ish(BUDGET / t) within [MIN, MAX];
 the median of the timed calls. Only the call is timed: its result is dropped after the clock stops.
 A figure whose process CPU time over wall time falls below SHARE x threads did not get its cores
@@ -33,18 +45,21 @@ most cores busy.
 Thread counts: torch.set_num_threads(n), and openblas_set_num_threads on every OpenBLAS library
 loaded in this process (torch's float64 convolution, its einsum and numpy's dot call it): n, and for
 n > 1 in the float64 convolution and in local connections also 1, keeping the faster (see
-measure_torch).
+measure_torch). Before its "done" the peer runs a convolution with the most threads of the manifest,
+so that torch's thread pool is made on every CPU (threads made while the main thread is pinned would
+inherit its one CPU).
 
 bench_python.py imports this file for its timing rule, its thread settings and the local
 connections' torch expression.
 
-Output, one line each, read by bench_layers:
+Lines, read by bench_layers:
     python_version, numpy_version, scipy_version, torch_version
     torch_skip REASON                        torch cannot be imported (the original's path still runs)
     blas PATH: core CORENAME, CONFIG         each OpenBLAS library loaded here
     malloc WHAT                              the glibc malloc setting (see keep_freed_memory)
     time KIND NAME DTYPE OP THREADS MS CORES REPEATS BLAS_THREADS
     check KIND NAME DTYPE OP ok | FAILED what
+    done                                     the end of the setting lines or of an answer
 OP is forward or backward; KIND "orig" is the original's path (float32 forward, 1 thread). CORES is
 process CPU time over wall time during the timed calls; BLAS_THREADS the OpenBLAS thread count of
 the figure (-1: no OpenBLAS found, not pinned). When numpy or scipy cannot be imported it
@@ -324,14 +339,15 @@ def check_torch(torch, np, folder, case, dtype, x, k, g):
     report_check(case.kind, case.name, dtype, "backward", problems)
 
 
-def bench_torch(torch, np, blas, folder, rule, threads, dtype, case):
-    x, k, g = torch_inputs(torch, np, folder, case, dtype)
-    uses_blas = case.kind == "local" or (case.kind == "conv" and dtype == "float64")
-    for n in threads:
-        forward, backward = forward_call(torch, case, x, k), backward_call(torch, case, x, k, g)
-        for op, fn in ("forward", forward), ("backward", backward):
-            report_time(case.kind, case.name, dtype, op, n, measure_torch(torch, blas, n, fn, rule, uses_blas))
-    check_torch(torch, np, folder, case, dtype, x, k, g)
+class Layer:
+    """A case in one dtype, loaded: torch's inputs and its two timed calls."""
+
+    def __init__(self, torch, np, folder, case, dtype):
+        self.case, self.dtype, self.key = case, dtype, (case.kind, case.name, dtype)
+        self.x, self.k, self.g = torch_inputs(torch, np, folder, case, dtype)
+        self.calls = {"forward": forward_call(torch, case, self.x, self.k),
+                      "backward": backward_call(torch, case, self.x, self.k, self.g)}
+        self.uses_blas = case.kind == "local" or (case.kind == "conv" and dtype == "float64")
 
 
 # ---- the original's path ----
@@ -352,12 +368,29 @@ def original_call(np, scipy, folder, case):
     return run
 
 
-def bench_original(np, scipy, torch, blas, folder, rule, case):
+def time_original(np, scipy, torch, blas, folder, rule, case):
     set_threads(torch, blas, 1, 1)
     run = original_call(np, scipy, folder, case)
     report_time("orig", case.name, "float32", "forward", 1, measure(run, rule, 1) + (1 if blas else -1,))
     ours = load(np, folder, case, "float32", "y")
     report_check("orig", case.name, "float32", "forward", [compare(np, "forward", ours, run(), RTOL["float32"])])
+
+
+class Pinned:
+    """`with Pinned(cpu):` runs its body with the calling thread on that CPU (cpu >= 0) or on every CPU
+    this process was started with (-1; the set seen by the first Pinned made)."""
+    every = None
+
+    def __init__(self, cpu):
+        if Pinned.every is None:
+            Pinned.every = os.sched_getaffinity(0)
+        self.cpus = {cpu} if cpu >= 0 else Pinned.every
+
+    def __enter__(self):
+        os.sched_setaffinity(0, self.cpus)
+
+    def __exit__(self, *exc):
+        os.sched_setaffinity(0, Pinned.every)
 
 
 # ---- main ----
@@ -370,6 +403,60 @@ def import_torch():
         return None
     print("torch_version", torch.__version__, flush=True)
     return torch
+
+
+def start_thread_pool(torch, blas, threads):
+    """One parallel convolution with the most threads, before any pinning (see the module's text)."""
+    set_threads(torch, blas, max(threads), max(threads))
+    torch.nn.functional.conv2d(torch.ones(8, 16, 64, 64), torch.ones(32, 16, 5, 5))
+
+
+class Server:
+    """The commands of the module's text, on the manifest of folder."""
+
+    def __init__(self, np, scipy, torch, blas, folder):
+        self.np, self.scipy, self.torch, self.blas, self.folder = np, scipy, torch, blas, folder
+        self.rule, self.threads, self.dtypes, cases = read_manifest(folder)
+        self.cases = {(c.kind, c.name): c for c in cases}
+        self.layer = None
+
+    def load(self, kind, name, dtype):
+        """The Layer of that case and dtype, kept until another is named."""
+        if self.layer is None or self.layer.key != (kind, name, dtype):
+            self.layer = None  # drop the last one's tensors first
+            self.layer = Layer(self.torch, self.np, self.folder, self.cases[(kind, name)], dtype)
+        return self.layer
+
+    def time(self, kind, name, dtype, op, threads, cpu):
+        layer, n = self.load(kind, name, dtype), int(threads)
+        with Pinned(int(cpu)):
+            figures = measure_torch(self.torch, self.blas, n, layer.calls[op], self.rule, layer.uses_blas)
+        report_time(kind, name, dtype, op, n, figures)
+
+    def check(self, kind, name, dtype):
+        layer = self.load(kind, name, dtype)
+        check_torch(self.torch, self.np, self.folder, layer.case, dtype, layer.x, layer.k, layer.g)
+
+    def orig(self, name, cpu):
+        with Pinned(int(cpu)):
+            time_original(self.np, self.scipy, self.torch, self.blas, self.folder, self.rule,
+                          self.cases[("conv", name)])
+
+    def serve(self, lines):
+        """Answers each command line; 0 at the end of the input, 2 for a command it does not know."""
+        known = {"time": (self.time, 6), "check": (self.check, 3), "orig": (self.orig, 2)}
+        for line in lines:
+            fields = line.split()
+            if not fields:
+                continue
+            action, count = known.get(fields[0], (None, -1))
+            needs_torch = fields[0] in ("time", "check")
+            if action is None or len(fields) != count + 1 or (needs_torch and self.torch is None):
+                print("unknown command:", line.strip(), flush=True)
+                return 2
+            action(*fields[1:])
+            print("done", flush=True)
+        return 0
 
 
 def main(argv):
@@ -391,14 +478,11 @@ def main(argv):
     blas = openblas_libraries()
     for path, lib in blas:
         print("blas", f"{path}: core {lib.openblas_get_corename().decode()}, {lib.openblas_get_config().decode()}")
-    folder = argv[1]
-    rule, threads, dtypes, cases = read_manifest(folder)
-    for case in cases:
-        for dtype in dtypes if torch is not None else []:
-            bench_torch(torch, np, blas, folder, rule, threads, dtype, case)
-        if case.original:
-            bench_original(np, scipy, torch, blas, folder, rule, case)
-    return 0
+    server = Server(np, scipy, torch, blas, argv[1])
+    if torch is not None:
+        start_thread_pool(torch, blas, server.threads)
+    print("done", flush=True)
+    return server.serve(sys.stdin)
 
 
 if __name__ == "__main__":
