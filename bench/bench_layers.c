@@ -169,6 +169,7 @@ typedef struct results {
     int peer_status;                 /* the peer's exit status; -1 while it runs or when it did not start */
     int torch_ok, numpy_ok;          /* what the peer could import */
     int answers;                     /* "time" and "check" lines taken from the peer */
+    int peer_failed;                 /* the peer stopped answering, or answered other lines */
     char versions[LINE_LEN];         /* "python 3.11.2, numpy 1.24.2, ..." */
     char torch_skip[LINE_LEN];       /* why torch is skipped */
     char peer_skip[LINE_LEN];        /* why the whole peer is skipped */
@@ -539,7 +540,9 @@ static int time_line(results *r, const char *value) {
     return 1;
 }
 
-/* "KIND NAME DTYPE OP ok" or "KIND NAME DTYPE OP FAILED what". */
+static enum check worse(enum check a, enum check b) { return a > b ? a : b; }
+
+/* "KIND NAME DTYPE OP ok" or "KIND NAME DTYPE OP FAILED what"; a check failed in any round stays failed. */
 static int check_line(results *r, const char *value) {
     char kind[16], name[16], dtype[16], op[16], verdict[16];
     if (sscanf(value, "%15s %15s %15s %15s %15s", kind, name, dtype, op, verdict) != 5) return 0;
@@ -547,10 +550,8 @@ static int check_line(results *r, const char *value) {
     if (ci < 0 || di < 0 || oi < 0) return 0;
     enum check v = strcmp(verdict, "ok") ? CHECK_FAILED : CHECK_OK;
     r->answers++;
-    if (!strcmp(kind, "orig"))
-        r->orig_check[ci] = v;
-    else
-        r->check[ci][di][oi] = v;
+    enum check *at = !strcmp(kind, "orig") ? &r->orig_check[ci] : &r->check[ci][di][oi];
+    *at = worse(*at, v);
     if (v == CHECK_FAILED) {
         char note[LINE_LEN];
         snprintf(note, sizeof note, "check FAILED: %.1000s", value);
@@ -595,7 +596,7 @@ static int peer_line(results *r, char *line) {
 /* A table's run: its results, the peer, the pinning of the 1-thread figures, the folder of the files. */
 typedef struct bench {
     results *r;
-    child peer; /* bench_util.h; pid 0 when not running */
+    peer_process peer; /* bench_util.h; pid 0 when not running */
     pinning pin;
     const char *dir;
 } bench;
@@ -607,7 +608,7 @@ static void stop_peer(bench *b) {
     fclose(b->peer.to);
     b->peer.to = NULL;
     while (fgets(line, sizeof line, b->peer.from)) peer_line(b->r, line);
-    b->r->peer_status = child_finish(&b->peer);
+    b->r->peer_status = peer_finish_process(&b->peer);
 }
 
 /* Takes the peer's lines up to its "done"; 0, or 1 when its output ended first. */
@@ -633,6 +634,7 @@ static int ask_peer(bench *b, const char *command, int lines) {
     snprintf(note, sizeof note, "the peer %s \"%.200s\"%s; stopped", ended ? "did not answer" : "answered",
              command, ended ? "" : " with other lines than expected");
     add_note(r, note);
+    r->peer_failed = 1;
     stop_peer(b);
     return 1;
 }
@@ -647,7 +649,7 @@ static void start_peer(bench *b, int argc, char **argv) {
         snprintf(r->peer_skip, sizeof r->peer_skip, "the peer's path is too long");
         return;
     }
-    if (child_start(&b->peer, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, b->dir, r->peer_skip,
+    if (peer_start_process(&b->peer, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, b->dir, r->peer_skip,
                     sizeof r->peer_skip))
         return;
     if (peer_answer(b) == 0) {
@@ -664,8 +666,6 @@ static void start_peer(bench *b, int argc, char **argv) {
 static int time_figure(bench *b, const layer *l, size_t ci, int di, enum op op, int ti) {
     const int threads = THREADS[ti], pinned = threads == 1;
     char command[LINE_LEN];
-    snprintf(command, sizeof command, "time %s %s %s %s %d %d", l->c->kind, l->c->name, sbx_dtype_name(l->dtype),
-             OP_NAMES[op], threads, pinned ? b->pin.cpu : -1);
     for (int round = 0; round < ROUNDS; round++) {
         timing t;
         pin_thread(&b->pin, pinned);
@@ -675,6 +675,8 @@ static int time_figure(bench *b, const layer *l, size_t ci, int di, enum op op, 
         pin_thread(&b->pin, 0);
         if (bad) return 1;
         keep_faster(&b->r->ours[ci][di][op][ti], &t);
+        snprintf(command, sizeof command, "time %s %s %s %s %d %d", l->c->kind, l->c->name, sbx_dtype_name(l->dtype),
+                 OP_NAMES[op], threads, pinned ? b->pin.cpu : -1); /* -1 also once pinning failed */
         if (b->r->torch_ok) ask_peer(b, command, 1);
     }
     return 0;
@@ -928,7 +930,8 @@ static int checks_pass(const results *r) {
                 pass &= check_passes(r->check[ci][di][oi], r->torch_ok) && r->bits[ci][di][oi] == CHECK_OK;
         if (CASES[ci].original) pass &= check_passes(r->orig_check[ci], r->numpy_ok);
     }
-    return pass;
+    /* a peer that got going must answer every command and end with status 0 */
+    return pass && !r->peer_failed && (!r->numpy_ok || r->peer_status == 0);
 }
 
 /* ---- one table ---- */

@@ -158,7 +158,7 @@ typedef struct peer {
     char python[PATH_LEN], script[PATH_LEN];
     char python_version[64], numpy_version[64], scipy_version[64];
     char why[LINE_LEN]; /* why it was skipped or failed */
-    child proc;         /* the running peer (bench_util.h); pid 0: not running */
+    peer_process proc;  /* the running peer (bench_util.h); pid 0: not running */
     char answered;      /* 'd' or 'o': a "draw" or an "op" line came since the last command; 0: none */
     int index;          /* a "draw" line's I */
     double ns;          /* a "draw" line's ns per draw */
@@ -668,7 +668,7 @@ static int take_line(peer *p, char *line) {
 
 /* Starts `python script arg`; 1 (with p->why) when it could not. */
 static int start_peer(peer *p, const char *python, const char *arg) {
-    return child_start(&p->proc, python, p->script, arg, p->why, sizeof p->why);
+    return peer_start_process(&p->proc, python, p->script, arg, p->why, sizeof p->why);
 }
 
 /* Closes the peer's input (which ends it), reads what it still prints, and waits for it: its exit
@@ -679,7 +679,7 @@ static int stop_peer(peer *p) {
     fclose(p->proc.to);
     p->proc.to = NULL;
     while (fgets(line, sizeof line, p->proc.from)) take_line(p, line);
-    return child_finish(&p->proc);
+    return peer_finish_process(&p->proc);
 }
 
 /* Sends one command and reads the peer's lines up to its "done"; 1 (after saying why) when the peer

@@ -588,9 +588,9 @@ static void remove_dir(const char *dir) {
 
 /* ---- the peer: one process, driven by commands on its standard input ---- */
 
-/* Starts PYTHON SCRIPT DIR (a child of bench_util.h, pid 0 when not running); 0, or 1 with
+/* Starts PYTHON SCRIPT DIR (a peer_process of bench_util.h, pid 0 when not running); 0, or 1 with
  * r->peer_skip set. */
-static int peer_start(const char *script, const char *dir, child *p, results *r) {
+static int peer_start(const char *script, const char *dir, peer_process *p, results *r) {
     if (access(script, R_OK) != 0) {
         p->pid = 0;
         p->to = p->from = NULL;
@@ -598,13 +598,13 @@ static int peer_start(const char *script, const char *dir, child *p, results *r)
                  "no peer script at %.900s (give its folder as BENCH_DIR or in $SBX_BENCH_DIR)", script);
         return 1;
     }
-    return child_start(p, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, dir, r->peer_skip,
+    return peer_start_process(p, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, dir, r->peer_skip,
                        sizeof r->peer_skip);
 }
 
 /* Closes the pipes and waits; the exit status goes to r->peer_status. */
-static void peer_stop(child *p, results *r) {
-    const int was_running = p->pid > 0, status = child_finish(p);
+static void peer_stop(peer_process *p, results *r) {
+    const int was_running = p->pid > 0, status = peer_finish_process(p);
     if (was_running) r->peer_status = status;
 }
 
@@ -670,7 +670,7 @@ static int peer_line(results *r, char *line) {
 }
 
 /* Reads the peer's lines up to the one that ends a reply; 0, or 1 when the peer went away. */
-static int peer_reply(child *p, results *r) {
+static int peer_reply(peer_process *p, results *r) {
     char line[LINE_LEN];
     while (p->from && fgets(line, sizeof line, p->from)) {
         line[strcspn(line, "\r\n")] = '\0';
@@ -683,7 +683,7 @@ static int peer_reply(child *p, results *r) {
 }
 
 /* Sends one command and reads its reply; 0, or 1 when the peer is gone. */
-static int peer_command(child *p, results *r, const char *command) {
+static int peer_command(peer_process *p, results *r, const char *command) {
     if (!r->torch_ok || !p->to) return 1;
     if (fprintf(p->to, "%s\n", command) < 0 || fflush(p->to) != 0) {
         peer_stop(p, r);
@@ -914,7 +914,8 @@ static int parse_options(int argc, char **argv, options *o) {
 }
 
 /* The interleaved epochs: for each repeat, ours then torch at each thread count. */
-static int run_epochs(trainer *t, const dataset *train, const dataset *test, child *p, int repeat, results *r) {
+static int run_epochs(trainer *t, const dataset *train, const dataset *test, peer_process *p, int repeat,
+                      results *r) {
     for (int k = 0; k < repeat; k++)
         for (int ti = 0; ti < NUM_THREADS; ti++) {
             run *o = &r->ours[ti][r->nours[ti]];
@@ -960,7 +961,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     char dir[] = "/tmp/bench_train.XXXXXX", folder[PATH_LEN], script[PATH_LEN];
-    child p = {0, NULL, NULL};
+    peer_process p = {0, NULL, NULL};
     int error = 0, have_dir = mkdtemp(dir) != NULL;
     if (!have_dir) {
         fprintf(stderr, "%s: mkdtemp failed: %s\n", BENCH_NAME, strerror(errno));

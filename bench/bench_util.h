@@ -139,15 +139,15 @@ static inline void peer_folder(const char *arg, char *dir, size_t len) {
 
 /* A peer process driven by commands: what is written to `to` is its standard input; its standard
  * output and error come back on `from`. pid 0: not running. */
-typedef struct child {
+typedef struct peer_process {
     pid_t pid;
     FILE *to, *from;
-} child;
+} peer_process;
 
 /* Starts `python script arg` as c; 0, or 1 with why (why_len bytes) saying what failed. A python that
  * cannot be executed answers "skip cannot run PYTHON: REASON" on `from` and exits with status 127. */
-static inline int child_start(child *c, const char *python, const char *script, const char *arg, char *why,
-                              size_t why_len) {
+static inline int peer_start_process(peer_process *c, const char *python, const char *script, const char *arg,
+                                     char *why, size_t why_len) {
     int in[2], out[2];
     c->pid = 0;
     c->to = c->from = NULL;
@@ -200,7 +200,7 @@ static inline int child_start(child *c, const char *python, const char *script, 
 
 /* Closes what is still open of c's pipes (closing its input ends a peer that reads commands) and
  * waits for it: its exit status, 128 + the signal that ended it, or -1 when it was not running. */
-static inline int child_finish(child *c) {
+static inline int peer_finish_process(peer_process *c) {
     if (c->to) fclose(c->to);
     if (c->from) fclose(c->from);
     c->to = c->from = NULL;

@@ -387,10 +387,16 @@ class Pinned:
         self.cpus = {cpu} if cpu >= 0 else Pinned.every
 
     def __enter__(self):
-        os.sched_setaffinity(0, self.cpus)
+        try:
+            os.sched_setaffinity(0, self.cpus)
+        except OSError as e:  # run unpinned, as bench_layers does when it cannot pin
+            print("pinning", sorted(self.cpus), "failed:", e, flush=True)
 
     def __exit__(self, *exc):
-        os.sched_setaffinity(0, Pinned.every)
+        try:
+            os.sched_setaffinity(0, Pinned.every)
+        except OSError as e:
+            print("unpinning failed:", e, flush=True)
 
 
 # ---- main ----
