@@ -650,7 +650,7 @@ static void start_peer(bench *b, int argc, char **argv) {
         return;
     }
     if (peer_start_process(&b->peer, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, b->dir, r->peer_skip,
-                    sizeof r->peer_skip))
+                           sizeof r->peer_skip))
         return;
     if (peer_answer(b) == 0) {
         r->numpy_ok = 1; /* it imports numpy and scipy before its "done" */

@@ -599,7 +599,7 @@ static int peer_start(const char *script, const char *dir, peer_process *p, resu
         return 1;
     }
     return peer_start_process(p, env_or("SBX_BENCH_PYTHON", DEFAULT_PYTHON), script, dir, r->peer_skip,
-                       sizeof r->peer_skip);
+                              sizeof r->peer_skip);
 }
 
 /* Closes the pipes and waits; the exit status goes to r->peer_status. */
