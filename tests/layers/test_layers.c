@@ -550,6 +550,49 @@ static sbx_dtype mask_dtype(int64_t taps) {
     return taps <= 8 ? SBX_UINT8 : taps <= 16 ? SBX_UINT16 : taps <= 32 ? SBX_UINT32 : SBX_UINT64;
 }
 
+/* Images of more than 10 MiB a call take the forward pass that prefetches its input (pool_map): the
+ * same bytes as the same images pooled one at a time (below that size), and the first image against
+ * ref_pool. 2-d rows of windows side by side and overlapping, a 3-d case, and the end of the images
+ * falling inside an output row's prefetch. */
+static void test_pool_streamed(void **state) {
+    (void)state;
+    const int64_t cases[][7] = {/* ndim, channels, in (3), kernel = stride (2-d: k, s) */
+                                {2, 3, 64, 64, 0, 3, 3}, {2, 1, 130, 128, 0, 3, 2}, {3, 2, 16, 16, 16, 2, 2}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++)
+        for (int dt = 0; dt < 2; dt++) {
+            const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
+            const int nd = (int)cases[t][0];
+            const int64_t in[3] = {cases[t][2], cases[t][3], cases[t][4]}, k[3] = {cases[t][5], cases[t][5], cases[t][5]},
+                          st[3] = {cases[t][6], cases[t][6], cases[t][6]};
+            sbx_conv_shape s;
+            sbx_conv_plan *p;
+            assert_int_equal(sbx_conv_shape_make(nd, cases[t][1], in, k, st, SBX_CONV_VALID, &s), SBX_OK);
+            assert_int_equal(sbx_pool_plan_create(&s, dtype, &p), SBX_OK);
+            const size_t size = sbx_dtype_size(dtype);
+            const int64_t batch = (10 << 20) / (s.in_size * (int64_t)size) + 2, width = s.channels * s.out_size;
+            sbx_array *x64 = random_matrix(batch, s.in_size), *x, *y;
+            assert_int_equal(sbx_array_cast(x64, dtype, &x), SBX_OK);
+            assert_int_equal(sbx_pool_forward(p, x, &y), SBX_OK);
+            for (int64_t b = 0; b < batch; b++) {
+                sbx_array *xb = matrix(dtype, 1, s.in_size), *yb;
+                memcpy(xb->data, (const char *)x->data + (size_t)(b * s.in_size) * size, (size_t)s.in_size * size);
+                assert_int_equal(sbx_pool_forward(p, xb, &yb), SBX_OK);
+                assert_memory_equal(yb->data, (const char *)y->data + (size_t)(b * width) * size, (size_t)width * size);
+                sbx_array_free(xb);
+                sbx_array_free(yb);
+            }
+            sbx_array *xd, *yd;
+            assert_int_equal(sbx_array_cast(x, SBX_FLOAT64, &xd), SBX_OK);
+            assert_int_equal(sbx_array_cast(y, SBX_FLOAT64, &yd), SBX_OK);
+            for (int64_t c = 0; c < s.channels; c++)
+                for (int64_t o = 0; o < s.out_size; o++)
+                    assert_true(((double *)yd->data)[c * s.out_size + o] == ref_pool(&s, xd->data, 0, c, o));
+            sbx_array *all[] = {x64, x, y, xd, yd};
+            for (size_t i = 0; i < 5; i++) sbx_array_free(all[i]);
+            sbx_conv_plan_free(p);
+        }
+}
+
 /* The training pair: forward with masks gives the same maxima (and masks of the documented type), and
  * the backward pass from the masks the same gradient as sbx_pool_backward, ties and full mode included. */
 static void test_pool_masks(void **state) {
@@ -1348,7 +1391,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_adjoint_by_image),
         cmocka_unit_test(test_direct_rows),        cmocka_unit_test(test_demo_layers),
         cmocka_unit_test(test_gradients),          cmocka_unit_test(test_pool_gradient_ties),
-        cmocka_unit_test(test_pool_masks),
+        cmocka_unit_test(test_pool_masks),          cmocka_unit_test(test_pool_streamed),
         cmocka_unit_test(test_thread_counts_agree), cmocka_unit_test(test_local_blocks),
         cmocka_unit_test(test_tiled_backward),
         cmocka_unit_test(test_copy_runs),          cmocka_unit_test(test_adjoint_gradient),
