@@ -31,10 +31,11 @@ struct sbx_conv_plan {
     /* 1 when the gathers copy runs (base + delta) rather than reading the gather table: measured
      * faster only once the table outgrows the caches (short runs cost more than indexed loads). */
     int copy_runs;
-    /* Convolutions in valid mode with stride 1 along the last axis and output rows of half a 64-byte
-     * vector or more run a direct kernel: output row q reads, through tap j (feature map c, kernel
-     * tap l), the contiguous run that starts at base[q] + taps[j], with taps[j] = c * (pixels per map)
-     * + delta[l] (width entries). */
+    /* Convolutions in valid mode with stride 1 along the last axis: taps[j] = c * (pixels per map) +
+     * delta[l] for tap j (feature map c, kernel tap l; width entries). Where output rows are half a
+     * 64-byte vector or more a direct kernel runs: output row q reads, through tap j, the contiguous
+     * run that starts at base[q] + taps[j]. Narrower rows have taps for the kernel gradient with the
+     * kernels in the lanes (kgrad_lanes) alone. */
     int64_t *taps;
     /* Convolutions with stride 1 everywhere and 2 or more feature maps, image rows of a vector or
      * more, and no maps_lanes: the image gradient is itself a valid-mode convolution (of the output

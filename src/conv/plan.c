@@ -204,13 +204,18 @@ static sbx_status measure(sbx_conv_plan *p, int64_t batch) {
     return st;
 }
 
+/* Output rows wide enough for the direct convolution's vectors: half a 64-byte vector or more. */
+static int direct_rows(const sbx_conv_shape *s, sbx_dtype dtype) {
+    return 2 * s->out[s->ndim - 1] >= 64 / (int64_t)sbx_dtype_size(dtype);
+}
+
 /* The candidates of p's forward pass (conv.h) and the choice: the rules' (ESTIMATE), the wisdom's, or
  * the fastest measured (MEASURE, then recorded in the wisdom). */
 static sbx_status choose(sbx_conv_plan *p, unsigned flags, int64_t batch) {
     p->flags = flags;
     p->batch = batch;
     if (p->kind == PLAN_CONV) {
-        if (p->taps || p->phased) p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
+        if ((p->taps && direct_rows(&p->shape, p->dtype)) || p->phased) p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
         p->candidates[p->ncandidates++] = SBX_ALGO_GATHER;
         p->candidates[p->ncandidates++] = SBX_ALGO_CSR;
         p->candidates[p->ncandidates++] = SBX_ALGO_CSC;
@@ -279,11 +284,14 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
         sbx_array_free(table);
     }
     /* The direct convolution (stride 1 on the last axis) also reads runs at base + taps. Its vectors
-     * run along output rows, which must be half a vector or more: rows narrower than a vector go two
-     * to a vector (the demo's second layer, 16 x 12 x 12 maps, 32 kernels 5x5, batch 64: 0.55 ms
-     * forward against 1.6 by gather + GEMM and 45 by the scalar code this replaced). */
+     * run along output rows, which must be half a vector or more (direct_rows): rows narrower than a
+     * vector go two to a vector (the demo's second layer, 16 x 12 x 12 maps, 32 kernels 5x5, batch 64:
+     * 0.55 ms forward against 1.6 by gather + GEMM and 45 by the scalar code this replaced). The
+     * kernel gradient with the kernels in the lanes (kgrad_lanes) reads taps a position at a time, so
+     * narrower rows have taps too, for it alone: bench_layers' small maps (output rows of 6), float32,
+     * backward, 1 thread [Zen 5]: 0.34-0.38 -> 0.24-0.28 ms against gather + GEMM. */
     const int64_t es = (int64_t)sbx_dtype_size(dtype), last = shape->ndim - 1, L = 64 / es;
-    if (valid) st = sbx__direct_tables(p, kind == PLAN_CONV && shape->stride[last] == 1 && 2 * shape->out[last] >= L);
+    if (valid) st = sbx__direct_tables(p, kind == PLAN_CONV && shape->stride[last] == 1);
     int unit = 1;
     for (int d = 0; d < shape->ndim; d++) unit &= shape->stride[d] == 1;
     /* The adjoint computes `channels` maps (4 at a time below 5, else in blocks of 8 kernels): for a
@@ -306,7 +314,7 @@ static sbx_status plan_create(sbx__plan_kind kind, const sbx_conv_shape *shape, 
     if (st == SBX_OK && adjoint && !p->maps_lanes) st = adjoint_create(p);
     /* Full mode, or a stride along the last axis: the direct kernel over rearranged images (phased.c)
      * where its output rows are half a vector or more, as above. */
-    if (st == SBX_OK && kind == PLAN_CONV && !p->taps && 2 * shape->out[last] >= L) st = sbx__phased_create(p);
+    if (st == SBX_OK && kind == PLAN_CONV && !p->taps && direct_rows(shape, dtype)) st = sbx__phased_create(p);
     /* Narrow rows at stride 2 along the last axis: the forward pass reads the images as they are
      * (internal.h, taps2): no pass to rearrange them, which was 8-12 % of its time (config b at stride
      * 2, float32, one thread). The 32-byte kernels (layers.c) rearrange them all the same. */
