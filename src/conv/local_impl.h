@@ -224,6 +224,16 @@ static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
 #define LC_WEIGHTS_AHEAD 3 /* positions ahead whose weights local_forward and the image gradient ask for */
 #define LC_ITEMS 6 /* local_forward's fewest items, when the images allow */
 
+/* How many positions ahead the unshared weights are asked for (lc_weights_ahead): LC_WEIGHTS_AHEAD,
+ * or for weights of more than STREAM_BYTES (layers.c), which stream from memory every call, the
+ * position about to be read, just before it: the local 3-d case (38 MB of float64 weights), one
+ * thread, mean of 30-40 calls, 4-6 alternations [Zen 5]: image gradient 11.6-14.1 -> 8.0-11.0 ms,
+ * forward 5.0-5.6 -> 3.1-5.0 ms; config b's 12 MB float64 the same within noise. */
+static int64_t NAME(lc_ahead)(const sbx_conv_plan *p) {
+    const int64_t most = STREAM_BYTES / (int64_t)sizeof(T) / p->shape.out_size; /* no overflow */
+    return p->width * p->nkern > most ? 0 : LC_WEIGHTS_AHEAD;
+}
+
 /* The image gradient's vectors of images per item: 4, or fewer when that leaves threads idle. The
  * chunks may follow the thread count (their lanes are summed apart); the tiles may not. */
 static int64_t NAME(lc_chunk)(const sbx_conv_plan *p, int64_t batch, int nt) {
@@ -276,6 +286,7 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
                                 T *work, int64_t *offs, int nt, int shared) {
     const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width, P = LC_POSITIONS;
     const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L, C = p->shape.channels;
+    const int64_t ahead = NAME(lc_ahead)(p);
     T *xt = work, *bufs = xt + (in + 1) * Bp;
     int64_t *taps = offs;
     NAME(lc_images)(p, batch, Bp, x, xt, nt);
@@ -309,12 +320,13 @@ static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *
         }
         for (int64_t q = 0; q < np; q++) {
             NAME(lc_offsets)(p, o0 + q, Bp, in, off);
-            /* Unshared weights for 4 vectors of images or fewer: those of the position LC_WEIGHTS_AHEAD on, K
-             * at each (map, kernel), asked for now. Read once or twice they are a stream of scattered
-             * runs, and waiting on them was most of a float64 pass on one thread (the 3-d case, one
-             * vector of images: 8.2-8.8 ms, 1.6 on two; 2.4 with this; config b, 4 vectors: 4.0 -> 2.9). */
-            if (!shared && Bp <= 4 * L && o0 + q + LC_WEIGHTS_AHEAD < O)
-                NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_WEIGHTS_AHEAD);
+            /* Unshared weights for 4 vectors of images or fewer, not copied: those of the position
+             * `ahead` on (lc_ahead), K at each (map, kernel), asked for now. Read once or twice they are
+             * a stream of scattered runs, and waiting on them was most of a float64 pass on one thread
+             * (the 3-d case, one vector of images: 8.2-8.8 ms, 1.6 on two; 2.4 with this; config b, 4
+             * vectors: 4.0 -> 2.9). */
+            if (!shared && !copied && Bp <= 4 * L && o0 + q + ahead < O)
+                NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + ahead);
             /* rows: the kernels (W apart when shared, else O * K), depth: the taps; vectors: the images */
             NAME(lc_product) a = {.depth = W, .s = shared ? w : w + (o0 + q) * K, .sr = shared ? W : O * K,
                                   .ss = 1, .soffs = shared ? NULL : taps, .u = xt, .uoffs = off,
@@ -350,7 +362,7 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                                  T *gw, T *gb, T *work, int64_t *offs, int nt) {
     const int64_t O = p->shape.out_size, K = p->shape.kernel_size, C = p->shape.channels, N = p->nkern, W = p->width;
     const int64_t in = p->shape.in_size, U = N * O, L = LANES_T, Bp = (batch + L - 1) / L * L, P = LC_POSITIONS;
-    const int64_t NP = (N + L - 1) / L * L;
+    const int64_t NP = (N + L - 1) / L * L, ahead = NAME(lc_ahead)(p);
     int64_t *taps = offs;
     NAME(lc_weight_taps)(p, taps);
     if (gx) {
@@ -381,8 +393,7 @@ static void NAME(local_backward)(const sbx_conv_plan *p, int64_t batch, const T 
                 }
                 for (int64_t q = 0; q < npos; q++) {
                     NAME(lc_offsets)(p, o0 + q, Bp, -1, off);
-                    if (o0 + q + LC_WEIGHTS_AHEAD < o1)
-                        NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + LC_WEIGHTS_AHEAD);
+                    if (o0 + q + ahead < o1) NAME(lc_weights_ahead)(w, C * N, O, K, o0 + q + ahead);
                     /* rows: the taps (added into gxt rows off[j]), depth: the kernels (a stride of O * K
                      * apart); vectors: the images of the chunk */
                     const NAME(lc_product) a = {.depth = N, .s = w + (o0 + q) * K, .roffs = taps, .ss = O * K,
