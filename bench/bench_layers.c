@@ -965,8 +965,17 @@ static int run_table(int argc, char **argv, int child, results *r) {
     printf("timing sparsebox and, after each of its figures, torch's%s...\n",
            b.pin.cpu >= 0 ? " (1-thread figures on one CPU, both sides)" : " (not pinned: sched_getcpu failed)");
     fflush(stdout);
+    const int tty = isatty(STDERR_FILENO);
+    const double t0 = wall_now();
     for (size_t ci = 0; ci < NUM_CASES && !error; ci++)
-        for (int di = 0; di < NUM_DTYPES && !error; di++) error = bench_layer(&b, ci, di);
+        for (int di = 0; di < NUM_DTYPES && !error; di++) {
+            /* progress on stderr (the table goes to stdout): a line each, rewritten on a terminal */
+            fprintf(stderr, "%sbench_layers: %zu of %zu: %s %s %s (%.0f s so far)%s", tty ? "\r\033[K" : "",
+                    ci * NUM_DTYPES + (size_t)di + 1, NUM_CASES * NUM_DTYPES, CASES[ci].kind, CASES[ci].name,
+                    sbx_dtype_name(DTYPES[di]), wall_now() - t0, tty ? "" : "\n");
+            error = bench_layer(&b, ci, di);
+        }
+    if (tty) fprintf(stderr, "\r\033[K");
     stop_peer(&b);
     remove_dir(dir);
     if (error) return 1;
