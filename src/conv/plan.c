@@ -215,7 +215,8 @@ static sbx_status choose(sbx_conv_plan *p, unsigned flags, int64_t batch) {
     p->flags = flags;
     p->batch = batch;
     if (p->kind == PLAN_CONV) {
-        if ((p->taps && direct_rows(&p->shape, p->dtype)) || p->phased) p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
+        if ((p->taps && direct_rows(&p->shape, p->dtype)) || p->phased)
+            p->candidates[p->ncandidates++] = SBX_ALGO_DIRECT;
         p->candidates[p->ncandidates++] = SBX_ALGO_GATHER;
         p->candidates[p->ncandidates++] = SBX_ALGO_CSR;
         p->candidates[p->ncandidates++] = SBX_ALGO_CSC;

@@ -562,8 +562,8 @@ static void test_pool_streamed(void **state) {
         for (int dt = 0; dt < 2; dt++) {
             const sbx_dtype dtype = dt ? SBX_FLOAT32 : SBX_FLOAT64;
             const int nd = (int)cases[t][0];
-            const int64_t in[3] = {cases[t][2], cases[t][3], cases[t][4]}, k[3] = {cases[t][5], cases[t][5], cases[t][5]},
-                          st[3] = {cases[t][6], cases[t][6], cases[t][6]};
+            const int64_t in[3] = {cases[t][2], cases[t][3], cases[t][4]};
+            const int64_t k[3] = {cases[t][5], cases[t][5], cases[t][5]}, st[3] = {cases[t][6], cases[t][6], cases[t][6]};
             sbx_conv_shape s;
             sbx_conv_plan *p;
             assert_int_equal(sbx_conv_shape_make(nd, cases[t][1], in, k, st, SBX_CONV_VALID, &s), SBX_OK);
