@@ -74,8 +74,9 @@ SBX_CLONES static void NAME(kgrad_block)(const sbx_conv_plan *p, int64_t batch, 
     }
 }
 
-/* The kernel gradient with the kernels in the vector lanes (direct-path plans with a vector of kernels or
- * more): gk[n][j] = sum over images b and output positions o of g[b][n][o] * x[b][base[o] + taps[j]].
+/* The kernel gradient with the kernels in the vector lanes (plans with taps: a vector of kernels or
+ * more, or output rows narrower than a vector, which have no direct forward pass when under half one):
+ * gk[n][j] = sum over images b and output positions o of g[b][n][o] * x[b][base[o] + taps[j]].
  * An item is a block of up to 2 vectors of kernels and KJ taps; per position it takes the block's
  * gradients as vectors (the gradient transposed: positions x kernels) and each tap's pixel broadcast,
  * 2 x KJ multiply-adds for 2 + KJ loads. Each sum runs over images, then positions, in order, in its

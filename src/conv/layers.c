@@ -39,15 +39,13 @@
 #define UNROLL _Pragma("GCC unroll 16")
 #define BLOCK 8 /* (image, tile) steps per kernel-gradient partial sum */
 #define KG 8    /* blocks of JB taps per pass over the images (kgrad_block) */
-/* STREAM_BYTES: data read per call beyond which it is taken to stream from memory each call rather
- * than stay cached between calls (the cliff lay between 8 and 12 MiB here; L3 32 MiB [Zen 5]).
- * Pooling prefetches such images POOL_AHEAD bytes ahead (pool_map); local connections ask for such
- * weights just before their use (lc_ahead). Pool p3's images [Zen 5, 1 thread, mean of 400 calls]:
+/* Pooling prefetches images of more than SBX__STREAM_BYTES (layers.h) POOL_AHEAD bytes ahead
+ * (pool_map). Pool p3's images [Zen 5, 1 thread, mean of 400 calls]:
  * 16 MiB float64 0.90-1.49 -> 0.49-0.72 ms, 12 MiB 0.75-0.97 -> 0.74-0.79, 10 MiB the same within
  * noise, 8 MiB float32 0.39-0.49 -> 0.46-0.61, 4 MiB 0.13-0.18 -> 0.19-0.23 (4 and 16 KB ahead did no
  * better than 8). */
 #define POOL_AHEAD 8192
-#define STREAM_BYTES (10 << 20)
+#define STREAM_BYTES SBX__STREAM_BYTES
 #if SBX_VEC_BYTES == 64 /* 32 vector registers (AVX-512) */
 #define NB 8 /* kernels per block of the direct convolution: 2 x NB vector accumulators */
 #define KB 4 /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */

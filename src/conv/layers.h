@@ -5,6 +5,12 @@
 
 #include "conv/internal.h"
 
+/* Data read per call beyond which it is taken to stream from memory every call rather than stay
+ * cached between calls (the cliff lay between 8 and 12 MiB; L3 32 MiB [Zen 5]): pooling prefetches
+ * such images ahead (pool_map), local connections ask for such weights just before their use
+ * (lc_ahead). */
+#define SBX__STREAM_BYTES (10 << 20)
+
 /* plan is non-NULL and of the kind. */
 sbx_status sbx__layer_plan(const sbx_conv_plan *p, sbx__plan_kind kind);
 /* a is non-NULL, of the plan's dtype, and rows x cols (rows < 0: any number, returned in *batch);

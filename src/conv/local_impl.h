@@ -225,7 +225,7 @@ static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
 #define LC_ITEMS 6 /* local_forward's fewest items, when the images allow */
 
 /* How many positions ahead the unshared weights are asked for (lc_weights_ahead): LC_WEIGHTS_AHEAD,
- * or for weights of more than STREAM_BYTES (layers.c), which stream from memory every call, the
+ * or for weights of more than SBX__STREAM_BYTES (layers.h), which stream from memory every call, the
  * position about to be read, just before it: the local 3-d case (38 MB of float64 weights), one
  * thread, mean of 30-40 calls, 4-6 alternations [Zen 5]: image gradient 11.6-14.1 -> 8.0-11.0 ms,
  * forward 5.0-5.6 -> 3.1-5.0 ms; config b's 12 MB float64 the same within noise. */
@@ -280,8 +280,8 @@ static sbx_status NAME(local_work)(const sbx_conv_plan *p, int64_t batch, int fo
  * Items: LC_POSITIONS positions, their outputs (N x positions x Bp) transposed into y at the end of
  * the item. work: xt, then a buffer per thread; offs: the weights' tap table, then a table per
  * thread for the images and one for the copied weights. The convolution takes this path for plans
- * the direct kernel does not take (strides along the last axis, full mode) and batches of a vector or
- * more; its weights, shared by every position, stay in the caches. */
+ * the direct kernel does not take (strides along the last axis, full mode, output rows under half a
+ * vector) and batches of a vector or more; its weights, shared by every position, stay in the caches. */
 static void NAME(local_forward)(const sbx_conv_plan *p, int64_t batch, const T *x, const T *w, const T *bias, T *y,
                                 T *work, int64_t *offs, int nt, int shared) {
     const int64_t O = p->shape.out_size, K = p->shape.kernel_size, N = p->nkern, W = p->width, P = LC_POSITIONS;

@@ -63,9 +63,11 @@ static inline void NAME(pool_row)(const sbx_conv_plan *p, const T *xm, int64_t q
 /* The maxima of a whole map (direct path). Rows are short (12 outputs for a 24-wide map pooled by 2),
  * so 256-bit vectors: 512-bit loops would leave them to the scalar remainder. With readable > 0 (the
  * elements from xm to the end of the images; only for images too large to stay cached between calls,
- * see STREAM_BYTES in layers.c) every input line POOL_AHEAD bytes past the current output row's is
- * prefetched first: one core's hardware prefetcher alone fetched pool p3 float64 (16 MiB) at about half
- * the speed [Zen 5]; for images that stay cached the prefetches only cost time. */
+ * SBX__STREAM_BYTES in layers.h) each output row first asks for the input lines POOL_AHEAD bytes past
+ * its first window, as many as lie between one output row's windows and the next's: the whole input
+ * ahead in 2-d; in 3-d, where rows jump from plane to plane, some lines are missed; 1-d maps are one
+ * row and ask for nothing. One core's hardware prefetcher alone fetched pool p3 float64 (16 MiB) at
+ * about half the speed [Zen 5]; for images that stay cached the prefetches only cost time. */
 SBX_CLONES_256 static void NAME(pool_map)(const sbx_conv_plan *p, const T *xm, int64_t readable, T *restrict ym) {
     const int64_t O = p->shape.out_size, row = p->shape.out[p->shape.ndim - 1];
     const int64_t span = row < O ? p->base[row] - p->base[0] : 0, line = 64 / (int64_t)sizeof(T);
