@@ -534,6 +534,23 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
     pt->kept = kept;
 }
 
+/* The entries the blocks kept, and whether any saw a bad index or mean. */
+static int64_t blocks_kept(const poisson_part *parts, int nt, int *bad) {
+    int64_t total = 0;
+    *bad = 0;
+    for (int t = 0; t < nt; t++) {
+        *bad |= parts[t].bad;
+        total += parts[t].kept;
+    }
+    return total;
+}
+
+/* Whether the result takes block 0's arrays (values kept in its dtype, at least half the entries
+ * kept), else exact arrays of its own, no more than half wasted. */
+static int keeps_block0(sbx_dtype vtype, sbx_dtype dtype, int64_t total, int64_t nnz) {
+    return vtype == dtype && total >= nnz / 2;
+}
+
 /* One parallel region: each thread takes a block of lines holding about nnz / nt entries and runs
  * poisson_block over it. Block 0 keeps its draws in arrays with room for every entry (the result's,
  * when it keeps at least half the entries: then with one thread nothing is copied); the others in
@@ -541,9 +558,10 @@ static void poisson_block(const sbx_rng *rng, const sbx_sparse *x, const double 
  * on every thread) where each block goes; where the result needs arrays of its own the calling
  * thread makes them, the team waiting; each thread moves its kept entries to their place (values cast
  * to x's dtype where they were kept as int64) and adds the entries of the blocks before its own to
- * its lines' counts. No pass over the entries is serial, and when the result keeps block 0's arrays
- * the team meets once between the draws and the moves (it met three times: 2 threads spent about
- * 20 % of a call of 10^4 entries waiting, perf [Zen 5]). */
+ * its lines' counts. No pass over the entries is serial. The team meets after the draws, again before
+ * the moves only when the result needs arrays of its own, and at the region's end; it used to meet
+ * four times in every case (2 threads spent about 20 % of a call of 10^4 entries waiting, perf
+ * [Zen 5]). */
 sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_sparse **out) {
     if (!rng || !out) return sbx__error(SBX_ERR_ARG, "sbx_random_poisson: rng or out is NULL");
     SBX_CHECK(sbx__sparse_check_indptr(x, "matrix"));
@@ -582,13 +600,9 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             poisson_block(rng, x, lam, m->indptr, pt);
         }
         /* every block is done (the loop's barrier): the same counts, so the same choices, everywhere */
-        int64_t total = 0;
-        int bad = 0;
-        for (int t = 0; t < nt; t++) {
-            bad |= parts[t].bad;
-            total += parts[t].kept;
-        }
-        const int in_place = vtype == x->dtype && total >= nnz / 2; /* else exact arrays, no more than half wasted */
+        int bad;
+        const int64_t total = blocks_kept(parts, nt, &bad);
+        const int in_place = keeps_block0(vtype, x->dtype, total, nnz);
         if (!bad && !in_place) {
 #pragma omp master
             {
@@ -597,13 +611,15 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             }
 #pragma omp barrier
         }
-        if (!bad && st == SBX_OK) { /* st is read after the barrier that follows its one write */
+        if (!bad && st == SBX_OK) { /* st is written only in the branch above, before its barrier */
             int64_t *to_idx = in_place ? idx0 : own_idx;
             char *to_val = in_place ? val0 : own_val;
 #pragma omp for schedule(static) nowait
             for (int t = 0; t < nt; t++) {
                 poisson_part *pt = &parts[t];
-                for (int u = 0; u < t; u++) pt->at += parts[u].kept;
+                int64_t at = 0;
+                for (int u = 0; u < t; u++) at += parts[u].kept;
+                pt->at = at;
                 for (int64_t i = pt->line0; i < pt->line1; i++) m->indptr[i + 1] += pt->at;
                 if (in_place && t == 0) continue; /* already in place */
                 if (pt->kept > 0) memcpy(to_idx + pt->at, pt->idx + pt->k0, (size_t)pt->kept * sizeof(int64_t));
@@ -613,19 +629,15 @@ sbx_status sbx_random_poisson(const sbx_rng *rng, const sbx_sparse *x, sbx_spars
             }
         }
     }
-    int failed = 0;
-    int64_t total = 0;
-    for (int t = 0; t < nt; t++) {
-        failed |= parts[t].bad;
-        total += parts[t].kept;
-    }
+    int failed;
+    const int64_t total = blocks_kept(parts, nt, &failed);
     if (st == SBX_OK && failed) st = poisson_input_error(x, lam);
     /* A worker's message went to that worker's thread: say it again on this one. */
     for (int t = 0; t < nt && st == SBX_OK; t++)
         if (parts[t].st != SBX_OK)
             st = sbx__error(parts[t].st, "Poisson draws: %s cannot hold them", sbx_dtype_name(x->dtype));
     if (st == SBX_OK) {
-        const int in_place = vtype == x->dtype && total >= nnz / 2;
+        const int in_place = keeps_block0(vtype, x->dtype, total, nnz);
         sbx__free(m->indices);
         sbx__free(m->data);
         m->nnz = total;
