@@ -45,7 +45,6 @@
  * noise, 8 MiB float32 0.39-0.49 -> 0.46-0.61, 4 MiB 0.13-0.18 -> 0.19-0.23 (4 and 16 KB ahead did no
  * better than 8). */
 #define POOL_AHEAD 8192
-#define STREAM_BYTES SBX__STREAM_BYTES
 #if SBX_VEC_BYTES == 64 /* 32 vector registers (AVX-512) */
 #define NB 8 /* kernels per block of the direct convolution: 2 x NB vector accumulators */
 #define KB 4 /* the direct kernel gradient's register block: KB kernels x JB taps (4 x 5 measured */
@@ -706,7 +705,8 @@ sbx_status sbx_pool_forward(const sbx_conv_plan *p, const sbx_array *images, sbx
     if (!out) return sbx__error(SBX_ERR_ARG, "out is NULL");
     SBX_CHECK(new_output(p, batch, p->shape.channels * p->shape.out_size, &y));
     int nt = threads_for(batch * p->shape.channels, p->shape.out_size * p->shape.kernel_size); /* a map a step */
-    const int stream = batch > STREAM_BYTES / (int64_t)sbx_dtype_size(p->dtype) / p->shape.in_size; /* no overflow */
+    const int64_t most = SBX__STREAM_BYTES / (int64_t)sbx_dtype_size(p->dtype) / p->shape.in_size; /* no overflow */
+    const int stream = batch > most;
     if (p->dtype == SBX_FLOAT32)
         pool_forward_f32(p, batch, images->data, y->data, stream, nt);
     else

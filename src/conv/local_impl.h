@@ -230,7 +230,7 @@ static int64_t NAME(lc_tile_rows)(const sbx_conv_plan *p) {
  * thread, mean of 30-40 calls, 4-6 alternations [Zen 5]: image gradient 11.6-14.1 -> 8.0-11.0 ms,
  * forward 5.0-5.6 -> 3.1-5.0 ms; config b's 12 MB float64 the same within noise. */
 static int64_t NAME(lc_ahead)(const sbx_conv_plan *p) {
-    const int64_t most = STREAM_BYTES / (int64_t)sizeof(T) / p->shape.out_size; /* no overflow */
+    const int64_t most = SBX__STREAM_BYTES / (int64_t)sizeof(T) / p->shape.out_size; /* no overflow */
     return p->width * p->nkern > most ? 0 : LC_WEIGHTS_AHEAD;
 }
 
